@@ -1,0 +1,45 @@
+#include "ref/atomic_file.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+namespace moeref {
+
+namespace fs = std::filesystem;
+
+void write_file_atomically(const fs::path& target,
+                           const std::function<void(std::ostream&)>& write) {
+  std::string temporary_name = ".";
+  temporary_name += target.filename().string();
+  temporary_name += ".tmp.";
+  temporary_name += std::to_string(getpid());
+  const fs::path temporary = target.parent_path() / temporary_name;
+  try {
+    {
+      std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+      if (!out) throw std::runtime_error("cannot open for writing");
+      write(out);
+      out.flush();
+      if (!out) throw std::runtime_error("write failed");
+    }
+    std::error_code error;
+    fs::rename(temporary, target, error);
+    if (error) throw std::runtime_error("cannot rename into place: " + error.message());
+  } catch (const std::exception& e) {
+    std::error_code ignored;
+    fs::remove(temporary, ignored);
+    throw std::runtime_error(target.string() + ": " + e.what());
+  }
+}
+
+void write_file_atomically(const fs::path& target, std::string_view contents) {
+  write_file_atomically(target, [&](std::ostream& out) {
+    out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
+  });
+}
+
+}  // namespace moeref

@@ -1,0 +1,104 @@
+#include "ref/decoder_layer.h"
+
+#include <vector>
+
+#include "ref/feed_forward.h"
+
+namespace moeref {
+
+namespace {
+
+void add_residual(float* x, const std::vector<float>& branch) {
+  for (size_t i = 0; i < branch.size(); ++i) x[i] += branch[i];
+}
+
+void attention_block(const LayerContext& c, float* x) {
+  const ModelConfig& config = c.config;
+  const Kernels& kernels = c.kernels;
+  const LayerWeights& w = c.weights;
+  const TraceScope& trace = c.trace;
+  const int64_t n_tokens = static_cast<int64_t>(c.positions.size());
+  const int64_t d = config.d_model;
+  const int64_t H = config.n_heads;
+  const int64_t G = config.n_kv_heads;
+  const int64_t hd = config.head_dim;
+
+  std::vector<float> normed(static_cast<size_t>(n_tokens * d));
+  apply_norm(kernels, config, w.attn_norm, w.attn_norm_bias, x, normed.data(), n_tokens);
+  trace("attn_norm.out", {n_tokens, d}, normed.data());
+
+  std::vector<float> q(static_cast<size_t>(n_tokens * H * hd));
+  std::vector<float> k(static_cast<size_t>(n_tokens * G * hd));
+  std::vector<float> v(k.size());
+  kernels.matmul(normed.data(), w.q_proj.data(), q.data(), n_tokens, d, H * hd);
+  kernels.matmul(normed.data(), w.k_proj.data(), k.data(), n_tokens, d, G * hd);
+  kernels.matmul(normed.data(), w.v_proj.data(), v.data(), n_tokens, d, G * hd);
+  if (config.positions == PositionKind::kRope) {
+    kernels.rope(q.data(), c.positions, H, hd, config.rope_theta);
+    kernels.rope(k.data(), c.positions, G, hd, config.rope_theta);
+  }
+  trace("attn.q", {n_tokens, H, hd}, q.data());
+  trace("attn.k", {n_tokens, G, hd}, k.data());
+  trace("attn.v", {n_tokens, G, hd}, v.data());
+
+  c.cache.store(c.layer, k.data(), v.data(), n_tokens);
+  const int64_t n_keys = c.cache.length() + n_tokens;
+  std::vector<float> context(q.size());
+  std::vector<float> probs(trace.enabled() ? static_cast<size_t>(n_tokens * H * n_keys) : 0);
+  kernels.attention(q.data(), c.cache.keys(c.layer), c.cache.values(c.layer), c.positions,
+                    {H, G, hd, c.cache.capacity()}, context.data(),
+                    trace.enabled() ? probs.data() : nullptr, n_keys);
+  trace("attn.probs", {n_tokens, H, n_keys}, probs.data());
+  trace("attn.context", {n_tokens, H, hd}, context.data());
+
+  std::vector<float> attn_out(static_cast<size_t>(n_tokens * d));
+  kernels.matmul(context.data(), w.o_proj.data(), attn_out.data(), n_tokens, H * hd, d);
+  trace("attn.out", {n_tokens, d}, attn_out.data());
+
+  add_residual(x, attn_out);
+  trace("attn.residual", {n_tokens, d}, x);
+}
+
+std::optional<RouterStats> ffn_block(const LayerContext& c, float* x) {
+  const ModelConfig& config = c.config;
+  const LayerWeights& w = c.weights;
+  const int64_t n_tokens = static_cast<int64_t>(c.positions.size());
+  const int64_t d = config.d_model;
+
+  std::vector<float> normed(static_cast<size_t>(n_tokens * d));
+  apply_norm(c.kernels, config, w.ffn_norm, w.ffn_norm_bias, x, normed.data(), n_tokens);
+  c.trace("ffn_norm.out", {n_tokens, d}, normed.data());
+
+  std::vector<float> ffn_out(normed.size());
+  std::optional<RouterStats> router;
+  if (config.is_moe_layer(c.layer)) {
+    router = moe_forward(c.kernels, config, w, normed.data(), n_tokens, ffn_out.data(), c.trace);
+    router->layer = c.layer;
+  } else {
+    feed_forward(c.kernels, config.ffn_activation, w.dense, normed.data(), n_tokens,
+                 ffn_out.data());
+    c.trace("ffn.out", {n_tokens, d}, ffn_out.data());
+  }
+
+  add_residual(x, ffn_out);
+  c.trace("out", {n_tokens, d}, x);
+  return router;
+}
+
+}  // namespace
+
+void apply_norm(const Kernels& kernels, const ModelConfig& config, const Tensor& gain,
+                const Tensor& bias, const float* x, float* y, int64_t rows) {
+  if (config.norm == NormKind::kRmsNorm) {
+    kernels.rms_norm(x, gain.data(), config.norm_eps, y, rows, config.d_model);
+  } else {
+    kernels.layer_norm(x, gain.data(), bias.data(), config.norm_eps, y, rows, config.d_model);
+  }
+}
+
+std::optional<RouterStats> decoder_layer_forward(const LayerContext& context, float* x) {
+  attention_block(context, x);
+  return ffn_block(context, x);
+}
+
+}  // namespace moeref

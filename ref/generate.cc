@@ -1,0 +1,62 @@
+#include "ref/generate.h"
+
+#include <chrono>
+#include <span>
+#include <stdexcept>
+#include <string>
+
+namespace moeref {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+void check_request(const ModelConfig& config, const GenerationRequest& request) {
+  validate(request.sampling);
+  if (request.prompt.empty()) throw std::invalid_argument("the prompt is empty");
+  if (request.max_new_tokens < 0) {
+    throw std::invalid_argument("max_new_tokens must be >= 0, got " +
+                                std::to_string(request.max_new_tokens));
+  }
+  const int64_t prompt_length = static_cast<int64_t>(request.prompt.size());
+  if (prompt_length + request.max_new_tokens > config.max_seq_len) {
+    throw std::invalid_argument("a prompt of " + std::to_string(prompt_length) + " tokens plus " +
+                                std::to_string(request.max_new_tokens) +
+                                " new tokens exceeds the context of " +
+                                std::to_string(config.max_seq_len) + " positions (max_seq_len)");
+  }
+}
+
+}  // namespace
+
+GenerationResult generate(const Model& model, const GenerationRequest& request, Tracer* tracer) {
+  check_request(model.config(), request);
+  GenerationResult result;
+  if (request.max_new_tokens == 0) return result;
+
+  KvCache cache = model.new_cache();
+  const auto prefill_start = std::chrono::steady_clock::now();
+  Tensor logits = model.forward(request.prompt, cache, tracer).logits;
+  result.prefill_seconds = seconds_since(prefill_start);
+
+  const auto decode_start = std::chrono::steady_clock::now();
+  while (true) {
+    const int64_t last = logits.dim(0) - 1;
+    const std::span<const float> last_logits(logits.row(last), static_cast<size_t>(logits.dim(1)));
+    const auto position = static_cast<uint32_t>(cache.length());
+    const int32_t token = sample_token(last_logits, request.sampling, position, request.request_id);
+    result.tokens.push_back(token);
+    if (token == model.config().eos_token_id) {
+      result.stopped_at_eos = true;
+      break;
+    }
+    if (static_cast<int64_t>(result.tokens.size()) == request.max_new_tokens) break;
+    logits = model.forward(std::span<const int32_t>(&token, 1), cache, tracer).logits;
+  }
+  result.decode_seconds = seconds_since(decode_start);
+  return result;
+}
+
+}  // namespace moeref

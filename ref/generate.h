@@ -1,0 +1,36 @@
+// Autoregressive generation: prefill the prompt in one forward call, then one decode call per
+// new token, each token chosen by ref/sampling.h from the logits of the last position.
+//
+// Generation stops after max_new_tokens tokens or right after emitting the config's EOS token
+// (which is returned). Errors (std::invalid_argument, nothing generated): an empty prompt, a
+// prompt token outside the vocabulary, prompt length + max_new_tokens past max_seq_len, invalid
+// sampling parameters.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "ref/model.h"
+#include "ref/sampling.h"
+#include "ref/tracer.h"
+
+namespace moeref {
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;
+  int64_t max_new_tokens = 16;
+  SamplingParams sampling;
+  uint32_t request_id = 0;  // counter word 2 of every sampling draw
+};
+
+struct GenerationResult {
+  std::vector<int32_t> tokens;  // the new tokens only
+  bool stopped_at_eos = false;
+  double prefill_seconds = 0.0;
+  double decode_seconds = 0.0;
+};
+
+GenerationResult generate(const Model& model, const GenerationRequest& request,
+                          Tracer* tracer = nullptr);
+
+}  // namespace moeref

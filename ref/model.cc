@@ -1,0 +1,77 @@
+#include "ref/model.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "ref/decoder_layer.h"
+
+namespace moeref {
+
+Model::Model(ModelConfig config, ModelWeights weights, const Kernels& kernels)
+    : config_(std::move(config)), weights_(std::move(weights)), kernels_(&kernels) {}
+
+void Model::check_tokens(std::span<const int32_t> tokens, const KvCache& cache) const {
+  const int64_t n_tokens = static_cast<int64_t>(tokens.size());
+  if (cache.length() + n_tokens > config_.max_seq_len) {
+    throw std::invalid_argument(std::to_string(n_tokens) + " tokens after " +
+                                std::to_string(cache.length()) +
+                                " cached positions exceed the context of " +
+                                std::to_string(config_.max_seq_len) + " positions (max_seq_len)");
+  }
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    if (tokens[t] < 0 || tokens[t] >= config_.vocab_size) {
+      throw std::invalid_argument("token " + std::to_string(tokens[t]) + " at index " +
+                                  std::to_string(t) + " is outside the vocabulary of " +
+                                  std::to_string(config_.vocab_size) + " tokens");
+    }
+  }
+}
+
+ForwardOutput Model::forward(std::span<const int32_t> tokens, KvCache& cache,
+                             Tracer* tracer) const {
+  check_tokens(tokens, cache);
+  const Kernels& kernels = *kernels_;
+  const int64_t n_tokens = static_cast<int64_t>(tokens.size());
+  const int64_t d = config_.d_model;
+  const int64_t vocab = config_.vocab_size;
+
+  std::vector<int64_t> positions(static_cast<size_t>(n_tokens));
+  for (int64_t t = 0; t < n_tokens; ++t) positions[t] = cache.length() + t;
+
+  // Embedding: a row lookup, plus the learned position's row.
+  std::vector<float> x(static_cast<size_t>(n_tokens * d));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    std::copy_n(weights_.embed.row(tokens[t]), d, x.begin() + t * d);
+    if (config_.positions == PositionKind::kLearned) {
+      const float* position_row = weights_.pos_embed.row(positions[t]);
+      for (int64_t i = 0; i < d; ++i) x[t * d + i] += position_row[i];
+    }
+  }
+  const TraceScope model_trace(tracer, "");
+  model_trace("embed.out", {n_tokens, d}, x.data());
+
+  ForwardOutput output;
+  for (int64_t l = 0; l < config_.n_layers; ++l) {
+    const TraceScope layer_trace(tracer, "layers." + std::to_string(l) + ".");
+    const LayerContext context{kernels,   config_, l,          weights_.layers[l],
+                               positions, cache,   layer_trace};
+    if (auto router = decoder_layer_forward(context, x.data())) {
+      output.routers.push_back(*router);
+    }
+  }
+  cache.advance(n_tokens);
+
+  std::vector<float> normed(x.size());
+  apply_norm(kernels, config_, weights_.final_norm, weights_.final_norm_bias, x.data(),
+             normed.data(), n_tokens);
+  model_trace("final_norm.out", {n_tokens, d}, normed.data());
+
+  output.logits = Tensor({n_tokens, vocab});
+  kernels.matmul(normed.data(), weights_.output_head().data(), output.logits.data(), n_tokens, d,
+                 vocab);
+  model_trace("logits", {n_tokens, vocab}, output.logits.data());
+  return output;
+}
+
+}  // namespace moeref

@@ -1,0 +1,56 @@
+// The decoder-only MoE transformer: embedding, n_layers decoder layers, final norm, LM head.
+//
+//   x = embed[tokens] (+ pos_embed[positions] with learned positions)
+//   for each layer: x = DecoderLayer(x)              (ref/decoder_layer.h)
+//   logits = lm_head(FinalNorm(x))                   [tokens, vocab_size]
+//
+// forward() runs a block of new tokens at positions cache.length() .. cache.length() + T - 1 and
+// appends their K/V to the cache: one call with the whole prompt (prefill) and one call per
+// token (decode) give bit-identical logits at the same positions, since no op mixes tokens other
+// than attention, which reads the cache in position order either way. The exception is a config
+// with capacity_factor > 0, whose dropping depends on the tokens of the call by definition.
+//
+// Errors: std::invalid_argument for a token outside the vocabulary or a block that would run past
+// max_seq_len (the message says which token or how many positions); the cache is left unchanged.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "ref/config.h"
+#include "ref/kernels.h"
+#include "ref/kv_cache.h"
+#include "ref/moe.h"
+#include "ref/tensor.h"
+#include "ref/tracer.h"
+#include "ref/weights.h"
+
+namespace moeref {
+
+struct ForwardOutput {
+  Tensor logits;                     // [tokens, vocab_size]
+  std::vector<RouterStats> routers;  // one per MoE layer, in layer order
+};
+
+class Model {
+ public:
+  Model(ModelConfig config, ModelWeights weights, const Kernels& kernels = ref_kernels());
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  const Kernels& kernels() const { return *kernels_; }
+  KvCache new_cache() const { return KvCache(config_); }
+
+  ForwardOutput forward(std::span<const int32_t> tokens, KvCache& cache,
+                        Tracer* tracer = nullptr) const;
+
+ private:
+  void check_tokens(std::span<const int32_t> tokens, const KvCache& cache) const;
+
+  ModelConfig config_;
+  ModelWeights weights_;
+  const Kernels* kernels_;
+};
+
+}  // namespace moeref

@@ -1,0 +1,104 @@
+#include "ref/moe.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "ref/feed_forward.h"
+#include "ref/router.h"
+
+namespace moeref {
+
+namespace {
+
+// One (token, rank) pair routed to an expert.
+struct Assignment {
+  int64_t token;
+  int64_t rank;
+};
+
+// Runs every expert over the tokens assigned to it, writing expert_outputs [tokens, k, d].
+void run_experts(const Kernels& kernels, const ModelConfig& config, const LayerWeights& weights,
+                 const float* x, int64_t n_tokens, const std::vector<int32_t>& indices,
+                 const std::vector<int32_t>& kept, std::vector<float>& expert_outputs) {
+  const int64_t d = config.d_model;
+  const int64_t k = config.top_k;
+  for (int64_t e = 0; e < config.n_experts; ++e) {
+    std::vector<Assignment> assigned;
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      for (int64_t j = 0; j < k; ++j) {
+        if (indices[t * k + j] == e && kept[t * k + j]) assigned.push_back({t, j});
+      }
+    }
+    if (assigned.empty()) continue;
+    const int64_t rows = static_cast<int64_t>(assigned.size());
+    std::vector<float> inputs(static_cast<size_t>(rows * d));
+    std::vector<float> outputs(inputs.size());
+    for (int64_t r = 0; r < rows; ++r) {
+      std::copy_n(x + assigned[r].token * d, d, inputs.begin() + r * d);
+    }
+    feed_forward(kernels, config.ffn_activation, weights.experts[e], inputs.data(), rows,
+                 outputs.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      std::copy_n(outputs.begin() + r * d, d,
+                  expert_outputs.begin() + (assigned[r].token * k + assigned[r].rank) * d);
+    }
+  }
+}
+
+}  // namespace
+
+RouterStats moe_forward(const Kernels& kernels, const ModelConfig& config,
+                        const LayerWeights& weights, const float* x, int64_t n_tokens, float* out,
+                        const TraceScope& trace) {
+  const int64_t d = config.d_model;
+  const int64_t n_experts = config.n_experts;
+  const int64_t k = config.top_k;
+  RouterStats stats;
+
+  std::vector<float> router_logits(static_cast<size_t>(n_tokens * n_experts));
+  kernels.matmul(x, weights.router.data(), router_logits.data(), n_tokens, d, n_experts);
+  trace("moe.router_logits", {n_tokens, n_experts}, router_logits.data());
+
+  std::vector<float> router_probs = router_logits;
+  kernels.softmax(router_probs.data(), n_tokens, n_experts);
+  trace("moe.router_probs", {n_tokens, n_experts}, router_probs.data());
+
+  std::vector<int32_t> indices(static_cast<size_t>(n_tokens * k));
+  std::vector<float> topk_weights(indices.size());
+  kernels.select_top_k(router_probs.data(), n_tokens, n_experts, k, config.router_renormalize,
+                       indices.data(), topk_weights.data());
+  trace("moe.topk_indices", {n_tokens, k}, indices.data());
+  trace("moe.topk_weights", {n_tokens, k}, topk_weights.data());
+
+  std::vector<int32_t> kept(indices.size());
+  stats.capacity = ref::expert_capacity(config.capacity_factor, n_tokens, k, n_experts);
+  stats.dropped =
+      ref::apply_capacity(indices.data(), n_tokens, k, n_experts, stats.capacity, kept.data());
+  trace("moe.kept", {n_tokens, k}, kept.data());
+
+  std::vector<float> expert_outputs(static_cast<size_t>(n_tokens * k * d), 0.0f);
+  run_experts(kernels, config, weights, x, n_tokens, indices, kept, expert_outputs);
+  trace("moe.expert_outputs", {n_tokens, k, d}, expert_outputs.data());
+
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t i = 0; i < d; ++i) {
+      double sum = 0.0;
+      for (int64_t j = 0; j < k; ++j) {
+        sum += static_cast<double>(topk_weights[t * k + j]) * expert_outputs[(t * k + j) * d + i];
+      }
+      out[t * d + i] = static_cast<float>(sum);
+    }
+  }
+  trace("moe.out", {n_tokens, d}, out);
+
+  stats.aux_loss =
+      ref::load_balancing_loss(router_probs.data(), indices.data(), n_tokens, n_experts, k);
+  stats.z_loss = ref::router_z_loss(router_logits.data(), n_tokens, n_experts);
+  const float aux = static_cast<float>(stats.aux_loss);
+  const float z = static_cast<float>(stats.z_loss);
+  trace("moe.aux_loss", {}, &aux);
+  trace("moe.z_loss", {}, &z);
+  return stats;
+}
+
+}  // namespace moeref

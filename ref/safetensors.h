@@ -1,0 +1,77 @@
+// safetensors files: read with every validation rule of the format, write atomically.
+//
+// Layout: an 8-byte little-endian u64 N, then N bytes of UTF-8 JSON
+//   {name: {"dtype": D, "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {str: str}}
+// then the tensor data, little-endian, row-major, offsets relative to the start of the data.
+//
+// The reader rejects, each with its own SafetensorsError naming the file and what is wrong:
+// a file under 8 bytes; N over 100,000,000; N + 8 past the end of the file; a header that is not
+// UTF-8 or not a JSON object; an entry that is not an object with exactly dtype, shape and
+// data_offsets; an unknown dtype; a negative or non-integer dimension; offsets that leave gaps or
+// overlap; end - begin != prod(shape) * size(dtype) (computed with overflow checks); data that
+// does not end exactly at the end of the file; duplicate names; metadata that is not str -> str.
+//
+// The writer sorts nothing: tensors are laid out in the order given. It pads the header with
+// spaces to a multiple of 8 and writes to a temporary file in the same directory, renamed over
+// the target only when complete, so a failed write leaves no partial file.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace moeref {
+
+class SafetensorsError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class DType { kBool, kU8, kI8, kI16, kU16, kF16, kBF16, kI32, kU32, kF32, kF64, kI64, kU64 };
+
+const char* dtype_name(DType dtype);  // "F32", ...
+size_t dtype_size(DType dtype);       // bytes per element
+
+struct TensorRecord {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  std::vector<std::byte> bytes;  // prod(shape) * dtype_size(dtype) bytes, little-endian
+
+  int64_t numel() const;
+  // Copies out the elements; throws SafetensorsError naming the tensor if the dtype differs.
+  std::vector<float> to_f32() const;
+  std::vector<int32_t> to_i32() const;
+};
+
+TensorRecord make_f32_record(std::string name, std::vector<int64_t> shape,
+                             std::span<const float> values);
+TensorRecord make_i32_record(std::string name, std::vector<int64_t> shape,
+                             std::span<const int32_t> values);
+
+class SafetensorsFile {
+ public:
+  static SafetensorsFile read(const std::filesystem::path& path);
+
+  const std::vector<TensorRecord>& tensors() const { return tensors_; }  // in file order
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  bool contains(const std::string& name) const;
+  // Throws SafetensorsError naming the file and the missing tensor.
+  const TensorRecord& at(const std::string& name) const;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+  std::vector<TensorRecord> tensors_;
+  std::map<std::string, std::string> metadata_;
+};
+
+void write_safetensors(const std::filesystem::path& path, const std::vector<TensorRecord>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace moeref

@@ -1,0 +1,529 @@
+// ModelConfig: the presets, the JSON round trip, and one case per validation rule.
+
+#include "ref/config.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace moeref {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+const fs::path kSourceDir = MOEREF_SOURCE_DIR;
+
+// A valid config naming every key (the tiny preset's values), which the bad cases mutate.
+json base_config() {
+  return json::parse(R"({
+    "name": "base", "vocab_size": 256, "d_model": 64, "n_layers": 2, "n_heads": 4,
+    "n_kv_heads": 1, "head_dim": 16, "norm": "rmsnorm", "norm_eps": 1e-5, "positions": "rope",
+    "rope_theta": 10000.0, "ffn_activation": "swiglu", "n_experts": 16, "top_k": 2,
+    "router_renormalize": true, "capacity_factor": 0.0, "moe_every": 1, "expert_d_ff": 128,
+    "dense_d_ff": 0, "max_seq_len": 128, "tied_embeddings": false, "init_seed": 1,
+    "init_std": 0.08, "eos_token_id": -1})");
+}
+
+// Only the keys docs/config.md calls required.
+const std::vector<std::string> kRequiredKeys = {"vocab_size",  "d_model",    "n_layers",  "n_heads",
+                                                "n_kv_heads",  "head_dim",   "n_experts", "top_k",
+                                                "expert_d_ff", "max_seq_len"};
+
+json required_only() {
+  const json base = base_config();
+  json config = base;
+  for (const auto& [key, value] : base.items()) {
+    if (std::find(kRequiredKeys.begin(), kRequiredKeys.end(), key) == kRequiredKeys.end()) {
+      config.erase(key);
+    }
+  }
+  return config;
+}
+
+std::string message_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no ConfigError thrown";
+  return "";
+}
+
+TEST(ConfigPresets, TinyHasTheDocumentedValues) {
+  ModelConfig expected;
+  expected.name = "tiny";
+  expected.vocab_size = 256;
+  expected.d_model = 64;
+  expected.n_layers = 2;
+  expected.n_heads = 4;
+  expected.n_kv_heads = 1;
+  expected.head_dim = 16;
+  expected.norm = NormKind::kRmsNorm;
+  expected.norm_eps = 1e-5;
+  expected.positions = PositionKind::kRope;
+  expected.rope_theta = 10000.0;
+  expected.ffn_activation = Activation::kSwiGlu;
+  expected.n_experts = 16;
+  expected.top_k = 2;
+  expected.router_renormalize = true;
+  expected.capacity_factor = 0.0;
+  expected.moe_every = 1;
+  expected.expert_d_ff = 128;
+  expected.dense_d_ff = 0;
+  expected.max_seq_len = 128;
+  expected.tied_embeddings = false;
+  expected.init_seed = 1;
+  expected.init_std = 0.08;
+  expected.eos_token_id = -1;
+  EXPECT_EQ(load_config(kSourceDir / "configs/tiny.json"), expected);
+}
+
+TEST(ConfigPresets, SmallHasTheDocumentedValues) {
+  const ModelConfig c = load_config(kSourceDir / "configs/small.json");
+  EXPECT_EQ(c.name, "small");
+  EXPECT_EQ(c.d_model, 512);
+  EXPECT_EQ(c.n_layers, 8);
+  EXPECT_EQ(c.n_heads, 8);
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(c.n_kv_heads, 1);
+  EXPECT_EQ(c.n_experts, 16);
+  EXPECT_EQ(c.top_k, 2);
+  EXPECT_EQ(c.expert_d_ff, 1024);
+  EXPECT_EQ(c.vocab_size, 32000);
+  EXPECT_EQ(c.max_seq_len, 2048);
+  EXPECT_EQ(c.ffn_activation, Activation::kSwiGlu);
+  EXPECT_EQ(c.init_std, 0.02);
+  EXPECT_EQ(c.init_seed, 1u);
+}
+
+TEST(ConfigPresets, Gpt4RumoredMatchesTheReportedShape) {
+  const ModelConfig c = load_config(kSourceDir / "configs/gpt4-rumored.json");
+  EXPECT_EQ(c.name, "gpt4-rumored");
+  EXPECT_EQ(c.d_model, 15360);
+  EXPECT_EQ(c.n_layers, 120);
+  EXPECT_EQ(c.n_heads, 120);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.n_kv_heads, 1);
+  EXPECT_EQ(c.n_experts, 16);
+  EXPECT_EQ(c.top_k, 2);
+  EXPECT_EQ(c.ffn_activation, Activation::kGelu);
+  EXPECT_EQ(c.expert_d_ff, 30720);
+  EXPECT_EQ(c.vocab_size, 100256);
+  EXPECT_EQ(c.max_seq_len, 32768);
+  EXPECT_EQ(c.n_moe_layers(), 120);
+  // docs/config.md's arithmetic: one expert's two matrices over all layers ~113B parameters.
+  EXPECT_EQ(2 * c.expert_d_ff * c.d_model * c.n_layers, int64_t{113'246'208'000});
+}
+
+// Presets name every key, in canonical form: what config_to_json writes back is the file.
+TEST(ConfigPresets, FilesHoldEveryKeyAndReadBackEqual) {
+  for (const char* name : {"tiny", "small", "gpt4-rumored"}) {
+    SCOPED_TRACE(name);
+    const fs::path path = kSourceDir / "configs" / (std::string(name) + ".json");
+    std::ifstream in(path);
+    const json file = json::parse(in);
+    const ModelConfig config = load_config(path);
+    EXPECT_EQ(config_to_json(config), file);
+    EXPECT_EQ(config_from_json(config_to_json(config), "round trip"), config);
+  }
+}
+
+TEST(ConfigJson, ToJsonWritesEveryKey) {
+  const json written = config_to_json(config_from_json(base_config(), "test.json"));
+  EXPECT_EQ(written.size(), base_config().size());
+  const json base = base_config();
+  for (const auto& [key, value] : base.items()) EXPECT_TRUE(written.contains(key)) << key;
+}
+
+TEST(ConfigJson, RoundTripsNonDefaultValues) {
+  ModelConfig c;
+  c.name = "every field set \xc3\xa9";
+  c.vocab_size = 1000;
+  c.d_model = 96;
+  c.n_layers = 5;
+  c.n_heads = 6;
+  c.n_kv_heads = 3;
+  c.head_dim = 17;
+  c.norm = NormKind::kLayerNorm;
+  c.norm_eps = 0.1 + 0.2;
+  c.positions = PositionKind::kLearned;
+  c.rope_theta = 500000.0;
+  c.ffn_activation = Activation::kGelu;
+  c.n_experts = 4;
+  c.top_k = 4;
+  c.router_renormalize = false;
+  c.capacity_factor = 1.25;
+  c.moe_every = 2;
+  c.expert_d_ff = 33;
+  c.dense_d_ff = 130;
+  c.max_seq_len = 77;
+  c.tied_embeddings = true;
+  c.init_seed = std::numeric_limits<uint64_t>::max();
+  c.init_std = 1.0 / 3.0;
+  c.eos_token_id = 999;
+  EXPECT_EQ(config_from_json(config_to_json(c), "round trip"), c);
+  // Through text as well: the doubles must survive printing.
+  EXPECT_EQ(config_from_json(json::parse(config_to_json(c).dump()), "round trip"), c);
+}
+
+TEST(ConfigJson, OptionalKeysTakeTheStructDefaults) {
+  const ModelConfig c = config_from_json(required_only(), "test.json");
+  const ModelConfig defaults;
+  EXPECT_EQ(c.name, "");
+  EXPECT_EQ(c.norm, defaults.norm);
+  EXPECT_EQ(c.norm_eps, 1e-5);
+  EXPECT_EQ(c.positions, PositionKind::kRope);
+  EXPECT_EQ(c.rope_theta, 10000.0);
+  EXPECT_EQ(c.ffn_activation, Activation::kSwiGlu);
+  EXPECT_TRUE(c.router_renormalize);
+  EXPECT_EQ(c.capacity_factor, 0.0);
+  EXPECT_EQ(c.moe_every, 1);
+  EXPECT_EQ(c.dense_d_ff, 0);
+  EXPECT_FALSE(c.tied_embeddings);
+  EXPECT_EQ(c.init_seed, 0u);
+  EXPECT_EQ(c.init_std, 0.02);
+  EXPECT_EQ(c.eos_token_id, -1);
+}
+
+// Configs at the edges of the rules, which must load.
+TEST(ConfigJson, AcceptsBoundaryValues) {
+  const std::vector<std::pair<const char*, std::function<void(json&)>>> cases = {
+      {"odd head_dim with learned positions",
+       [](json& j) {
+         j["positions"] = "learned";
+         j["head_dim"] = 15;
+       }},
+      {"rope_theta present with learned positions", [](json& j) { j["positions"] = "learned"; }},
+      {"top_k equal to n_experts", [](json& j) { j["top_k"] = 16; }},
+      {"multi-head attention", [](json& j) { j["n_kv_heads"] = 4; }},
+      {"moe_every equal to n_layers",
+       [](json& j) {
+         j["moe_every"] = 2;
+         j["dense_d_ff"] = 96;
+       }},
+      {"init_std 0", [](json& j) { j["init_std"] = 0; }},
+      {"integer for a double key", [](json& j) { j["norm_eps"] = 1; }},
+      {"largest init_seed", [](json& j) { j["init_seed"] = UINT64_MAX; }},
+      {"eos_token_id last token", [](json& j) { j["eos_token_id"] = 255; }},
+      {"empty name", [](json& j) { j["name"] = ""; }},
+  };
+  for (const auto& [description, mutate] : cases) {
+    json config = base_config();
+    mutate(config);
+    EXPECT_NO_THROW(config_from_json(config, "test.json")) << description;
+  }
+}
+
+TEST(ConfigJson, EqualityComparesEveryField) {
+  const ModelConfig base = config_from_json(base_config(), "test.json");
+  const std::vector<std::function<void(ModelConfig&)>> changes = {
+      [](ModelConfig& c) { c.name = "other"; },
+      [](ModelConfig& c) { c.vocab_size += 1; },
+      [](ModelConfig& c) { c.d_model += 1; },
+      [](ModelConfig& c) { c.n_layers += 1; },
+      [](ModelConfig& c) { c.n_heads += 1; },
+      [](ModelConfig& c) { c.n_kv_heads += 1; },
+      [](ModelConfig& c) { c.head_dim += 1; },
+      [](ModelConfig& c) { c.norm = NormKind::kLayerNorm; },
+      [](ModelConfig& c) { c.norm_eps *= 2; },
+      [](ModelConfig& c) { c.positions = PositionKind::kLearned; },
+      [](ModelConfig& c) { c.rope_theta *= 2; },
+      [](ModelConfig& c) { c.ffn_activation = Activation::kGelu; },
+      [](ModelConfig& c) { c.n_experts += 1; },
+      [](ModelConfig& c) { c.top_k += 1; },
+      [](ModelConfig& c) { c.router_renormalize = !c.router_renormalize; },
+      [](ModelConfig& c) { c.capacity_factor += 1; },
+      [](ModelConfig& c) { c.moe_every += 1; },
+      [](ModelConfig& c) { c.expert_d_ff += 1; },
+      [](ModelConfig& c) { c.dense_d_ff += 1; },
+      [](ModelConfig& c) { c.max_seq_len += 1; },
+      [](ModelConfig& c) { c.tied_embeddings = !c.tied_embeddings; },
+      [](ModelConfig& c) { c.init_seed += 1; },
+      [](ModelConfig& c) { c.init_std *= 2; },
+      [](ModelConfig& c) { c.eos_token_id += 1; },
+  };
+  EXPECT_EQ(changes.size(), base_config().size());
+  EXPECT_TRUE(base == base);
+  for (size_t i = 0; i < changes.size(); ++i) {
+    ModelConfig changed = base;
+    changes[i](changed);
+    EXPECT_FALSE(changed == base) << "change " << i;
+  }
+}
+
+TEST(ConfigJson, RejectsAConfigThatIsNotAnObject) {
+  for (const json& not_object : {json::array({1, 2}), json("tiny"), json(3), json(nullptr)}) {
+    const std::string message = message_of([&] { config_from_json(not_object, "test.json"); });
+    EXPECT_EQ(message.rfind("test.json: a config must be a JSON object", 0), 0u) << message;
+    EXPECT_NE(message.find(not_object.dump()), std::string::npos) << message;
+  }
+}
+
+// One bad config per validation rule, in the style of llama.cpp's case tables.
+struct BadConfigCase {
+  std::string description;
+  std::function<void(json&)> mutate;  // applied to base_config()
+  std::string key;                    // the message reads `test.json: key "<key>": ...`
+  std::string expected;               // what is wrong
+  std::string value;                  // the message ends with ` (<value>)`; empty: no value
+};
+
+void PrintTo(const BadConfigCase& bad, std::ostream* out) { *out << bad.description; }
+
+std::vector<BadConfigCase> bad_config_cases() {
+  const int64_t two_to_the_56 = int64_t{1} << 56;
+  const int64_t two_to_the_58 = int64_t{1} << 58;
+  const int64_t two_to_the_62 = int64_t{1} << 62;
+  std::vector<BadConfigCase> cases = {
+      // Keys.
+      {"misspelt key", [](json& j) { j["d_modle"] = 64; }, "d_modle",
+       "unknown key; did you mean \"d_model\"?", "64"},
+      {"unknown key", [](json& j) { j["flash_attention"] = true; }, "flash_attention",
+       "unknown key; docs/config.md lists the keys", "true"},
+      {"dense_d_ff missing with a dense layer",
+       [](json& j) {
+         j["moe_every"] = 2;
+         j.erase("dense_d_ff");
+       },
+       "dense_d_ff",
+       "required key is missing (layers are dense where (l + 1) % moe_every != 0, moe_every = 2)",
+       ""},
+      // JSON types.
+      {"string for an integer", [](json& j) { j["d_model"] = "64"; }, "d_model",
+       "expected an integer, got a string", "\"64\""},
+      {"fraction for an integer", [](json& j) { j["d_model"] = 64.5; }, "d_model",
+       "expected an integer, got a floating-point number", "64.5"},
+      {"whole float for an integer", [](json& j) { j["n_layers"] = 2.0; }, "n_layers",
+       "expected an integer, got a floating-point number", "2.0"},
+      {"bool for an integer", [](json& j) { j["n_heads"] = true; }, "n_heads",
+       "expected an integer, got a boolean", "true"},
+      {"null for an integer", [](json& j) { j["moe_every"] = nullptr; }, "moe_every",
+       "expected an integer, got null", "null"},
+      {"array for an integer", [](json& j) { j["top_k"] = json::array({2}); }, "top_k",
+       "expected an integer, got an array", "[2]"},
+      {"integer above int64", [](json& j) { j["vocab_size"] = uint64_t{1} << 63; }, "vocab_size",
+       "integer out of the int64 range", "9223372036854775808"},
+      {"integer above uint64 (read as a double)",
+       [](json& j) { j["eos_token_id"] = json::parse("100000000000000000000"); }, "eos_token_id",
+       "integer out of the int64 range", "1e+20"},
+      {"negative integer below int64 (read as a double)",
+       [](json& j) { j["eos_token_id"] = json::parse("-10000000000000000000"); }, "eos_token_id",
+       "integer out of the int64 range", "-1e+19"},
+      {"bool for a number", [](json& j) { j["norm_eps"] = true; }, "norm_eps",
+       "expected a number, got a boolean", "true"},
+      {"string for a number", [](json& j) { j["init_std"] = "0.02"; }, "init_std",
+       "expected a number, got a string", "\"0.02\""},
+      {"integer for a bool", [](json& j) { j["router_renormalize"] = 1; }, "router_renormalize",
+       "expected true or false, got an integer", "1"},
+      {"string for a bool", [](json& j) { j["tied_embeddings"] = "false"; }, "tied_embeddings",
+       "expected true or false, got a string", "\"false\""},
+      {"name not a string", [](json& j) { j["name"] = 3; }, "name",
+       "expected a string, got an integer", "3"},
+      {"name an object", [](json& j) { j["name"] = json::object(); }, "name",
+       "expected a string, got an object", "{}"},
+      // init_seed: unsigned 64-bit.
+      {"negative init_seed", [](json& j) { j["init_seed"] = -1; }, "init_seed",
+       "must be a non-negative integer (at most 2^64-1)", "-1"},
+      {"init_seed above uint64",
+       [](json& j) { j["init_seed"] = json::parse("18446744073709551616"); }, "init_seed",
+       "integer out of the uint64 range", "1.8446744073709552e+19"},
+      {"fractional init_seed", [](json& j) { j["init_seed"] = 1.5; }, "init_seed",
+       "expected an integer, got a floating-point number", "1.5"},
+      // Enumerations.
+      {"unknown norm", [](json& j) { j["norm"] = "batchnorm"; }, "norm",
+       "must be one of \"rmsnorm\", \"layernorm\"", "\"batchnorm\""},
+      {"norm in capitals", [](json& j) { j["norm"] = "RMSNorm"; }, "norm",
+       "must be one of \"rmsnorm\", \"layernorm\"", "\"RMSNorm\""},
+      {"unknown positions", [](json& j) { j["positions"] = "alibi"; }, "positions",
+       "must be one of \"rope\", \"learned\"", "\"alibi\""},
+      {"unknown ffn_activation", [](json& j) { j["ffn_activation"] = "relu"; }, "ffn_activation",
+       "must be one of \"swiglu\", \"gelu\"", "\"relu\""},
+      {"number for an enum", [](json& j) { j["norm"] = 1; }, "norm",
+       "expected a string, got an integer", "1"},
+      // Head layout.
+      {"n_heads not a multiple of n_kv_heads", [](json& j) { j["n_kv_heads"] = 3; }, "n_kv_heads",
+       "n_heads (4) must be a multiple of n_kv_heads", "3"},
+      {"more K/V heads than query heads", [](json& j) { j["n_kv_heads"] = 8; }, "n_kv_heads",
+       "n_heads (4) must be a multiple of n_kv_heads", "8"},
+      {"odd head_dim with rope", [](json& j) { j["head_dim"] = 15; }, "head_dim",
+       "must be even with positions \"rope\"", "15"},
+      // Experts.
+      {"top_k above n_experts", [](json& j) { j["top_k"] = 17; }, "top_k",
+       "must be at most n_experts (16)", "17"},
+      {"moe_every 0", [](json& j) { j["moe_every"] = 0; }, "moe_every", "must be at least 1", "0"},
+      {"moe_every negative", [](json& j) { j["moe_every"] = -2; }, "moe_every",
+       "must be at least 1", "-2"},
+      {"moe_every above n_layers",
+       [](json& j) {
+         j["moe_every"] = 3;
+         j["dense_d_ff"] = 96;
+       },
+       "moe_every", "must be at most n_layers (2), else no layer is MoE", "3"},
+      {"dense_d_ff 0 with a dense layer", [](json& j) { j["moe_every"] = 2; }, "dense_d_ff",
+       "must be positive (layers are dense where", "0"},
+      {"dense_d_ff negative with a dense layer",
+       [](json& j) {
+         j["moe_every"] = 2;
+         j["dense_d_ff"] = -5;
+       },
+       "dense_d_ff", "must be positive (layers are dense where", "-5"},
+      {"dense_d_ff set with no dense layer", [](json& j) { j["dense_d_ff"] = 256; }, "dense_d_ff",
+       "must be 0 or absent when every layer is MoE (moe_every = 1)", "256"},
+      {"dense_d_ff negative with no dense layer", [](json& j) { j["dense_d_ff"] = -1; },
+       "dense_d_ff", "must be 0 or absent when every layer is MoE", "-1"},
+      // Real-valued keys.
+      {"norm_eps 0", [](json& j) { j["norm_eps"] = 0.0; }, "norm_eps",
+       "must be a finite number > 0", "0.0"},
+      {"norm_eps negative", [](json& j) { j["norm_eps"] = -1e-5; }, "norm_eps",
+       "must be a finite number > 0", "-1e-05"},
+      {"norm_eps NaN", [](json& j) { j["norm_eps"] = std::nan(""); }, "norm_eps",
+       "must be a finite number > 0", "nan"},
+      {"norm_eps infinite", [](json& j) { j["norm_eps"] = HUGE_VAL; }, "norm_eps",
+       "must be a finite number > 0", "inf"},
+      {"rope_theta 0", [](json& j) { j["rope_theta"] = 0; }, "rope_theta",
+       "must be a finite number > 0", "0.0"},
+      {"rope_theta negative with learned positions",
+       [](json& j) {
+         j["positions"] = "learned";
+         j["rope_theta"] = -1.0;
+       },
+       "rope_theta", "must be a finite number > 0", "-1.0"},
+      {"init_std negative", [](json& j) { j["init_std"] = -0.02; }, "init_std",
+       "must be a finite number >= 0", "-0.02"},
+      {"init_std infinite", [](json& j) { j["init_std"] = -HUGE_VAL; }, "init_std",
+       "must be a finite number >= 0", "-inf"},
+      {"capacity_factor negative", [](json& j) { j["capacity_factor"] = -1.0; }, "capacity_factor",
+       "must be a finite number >= 0", "-1.0"},
+      {"capacity_factor NaN", [](json& j) { j["capacity_factor"] = std::nan(""); },
+       "capacity_factor", "must be a finite number >= 0", "nan"},
+      // Token ids.
+      {"eos_token_id below -1", [](json& j) { j["eos_token_id"] = -2; }, "eos_token_id",
+       "must be -1 (none) or a token id below vocab_size (256)", "-2"},
+      {"eos_token_id equal to vocab_size", [](json& j) { j["eos_token_id"] = 256; }, "eos_token_id",
+       "must be -1 (none) or a token id below vocab_size (256)", "256"},
+      // Sizes whose products overflow int64.
+      {"embedding overflows", [=](json& j) { j["vocab_size"] = two_to_the_62; }, "vocab_size",
+       "vocab_size * d_model = 4611686018427387904 * 64 overflows int64", "4611686018427387904"},
+      {"attention overflows", [=](json& j) { j["n_heads"] = two_to_the_56; }, "n_heads",
+       "n_heads * head_dim * d_model * n_layers * 2 (q_proj and o_proj)", "72057594037927936"},
+      {"experts overflow", [=](json& j) { j["expert_d_ff"] = two_to_the_56; }, "expert_d_ff",
+       "expert_d_ff * d_model * n_experts * n_layers * matrices per expert", "72057594037927936"},
+      {"dense FFN overflows",
+       [=](json& j) {
+         j["moe_every"] = 2;
+         j["dense_d_ff"] = two_to_the_56;
+       },
+       "dense_d_ff", "dense_d_ff * d_model * n_layers * matrices per FFN", "72057594037927936"},
+      {"KV cache overflows", [=](json& j) { j["max_seq_len"] = two_to_the_58; }, "max_seq_len",
+       "max_seq_len * n_layers * n_kv_heads * head_dim * 2 (K and V) = ", "288230376151711744"},
+      {"total weight count overflows", [=](json& j) { j["vocab_size"] = two_to_the_56; }, "d_model",
+       "the total weight count (embeddings, attention, FFNs) overflows int64", "64"},
+  };
+  for (const std::string& key : kRequiredKeys) {
+    cases.push_back(
+        {"missing " + key, [key](json& j) { j.erase(key); }, key, "required key is missing", ""});
+    cases.push_back({key + " zero", [key](json& j) { j[key] = 0; }, key, "must be positive", "0"});
+    cases.push_back(
+        {key + " negative", [key](json& j) { j[key] = -4; }, key, "must be positive", "-4"});
+  }
+  return cases;
+}
+
+class BadConfig : public testing::TestWithParam<BadConfigCase> {};
+
+TEST_P(BadConfig, ThrowsNamingSourceKeyAndValue) {
+  const BadConfigCase& bad = GetParam();
+  json config = base_config();
+  bad.mutate(config);
+  const std::string message = message_of([&] { config_from_json(config, "test.json"); });
+  const std::string prefix = "test.json: key \"" + bad.key + "\": ";
+  EXPECT_EQ(message.rfind(prefix, 0), 0u) << message;
+  EXPECT_NE(message.find(bad.expected), std::string::npos) << message;
+  if (!bad.value.empty()) {
+    const std::string suffix = " (" + bad.value + ")";
+    EXPECT_TRUE(message.ends_with(suffix)) << message << "\nexpected to end with" << suffix;
+  }
+}
+
+std::string case_name(const testing::TestParamInfo<BadConfigCase>& info) {
+  std::string name;
+  for (const char ch : info.param.description)
+    name += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+  return name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Rules, BadConfig, testing::ValuesIn(bad_config_cases()), case_name);
+
+// The bad cases above must fail for their own reason only, so the configs they start from are
+// valid.
+TEST(ConfigJson, BaseConfigsAreValid) {
+  EXPECT_NO_THROW(config_from_json(base_config(), "test.json"));
+  EXPECT_NO_THROW(config_from_json(required_only(), "test.json"));
+}
+
+fs::path write_temp(const std::string& name, const std::string& contents) {
+  const fs::path path = fs::path(testing::TempDir()) / name;
+  std::ofstream(path, std::ios::binary) << contents;
+  return path;
+}
+
+TEST(LoadConfig, MissingFileNamesTheFile) {
+  const fs::path path = fs::path(testing::TempDir()) / "moeref_no_such_config.json";
+  const std::string message = message_of([&] { load_config(path); });
+  EXPECT_EQ(message.rfind(path.string() + ": cannot open", 0), 0u) << message;
+}
+
+TEST(LoadConfig, DirectoryNamesTheDirectory) {
+  const std::string message = message_of([&] { load_config(kSourceDir / "configs"); });
+  EXPECT_EQ(message.rfind((kSourceDir / "configs").string() + ": ", 0), 0u) << message;
+  EXPECT_NE(message.find("is a directory"), std::string::npos) << message;
+}
+
+TEST(LoadConfig, MalformedJsonNamesTheFileAndPosition) {
+  const fs::path path =
+      write_temp("moeref_malformed.json", "{\n  \"d_model\": 64,\n  \"n_layers\" 2\n}\n");
+  const std::string message = message_of([&] { load_config(path); });
+  EXPECT_EQ(message.rfind(path.string() + ": malformed JSON: ", 0), 0u) << message;
+  EXPECT_NE(message.find("line 3"), std::string::npos) << message;
+}
+
+TEST(LoadConfig, EmptyFileIsMalformed) {
+  const fs::path path = write_temp("moeref_empty.json", "");
+  const std::string message = message_of([&] { load_config(path); });
+  EXPECT_EQ(message.rfind(path.string() + ": malformed JSON: ", 0), 0u) << message;
+}
+
+TEST(LoadConfig, RepeatedKeyIsAnError) {
+  json config = base_config();
+  config.erase("d_model");
+  std::string text = config.dump();
+  text.insert(1, "\"d_model\": 64, \"d_model\": 128, ");
+  const fs::path path = write_temp("moeref_repeated.json", text);
+  const std::string message = message_of([&] { load_config(path); });
+  EXPECT_EQ(message, path.string() + ": key \"d_model\": appears more than once");
+}
+
+TEST(LoadConfig, ValidationErrorsNameTheFile) {
+  json config = base_config();
+  config["n_kv_heads"] = 3;
+  const fs::path path = write_temp("moeref_invalid.json", config.dump(2));
+  const std::string message = message_of([&] { load_config(path); });
+  EXPECT_EQ(message, path.string() +
+                         ": key \"n_kv_heads\": n_heads (4) must be a multiple of n_kv_heads (3)");
+}
+
+}  // namespace
+}  // namespace moeref

@@ -1,0 +1,72 @@
+#include "tools/model_loading.h"
+
+#include <cstdio>
+#include <sstream>
+#include <stdexcept>
+
+#include "ref/config.h"
+#include "ref/weights.h"
+
+namespace moeref::cli {
+
+Model load_model(const std::string& config_path, const std::string& weights_path) {
+  ModelConfig config = load_config(config_path);
+  ModelWeights weights =
+      weights_path.empty() ? init_weights(config) : load_weights(config, weights_path);
+  return Model(std::move(config), std::move(weights));
+}
+
+std::vector<int32_t> parse_token_list(const std::string& text) {
+  std::vector<int32_t> tokens;
+  std::stringstream stream(text);
+  std::string item;
+  while (std::getline(stream, item, ',')) {
+    size_t used = 0;
+    long long value = 0;
+    try {
+      value = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    while (used < item.size() && item[used] == ' ') ++used;
+    if (used != item.size() || item.empty() || value < 0 || value > INT32_MAX) {
+      throw std::invalid_argument("--tokens: \"" + item + "\" is not a token id");
+    }
+    tokens.push_back(static_cast<int32_t>(value));
+  }
+  return tokens;
+}
+
+std::vector<int32_t> bytes_to_tokens(const std::string& text, int64_t vocab_size) {
+  std::vector<int32_t> tokens;
+  for (const char ch : text) {
+    const int32_t byte = static_cast<unsigned char>(ch);
+    if (byte >= vocab_size) {
+      throw std::invalid_argument("--prompt: byte " + std::to_string(byte) +
+                                  " is outside the vocabulary of " + std::to_string(vocab_size) +
+                                  " tokens; give token ids with --tokens");
+    }
+    tokens.push_back(byte);
+  }
+  return tokens;
+}
+
+std::string tokens_to_display_text(const std::vector<int32_t>& tokens) {
+  std::string text;
+  for (const int32_t token : tokens) {
+    char escaped[16];
+    if (token >= 32 && token < 127) {
+      text += static_cast<char>(token);
+    } else if (token < 256) {
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", token);
+      text += escaped;
+    } else {
+      text += '<';
+      text += std::to_string(token);
+      text += '>';
+    }
+  }
+  return text;
+}
+
+}  // namespace moeref::cli

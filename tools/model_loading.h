@@ -1,0 +1,25 @@
+// Loading what the subcommands share: a model from a config and optional weights, and prompts.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ref/model.h"
+
+namespace moeref::cli {
+
+// Weights from `weights_path`, or initialised from the config's seed when it is empty.
+Model load_model(const std::string& config_path, const std::string& weights_path);
+
+// "1, 2,3" -> {1, 2, 3}; throws std::invalid_argument naming the bad entry.
+std::vector<int32_t> parse_token_list(const std::string& text);
+
+// One token per byte (byte-level vocabulary); throws std::invalid_argument when a byte is not in
+// a vocabulary of vocab_size tokens.
+std::vector<int32_t> bytes_to_tokens(const std::string& text, int64_t vocab_size);
+
+// Tokens below 256 as bytes, printable ASCII as is, everything else escaped (\xNN, <id>).
+std::string tokens_to_display_text(const std::vector<int32_t>& tokens);
+
+}  // namespace moeref::cli

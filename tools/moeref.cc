@@ -1,0 +1,46 @@
+// moeref: the command-line program. Exit codes: 0 success, 1 failure, 2 usage error.
+#include <omp.h>
+
+#include <cstdio>
+#include <exception>
+#include <vector>
+
+#include "tools/commands.h"
+
+int main(int argc, char** argv) {
+  using namespace moeref::cli;
+  CLI::App app(
+      "moeref: reference implementation and correctness oracle of a GPT-4-style "
+      "mixture-of-experts transformer");
+  app.require_subcommand(1);
+  int threads = 0;
+  app.add_option("--threads", threads, "OpenMP threads (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
+
+  const std::vector<Command> commands = {register_stats(app), register_init(app), register_run(app),
+                                         register_export_hf(app), register_import_hf(app)};
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+
+  if (threads > 0) omp_set_num_threads(threads);
+  for (const Command& command : commands) {
+    if (!command.subcommand->parsed()) continue;
+    try {
+      return command.run();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "moeref %s: error: %s\n", command.subcommand->get_name().c_str(),
+                   e.what());
+      return 1;
+    }
+  }
+  return 2;
+}

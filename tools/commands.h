@@ -20,5 +20,6 @@ Command register_init(CLI::App& app);
 Command register_run(CLI::App& app);
 Command register_export_hf(CLI::App& app);
 Command register_import_hf(CLI::App& app);
+Command register_trace(CLI::App& app);
 
 }  // namespace moeref::cli

@@ -17,8 +17,9 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "OpenMP threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
 
-  const std::vector<Command> commands = {register_stats(app), register_init(app), register_run(app),
-                                         register_export_hf(app), register_import_hf(app)};
+  const std::vector<Command> commands = {register_stats(app),     register_init(app),
+                                         register_run(app),       register_export_hf(app),
+                                         register_import_hf(app), register_trace(app)};
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,555 @@
+// The whole model: against a scalar oracle written here from the math (semantics.md section 2),
+// and the properties the reference promises: prefill equals decode bitwise, thread counts do not
+// change a bit, tracing does not change a bit, weights are a function of (seed, name) alone.
+#include "ref/model.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "ref/config.h"
+#include "ref/philox.h"
+#include "ref/stats.h"
+#include "ref/weights.h"
+
+namespace moeref {
+namespace {
+
+ModelConfig tiny() { return load_config(std::string(MOEREF_SOURCE_DIR) + "/configs/tiny.json"); }
+
+// Grouped K/V heads, LayerNorm, learned positions, GELU, dense layers between MoE layers,
+// tied embeddings: every option that tiny does not take.
+ModelConfig tiny_variant() {
+  ModelConfig c = tiny();
+  c.n_layers = 4;
+  c.n_kv_heads = 2;
+  c.norm = NormKind::kLayerNorm;
+  c.positions = PositionKind::kLearned;
+  c.ffn_activation = Activation::kGelu;
+  c.moe_every = 2;
+  c.dense_d_ff = 96;
+  c.tied_embeddings = true;
+  c.router_renormalize = false;
+  c.n_experts = 8;
+  c.top_k = 3;
+  return c;
+}
+
+Model make_model(const ModelConfig& config) { return Model(config, init_weights(config)); }
+
+const std::vector<int32_t> kPrompt = {1, 17, 42, 99, 128, 200, 255, 3, 64, 77};
+
+bool bitwise_equal(const float* a, const float* b, int64_t n) {
+  return std::memcmp(a, b, static_cast<size_t>(n) * sizeof(float)) == 0;
+}
+
+// ---- The scalar oracle: the model's math in double, straight from semantics.md section 2. ----
+using Vec = std::vector<double>;
+
+Vec linear(const Tensor& w, const Vec& x) {  // w: [out, in]
+  Vec y(static_cast<size_t>(w.dim(0)), 0.0);
+  for (int64_t o = 0; o < w.dim(0); ++o) {
+    for (int64_t i = 0; i < w.dim(1); ++i) y[o] += w.data()[o * w.dim(1) + i] * x[i];
+  }
+  return y;
+}
+
+Vec norm(const ModelConfig& c, const Tensor& gain, const Tensor& bias, const Vec& x) {
+  const double d = static_cast<double>(x.size());
+  double mean = 0;
+  if (c.norm == NormKind::kLayerNorm) {
+    for (double v : x) mean += v / d;
+  }
+  double ms = 0;
+  for (double v : x) ms += (v - mean) * (v - mean) / d;
+  Vec y(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    y[i] = (x[i] - mean) / std::sqrt(ms + c.norm_eps) * gain.data()[i];
+    if (c.norm == NormKind::kLayerNorm) y[i] += bias.data()[i];
+  }
+  return y;
+}
+
+void rotate(Vec& head, int64_t pos, double theta) {
+  const size_t half = head.size() / 2;
+  for (size_t i = 0; i < half; ++i) {
+    const double angle =
+        static_cast<double>(pos) *
+        std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head.size()));
+    const double a = head[i], b = head[i + half];
+    head[i] = a * std::cos(angle) - b * std::sin(angle);
+    head[i + half] = b * std::cos(angle) + a * std::sin(angle);
+  }
+}
+
+Vec ffn(const ModelConfig& c, const FeedForwardWeights& w, const Vec& x) {
+  Vec h = linear(w.up_proj, x);
+  if (c.ffn_activation == Activation::kSwiGlu) {
+    const Vec g = linear(w.gate_proj, x);
+    for (size_t i = 0; i < h.size(); ++i) h[i] *= g[i] / (1 + std::exp(-g[i]));
+  } else {
+    for (double& v : h) v = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
+  }
+  return linear(w.down_proj, h);
+}
+
+Vec moe(const ModelConfig& c, const LayerWeights& w, const Vec& x) {
+  const Vec logits = linear(w.router, x);
+  double max_logit = logits[0];
+  for (double v : logits) max_logit = std::max(max_logit, v);
+  Vec p(logits.size());
+  double sum = 0;
+  for (size_t e = 0; e < p.size(); ++e) sum += p[e] = std::exp(logits[e] - max_logit);
+  for (double& v : p) v /= sum;
+  std::vector<int> order(p.size());
+  for (size_t e = 0; e < p.size(); ++e) order[e] = static_cast<int>(e);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return p[a] > p[b]; });
+  double chosen = 0;
+  for (int64_t j = 0; j < c.top_k; ++j) chosen += p[order[j]];
+  Vec out(x.size(), 0.0);
+  for (int64_t j = 0; j < c.top_k; ++j) {
+    const double weight = c.router_renormalize ? p[order[j]] / chosen : p[order[j]];
+    const Vec y = ffn(c, w.experts[order[j]], x);
+    for (size_t i = 0; i < out.size(); ++i) out[i] += weight * y[i];
+  }
+  return out;
+}
+
+// Logits of the last token of `tokens`, run from position 0.
+Vec oracle_last_logits(const ModelConfig& c, const ModelWeights& w,
+                       const std::vector<int32_t>& tokens) {
+  const int64_t T = static_cast<int64_t>(tokens.size());
+  const int64_t hd = c.head_dim;
+  std::vector<Vec> x(T);
+  for (int64_t t = 0; t < T; ++t) {
+    x[t].assign(w.embed.row(tokens[t]), w.embed.row(tokens[t]) + c.d_model);
+    if (c.positions == PositionKind::kLearned) {
+      for (int64_t i = 0; i < c.d_model; ++i) x[t][i] += w.pos_embed.row(t)[i];
+    }
+  }
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& lw = w.layers[l];
+    std::vector<Vec> q(T), k(T), v(T);
+    for (int64_t t = 0; t < T; ++t) {
+      const Vec n = norm(c, lw.attn_norm, lw.attn_norm_bias, x[t]);
+      q[t] = linear(lw.q_proj, n);
+      k[t] = linear(lw.k_proj, n);
+      v[t] = linear(lw.v_proj, n);
+      if (c.positions == PositionKind::kRope) {
+        for (int64_t h = 0; h < c.n_heads; ++h) {
+          Vec head(q[t].begin() + h * hd, q[t].begin() + (h + 1) * hd);
+          rotate(head, t, c.rope_theta);
+          std::copy(head.begin(), head.end(), q[t].begin() + h * hd);
+        }
+        for (int64_t g = 0; g < c.n_kv_heads; ++g) {
+          Vec head(k[t].begin() + g * hd, k[t].begin() + (g + 1) * hd);
+          rotate(head, t, c.rope_theta);
+          std::copy(head.begin(), head.end(), k[t].begin() + g * hd);
+        }
+      }
+    }
+    for (int64_t t = 0; t < T; ++t) {
+      Vec context(static_cast<size_t>(c.n_heads * hd), 0.0);
+      for (int64_t h = 0; h < c.n_heads; ++h) {
+        const int64_t g = h / (c.n_heads / c.n_kv_heads);
+        Vec scores(t + 1);
+        double max_score = -1e300, sum = 0;
+        for (int64_t s = 0; s <= t; ++s) {
+          scores[s] = 0;
+          for (int64_t i = 0; i < hd; ++i) scores[s] += q[t][h * hd + i] * k[s][g * hd + i];
+          scores[s] /= std::sqrt(static_cast<double>(hd));
+          max_score = std::max(max_score, scores[s]);
+        }
+        for (double& s : scores) sum += s = std::exp(s - max_score);
+        for (int64_t s = 0; s <= t; ++s) {
+          for (int64_t i = 0; i < hd; ++i)
+            context[h * hd + i] += scores[s] / sum * v[s][g * hd + i];
+        }
+      }
+      const Vec attn = linear(lw.o_proj, context);
+      for (int64_t i = 0; i < c.d_model; ++i) x[t][i] += attn[i];
+      const Vec n = norm(c, lw.ffn_norm, lw.ffn_norm_bias, x[t]);
+      const Vec f = c.is_moe_layer(l) ? moe(c, lw, n) : ffn(c, lw.dense, n);
+      for (int64_t i = 0; i < c.d_model; ++i) x[t][i] += f[i];
+    }
+  }
+  const Vec n = norm(c, w.final_norm, w.final_norm_bias, x[T - 1]);
+  return linear(c.tied_embeddings ? w.embed : w.lm_head, n);
+}
+
+class ModelVsOracle : public ::testing::TestWithParam<ModelConfig (*)()> {};
+
+TEST_P(ModelVsOracle, LogitsMatchTheScalarOracle) {
+  const ModelConfig config = GetParam()();
+  const Model model = make_model(config);
+  KvCache cache = model.new_cache();
+  const Tensor logits = model.forward(kPrompt, cache).logits;
+  const Vec expected = oracle_last_logits(config, model.weights(), kPrompt);
+  double max_abs = 0, max_err = 0;
+  for (int64_t v = 0; v < config.vocab_size; ++v) {
+    max_abs = std::max(max_abs, std::fabs(expected[v]));
+    max_err = std::max(max_err, std::fabs(logits.row(9)[v] - expected[v]));
+  }
+  // fp32 rounding of each op's output, relative to the largest logit: a wiring bug (a wrong
+  // head, a missing residual, adjacent-pair RoPE) moves logits by percent, not by 1e-5.
+  EXPECT_LT(max_err, 1e-5 * max_abs) << "max |error| " << max_err << " of max |logit| " << max_abs;
+  EXPECT_GT(max_abs, 0.1);  // the logits are not trivially small
+}
+
+INSTANTIATE_TEST_SUITE_P(Configs, ModelVsOracle, ::testing::Values(&tiny, &tiny_variant));
+
+// ---- Properties of the reference. ----
+
+class ModelProperties : public ::testing::TestWithParam<ModelConfig (*)()> {};
+
+TEST_P(ModelProperties, PrefillEqualsTokenByTokenDecodeBitwise) {
+  const Model model = make_model(GetParam()());
+  KvCache prefill_cache = model.new_cache();
+  const Tensor prefill = model.forward(kPrompt, prefill_cache).logits;
+  KvCache decode_cache = model.new_cache();
+  for (size_t t = 0; t < kPrompt.size(); ++t) {
+    const Tensor step = model.forward(std::span(&kPrompt[t], 1), decode_cache).logits;
+    EXPECT_TRUE(bitwise_equal(step.data(), prefill.row(static_cast<int64_t>(t)), step.numel()))
+        << "position " << t;
+  }
+  EXPECT_TRUE(prefill_cache.same_contents(decode_cache));
+}
+
+TEST_P(ModelProperties, ChunkedPrefillEqualsOneCallBitwise) {
+  const Model model = make_model(GetParam()());
+  KvCache whole = model.new_cache();
+  const Tensor expected = model.forward(kPrompt, whole).logits;
+  KvCache chunked = model.new_cache();
+  const std::span<const int32_t> prompt(kPrompt);
+  model.forward(prompt.first(3), chunked);
+  const Tensor rest = model.forward(prompt.subspan(3), chunked).logits;
+  EXPECT_TRUE(bitwise_equal(rest.data(), expected.row(3), rest.numel()));
+}
+
+TEST_P(ModelProperties, OneThreadEqualsTwoThreadsBitwise) {
+  const Model model = make_model(GetParam()());
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  KvCache one = model.new_cache();
+  const Tensor single = model.forward(kPrompt, one).logits;
+  omp_set_num_threads(2);
+  KvCache two = model.new_cache();
+  const Tensor dual = model.forward(kPrompt, two).logits;
+  omp_set_num_threads(saved);
+  EXPECT_TRUE(bitwise_equal(single.data(), dual.data(), single.numel()));
+}
+
+TEST_P(ModelProperties, TracingDoesNotChangeAnything) {
+  const Model model = make_model(GetParam()());
+  KvCache plain_cache = model.new_cache();
+  const Tensor plain = model.forward(kPrompt, plain_cache).logits;
+  KvCache traced_cache = model.new_cache();
+  TraceRecorder recorder;
+  const Tensor traced = model.forward(kPrompt, traced_cache, &recorder).logits;
+  EXPECT_TRUE(bitwise_equal(plain.data(), traced.data(), plain.numel()));
+  const std::vector<float> logged = recorder.at("logits").to_f32();
+  EXPECT_TRUE(bitwise_equal(logged.data(), plain.data(), plain.numel()));
+}
+
+INSTANTIATE_TEST_SUITE_P(Configs, ModelProperties, ::testing::Values(&tiny, &tiny_variant));
+
+TEST(Tracer, RecordsEveryDocumentedNameInExecutionOrder) {
+  const ModelConfig config = tiny_variant();  // layer 0 dense, layer 1 MoE
+  const Model model = make_model(config);
+  KvCache cache = model.new_cache();
+  TraceRecorder recorder;
+  model.forward(std::span(kPrompt).first(5), cache, &recorder);
+  std::vector<std::string> names;
+  for (const TensorRecord& r : recorder.records()) names.push_back(r.name);
+  const std::vector<std::string> attention = {"attn_norm.out", "attn.q",        "attn.k",
+                                              "attn.v",        "attn.probs",    "attn.context",
+                                              "attn.out",      "attn.residual", "ffn_norm.out"};
+  std::vector<std::string> expected = {"embed.out"};
+  for (int l = 0; l < 2; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    for (const std::string& n : attention) expected.push_back(p + n);
+    if (l == 0) {
+      expected.push_back(p + "ffn.out");
+    } else {
+      for (const char* n :
+           {"moe.router_logits", "moe.router_probs", "moe.topk_indices", "moe.topk_weights",
+            "moe.kept", "moe.expert_outputs", "moe.out", "moe.aux_loss", "moe.z_loss"}) {
+        expected.push_back(p + n);
+      }
+    }
+    expected.push_back(p + "out");
+  }
+  names.resize(expected.size());
+  EXPECT_EQ(names, expected);
+  EXPECT_EQ(recorder.records().back().name, "logits");
+  EXPECT_EQ(recorder.at("layers.1.attn.probs").shape, (std::vector<int64_t>{5, 4, 5}));
+  EXPECT_EQ(recorder.at("layers.1.attn.k").shape, (std::vector<int64_t>{5, 2, 16}));
+  EXPECT_EQ(recorder.at("layers.1.moe.expert_outputs").shape, (std::vector<int64_t>{5, 3, 64}));
+  EXPECT_EQ(recorder.at("layers.1.moe.topk_indices").dtype, DType::kI32);
+}
+
+TEST(Tracer, MoeOutputIsTheWeightedSumOfTracedExpertOutputs) {
+  const ModelConfig config = tiny();
+  const Model model = make_model(config);
+  KvCache cache = model.new_cache();
+  TraceRecorder recorder;
+  model.forward(kPrompt, cache, &recorder);
+  const int64_t T = 10, k = 2, d = 64;
+  const std::vector<float> weights = recorder.at("layers.0.moe.topk_weights").to_f32();
+  const std::vector<float> experts = recorder.at("layers.0.moe.expert_outputs").to_f32();
+  const std::vector<float> out = recorder.at("layers.0.moe.out").to_f32();
+  for (int64_t t = 0; t < T; ++t) {
+    EXPECT_FLOAT_EQ(weights[t * k] + weights[t * k + 1], 1.0f);  // renormalised
+    for (int64_t i = 0; i < d; ++i) {
+      const double sum = static_cast<double>(weights[t * k]) * experts[(t * k) * d + i] +
+                         static_cast<double>(weights[t * k + 1]) * experts[(t * k + 1) * d + i];
+      EXPECT_EQ(out[t * d + i], static_cast<float>(sum));
+    }
+  }
+}
+
+TEST(Capacity, DroppedAssignmentsContributeNothing) {
+  ModelConfig config = tiny();
+  config.capacity_factor = 0.5;  // C = ceil(0.5 * 10 * 2 / 16) = 1 token per expert
+  const Model model = make_model(config);
+  KvCache cache = model.new_cache();
+  TraceRecorder recorder;
+  const ForwardOutput output = model.forward(kPrompt, cache, &recorder);
+  ASSERT_EQ(output.routers.size(), 2u);
+  EXPECT_EQ(output.routers[0].capacity, 1);
+  const std::vector<int32_t> kept = recorder.at("layers.0.moe.kept").to_i32();
+  const std::vector<int32_t> indices = recorder.at("layers.0.moe.topk_indices").to_i32();
+  const std::vector<float> experts = recorder.at("layers.0.moe.expert_outputs").to_f32();
+  int64_t dropped = 0;
+  std::vector<int> load(16, 0);
+  for (size_t a = 0; a < kept.size(); ++a) {
+    if (kept[a]) {
+      ++load[indices[a]];
+    } else {
+      ++dropped;
+      for (int64_t i = 0; i < 64; ++i) EXPECT_EQ(experts[a * 64 + i], 0.0f);
+    }
+  }
+  EXPECT_EQ(dropped, output.routers[0].dropped);
+  // 20 assignments over 16 experts of capacity 1: at least 4 must drop.
+  EXPECT_GE(dropped, 4);
+  for (int count : load) EXPECT_LE(count, 1);
+}
+
+TEST(RouterStats, ReportedPerMoeLayer) {
+  const Model model = make_model(tiny_variant());  // MoE at layers 1 and 3
+  KvCache cache = model.new_cache();
+  const ForwardOutput output = model.forward(kPrompt, cache);
+  ASSERT_EQ(output.routers.size(), 2u);
+  EXPECT_EQ(output.routers[0].layer, 1);
+  EXPECT_EQ(output.routers[1].layer, 3);
+  for (const RouterStats& r : output.routers) {
+    EXPECT_GT(r.aux_loss, 0.0);
+    EXPECT_GT(r.z_loss, 0.0);
+    EXPECT_EQ(r.dropped, 0);
+  }
+}
+
+TEST(ModelErrors, TokenOutsideVocabularyLeavesCacheUnchanged) {
+  const Model model = make_model(tiny());
+  KvCache cache = model.new_cache();
+  const std::vector<int32_t> bad = {1, 256};
+  EXPECT_THAT([&] { model.forward(bad, cache); },
+              ::testing::ThrowsMessage<std::invalid_argument>(
+                  ::testing::HasSubstr("token 256 at index 1 is outside the vocabulary of 256")));
+  EXPECT_EQ(cache.length(), 0);
+  const std::vector<int32_t> negative = {-1};
+  EXPECT_THROW(model.forward(negative, cache), std::invalid_argument);
+}
+
+TEST(ModelErrors, ContextOverflowIsAnError) {
+  const Model model = make_model(tiny());  // max_seq_len 128
+  KvCache cache = model.new_cache();
+  const std::vector<int32_t> long_prompt(129, 5);
+  EXPECT_THAT([&] { model.forward(long_prompt, cache); },
+              ::testing::ThrowsMessage<std::invalid_argument>(
+                  ::testing::HasSubstr("exceed the context of 128 positions")));
+  const std::vector<int32_t> full(128, 5);
+  model.forward(full, cache);
+  EXPECT_THROW(model.forward(std::span(kPrompt).first(1), cache), std::invalid_argument);
+}
+
+TEST(KvCache, TruncateRollsBack) {
+  const Model model = make_model(tiny());
+  KvCache reference = model.new_cache();
+  model.forward(std::span(kPrompt).first(4), reference);
+  KvCache rolled = model.new_cache();
+  model.forward(std::span(kPrompt).first(7), rolled);
+  rolled.truncate(4);
+  EXPECT_TRUE(rolled.same_contents(reference));
+  EXPECT_THROW(rolled.truncate(5), std::out_of_range);
+}
+
+// ---- Weights. ----
+
+TEST(Weights, SameSeedSameBitsOtherSeedOtherBits) {
+  const ModelConfig config = tiny();
+  const ModelWeights a = init_weights(config);
+  const ModelWeights b = init_weights(config);
+  ModelConfig reseeded = config;
+  reseeded.init_seed = config.init_seed + 1;
+  const ModelWeights c = init_weights(reseeded);
+  const auto ra = weight_records(config, a), rb = weight_records(config, b),
+             rc = weight_records(config, c);
+  for (size_t i = 0; i < ra.size(); ++i) {
+    EXPECT_EQ(ra[i].bytes, rb[i].bytes) << ra[i].name;
+    EXPECT_NE(ra[i].bytes, rc[i].bytes) << ra[i].name;
+  }
+}
+
+TEST(Weights, AddingTensorsNeverChangesOthers) {
+  // Tying the head, adding learned positions or a layer, changing sizes elsewhere: every tensor
+  // present in both configs with the same name and shape keeps its bits.
+  const ModelConfig base = tiny();
+  ModelConfig grown = base;
+  grown.n_layers = 3;
+  grown.positions = PositionKind::kLearned;
+  grown.tied_embeddings = true;
+  std::map<std::string, std::vector<std::byte>> base_bytes;
+  for (const TensorRecord& r : weight_records(base, init_weights(base)))
+    base_bytes[r.name] = r.bytes;
+  int shared = 0;
+  for (const TensorRecord& r : weight_records(grown, init_weights(grown))) {
+    if (base_bytes.contains(r.name)) {
+      EXPECT_EQ(r.bytes, base_bytes[r.name]) << r.name;
+      ++shared;
+    }
+  }
+  EXPECT_GT(shared, 100);
+}
+
+TEST(Weights, InitialisationHasTheConfiguredSpread) {
+  // Uniform on [-a, a) with a = std * sqrt(3) has standard deviation std; gains centre on 1.
+  const ModelConfig config = tiny();  // init_std 0.08
+  const ModelWeights w = init_weights(config);
+  double sum = 0, sum_squares = 0, max_abs = 0;
+  for (float v : w.embed.values()) {
+    sum += v;
+    sum_squares += static_cast<double>(v) * v;
+    max_abs = std::max(max_abs, std::fabs(static_cast<double>(v)));
+  }
+  const double n = static_cast<double>(w.embed.numel());
+  EXPECT_NEAR(sum / n, 0.0, 0.002);
+  EXPECT_NEAR(std::sqrt(sum_squares / n), 0.08, 0.002);
+  EXPECT_LE(max_abs, 0.08 * std::sqrt(3.0));
+  double gain_sum = 0;
+  for (float v : w.final_norm.values()) gain_sum += v;
+  EXPECT_NEAR(gain_sum / 64, 1.0, 0.05);
+}
+
+TEST(Weights, FirstValuesFollowTheDocumentedPhiloxLayout) {
+  // Element 0 of "embed.weight": word 0 of Philox4x32-10 with key {seed, 0} and counter
+  // {0, 0, fnv1a32("embed.weight"), 0x57454947}; value = a * (2u - 1), a = std * sqrt(3).
+  const ModelConfig config = tiny();
+  const ModelWeights w = init_weights(config);
+  uint32_t hash = 0x811C9DC5;
+  for (char ch : std::string("embed.weight"))
+    hash = (hash ^ static_cast<unsigned char>(ch)) * 0x01000193;
+  const PhiloxCounter bits =
+      philox4x32_10({0, 0, hash, 0x57454947}, {static_cast<uint32_t>(config.init_seed), 0});
+  for (int word = 0; word < 4; ++word) {
+    const double u = static_cast<double>(bits[word] >> 8) / 16777216.0;
+    const float expected = static_cast<float>(0.08 * std::sqrt(3.0) * (2 * u - 1));
+    EXPECT_EQ(w.embed.data()[word], expected) << "word " << word;
+  }
+}
+
+TEST(Weights, SaveAndLoadRoundTripBitwise) {
+  const ModelConfig config = tiny_variant();
+  const ModelWeights w = init_weights(config);
+  const std::string path = ::testing::TempDir() + "/weights_round_trip.safetensors";
+  save_weights(config, w, path);
+  const ModelWeights loaded = load_weights(config, path);
+  const auto a = weight_records(config, w), b = weight_records(config, loaded);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].bytes, b[i].bytes) << a[i].name;
+}
+
+struct LoadErrorCase {
+  const char* description;
+  void (*mutate)(std::vector<TensorRecord>&);
+  const char* expected;
+};
+
+TEST(Weights, LoadRejectsFilesThatDoNotFitTheConfig) {
+  const ModelConfig config = tiny();
+  const std::vector<LoadErrorCase> cases = {
+      {"missing tensor", [](std::vector<TensorRecord>& r) { r.erase(r.begin() + 2); },
+       "no tensor named 'layers.0.attn.q_proj.weight'"},
+      {"extra tensor",
+       [](std::vector<TensorRecord>& r) {
+         const float one = 1;
+         r.push_back(make_f32_record("surprise", {1}, std::span(&one, 1)));
+       },
+       "tensor \"surprise\" is not part of this config"},
+      {"wrong shape",
+       [](std::vector<TensorRecord>& r) {
+         r[0] = make_f32_record("embed.weight", {64, 256}, r[0].to_f32());
+       },
+       "has shape [64, 256], the config needs [256, 64]"},
+      {"wrong dtype",
+       [](std::vector<TensorRecord>& r) {
+         const std::vector<int32_t> ints(64, 1);
+         r[1] = make_i32_record(r[1].name, {64}, ints);
+       },
+       "has dtype I32, expected F32"},
+  };
+  for (const LoadErrorCase& c : cases) {
+    std::vector<TensorRecord> records = weight_records(config, init_weights(config));
+    c.mutate(records);
+    const std::string path = ::testing::TempDir() + "/bad_weights.safetensors";
+    write_safetensors(path, records);
+    EXPECT_THAT([&] { load_weights(config, path); },
+                ::testing::ThrowsMessage<SafetensorsError>(
+                    ::testing::AllOf(::testing::HasSubstr(path), ::testing::HasSubstr(c.expected))))
+        << c.description;
+  }
+}
+
+TEST(Weights, RefusesConfigsThatCannotFitInMemory) {
+  const ModelConfig config =
+      load_config(std::string(MOEREF_SOURCE_DIR) + "/configs/gpt4-rumored.json");
+  EXPECT_THAT([&] { init_weights(config); },
+              ::testing::ThrowsMessage<std::runtime_error>(::testing::AllOf(
+                  ::testing::HasSubstr("needs 6.81 TiB"), ::testing::HasSubstr("gpt4-rumored"))));
+}
+
+// ---- Counting. ----
+
+TEST(Stats, Gpt4RumoredMatchesTheHandCount) {
+  // semantics.md section 1: d 15360, 120 layers, 120 heads x 128, 1 K/V head, 16 experts of two
+  // d x 30720 matrices (GELU), vocab 100256, RMSNorm gains, untied head.
+  const ModelConfig c = load_config(std::string(MOEREF_SOURCE_DIR) + "/configs/gpt4-rumored.json");
+  const ModelStats s = compute_stats(c);
+  const int64_t d = 15360, L = 120, q = 120 * 128, kv = 128, ff = 30720, E = 16, V = 100256;
+  const int64_t attention = L * (2 * d * q + 2 * d * kv);
+  const int64_t expert = L * 2 * d * ff;
+  const int64_t shared = attention + L * (E * d + 2 * d) + d + 2 * V * d;
+  EXPECT_EQ(s.params_attention, attention);
+  EXPECT_EQ(s.params_per_expert, expert);
+  EXPECT_EQ(s.params_total, shared + E * expert);
+  EXPECT_EQ(s.params_active, shared + 2 * expert);
+  // Matmuls: attention, router and LM head (norm gains are elementwise, the embedding a lookup).
+  EXPECT_EQ(s.matmul_flops_per_token, 2 * (attention + L * E * d + V * d + 2 * expert));
+  EXPECT_EQ(s.kv_values_per_token, 2 * L * kv);
+  EXPECT_EQ(s.kv_values_per_token_mha, 120 * s.kv_values_per_token);
+  // The report's round figures: ~1.8T total, ~280B active, ~560 GFLOP per token.
+  EXPECT_NEAR(static_cast<double>(s.params_total), 1.87e12, 0.01e12);
+  EXPECT_NEAR(static_cast<double>(s.params_active), 2.87e11, 0.01e11);
+  EXPECT_NEAR(static_cast<double>(s.matmul_flops_per_token), 5.7e11, 0.1e11);
+  EXPECT_EQ(4 * s.kv_values_per_token / 2, 60 * 1024);  // 60 KiB per token at fp16
+}
+
+}  // namespace
+}  // namespace moeref

@@ -1,7 +1,7 @@
 // One pre-norm decoder layer, as a pipeline of named steps over the residual stream x:
 //
 //   attention block:  h = x + o_proj(Attention(RoPE(q_proj n), RoPE(k_proj n), v_proj n)),
-//                     n = Norm1(x)
+//                     n = Norm1(x); RoPE only with positions = rope
 //   FFN block:        x' = h + FFN(Norm2(h)),   FFN = MoE (ref/moe.h) or dense (ref/feed_forward.h)
 //
 // The new tokens' K/V are stored in the cache before attention, so a token attends to itself

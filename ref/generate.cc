@@ -1,6 +1,7 @@
 #include "ref/generate.h"
 
 #include <chrono>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -16,6 +17,13 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 void check_request(const ModelConfig& config, const GenerationRequest& request) {
   validate(request.sampling);
   if (request.prompt.empty()) throw std::invalid_argument("the prompt is empty");
+  for (size_t t = 0; t < request.prompt.size(); ++t) {
+    if (request.prompt[t] < 0 || request.prompt[t] >= config.vocab_size) {
+      throw std::invalid_argument(
+          "prompt token " + std::to_string(request.prompt[t]) + " at index " + std::to_string(t) +
+          " is outside the vocabulary of " + std::to_string(config.vocab_size) + " tokens");
+    }
+  }
   if (request.max_new_tokens < 0) {
     throw std::invalid_argument("max_new_tokens must be >= 0, got " +
                                 std::to_string(request.max_new_tokens));
@@ -29,6 +37,14 @@ void check_request(const ModelConfig& config, const GenerationRequest& request) 
   }
 }
 
+// The tracer for one forward call of a generation, named as generate.h documents.
+std::optional<PrefixedTracer> call_tracer(Tracer* tracer, std::string prefix) {
+  if (tracer == nullptr) return std::nullopt;
+  return PrefixedTracer(*tracer, std::move(prefix));
+}
+
+Tracer* get(std::optional<PrefixedTracer>& tracer) { return tracer ? &*tracer : nullptr; }
+
 }  // namespace
 
 GenerationResult generate(const Model& model, const GenerationRequest& request, Tracer* tracer) {
@@ -38,7 +54,8 @@ GenerationResult generate(const Model& model, const GenerationRequest& request, 
 
   KvCache cache = model.new_cache();
   const auto prefill_start = std::chrono::steady_clock::now();
-  Tensor logits = model.forward(request.prompt, cache, tracer).logits;
+  std::optional<PrefixedTracer> prefill_tracer = call_tracer(tracer, "prefill/");
+  Tensor logits = model.forward(request.prompt, cache, get(prefill_tracer)).logits;
   result.prefill_seconds = seconds_since(prefill_start);
 
   const auto decode_start = std::chrono::steady_clock::now();
@@ -53,7 +70,9 @@ GenerationResult generate(const Model& model, const GenerationRequest& request, 
       break;
     }
     if (static_cast<int64_t>(result.tokens.size()) == request.max_new_tokens) break;
-    logits = model.forward(std::span<const int32_t>(&token, 1), cache, tracer).logits;
+    std::optional<PrefixedTracer> step_tracer =
+        call_tracer(tracer, "decode." + std::to_string(result.tokens.size() - 1) + "/");
+    logits = model.forward(std::span<const int32_t>(&token, 1), cache, get(step_tracer)).logits;
   }
   result.decode_seconds = seconds_since(decode_start);
   return result;

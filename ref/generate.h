@@ -3,8 +3,11 @@
 //
 // Generation stops after max_new_tokens tokens or right after emitting the config's EOS token
 // (which is returned). Errors (std::invalid_argument, nothing generated): an empty prompt, a
-// prompt token outside the vocabulary, prompt length + max_new_tokens past max_seq_len, invalid
-// sampling parameters.
+// prompt token outside the vocabulary, max_new_tokens < 0, prompt length + max_new_tokens past
+// max_seq_len, invalid sampling parameters.
+//
+// With a tracer, the prefill is recorded under "prefill/" and the i-th decode call (which feeds
+// the i-th generated token back, i from 0) under "decode.i/", e.g. "decode.0/logits".
 #pragma once
 
 #include <cstdint>

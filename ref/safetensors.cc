@@ -530,21 +530,18 @@ SafetensorsFile SafetensorsFile::read(const fs::path& path) {
     in.read(reinterpret_cast<char*>(record.bytes.data()),
             static_cast<std::streamsize>(record.bytes.size()));
     if (!in) fail(path, "cannot read the data of tensor " + single_quoted(record.name));
+    file.index_.emplace(record.name, file.tensors_.size());
     file.tensors_.push_back(std::move(record));
   }
   return file;
 }
 
-bool SafetensorsFile::contains(const std::string& name) const {
-  return std::any_of(tensors_.begin(), tensors_.end(),
-                     [&](const TensorRecord& record) { return record.name == name; });
-}
+bool SafetensorsFile::contains(const std::string& name) const { return index_.contains(name); }
 
 const TensorRecord& SafetensorsFile::at(const std::string& name) const {
-  const auto found = std::find_if(tensors_.begin(), tensors_.end(),
-                                  [&](const TensorRecord& record) { return record.name == name; });
-  if (found == tensors_.end()) fail(path_, "no tensor named " + single_quoted(name));
-  return *found;
+  const auto found = index_.find(name);
+  if (found == index_.end()) fail(path_, "no tensor named " + single_quoted(name));
+  return tensors_[found->second];
 }
 
 void write_safetensors(const fs::path& path, const std::vector<TensorRecord>& tensors,

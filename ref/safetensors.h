@@ -68,6 +68,7 @@ class SafetensorsFile {
  private:
   std::filesystem::path path_;
   std::vector<TensorRecord> tensors_;
+  std::map<std::string, size_t> index_;  // name -> position in tensors_
   std::map<std::string, std::string> metadata_;
 };
 

@@ -7,14 +7,14 @@ namespace moeref {
 
 void TraceRecorder::record(std::string_view name, std::span<const int64_t> shape,
                            std::span<const float> values) {
-  records_.push_back(make_f32_record(prefix_ + std::string(name),
-                                     std::vector<int64_t>(shape.begin(), shape.end()), values));
+  records_.push_back(
+      make_f32_record(std::string(name), std::vector<int64_t>(shape.begin(), shape.end()), values));
 }
 
 void TraceRecorder::record(std::string_view name, std::span<const int64_t> shape,
                            std::span<const int32_t> values) {
-  records_.push_back(make_i32_record(prefix_ + std::string(name),
-                                     std::vector<int64_t>(shape.begin(), shape.end()), values));
+  records_.push_back(
+      make_i32_record(std::string(name), std::vector<int64_t>(shape.begin(), shape.end()), values));
 }
 
 bool TraceRecorder::contains(std::string_view name) const {

@@ -27,8 +27,8 @@ class Tracer {
                       std::span<const int32_t> values) = 0;
 };
 
-// Keeps a copy of everything recorded, in order, each name prefixed with `prefix` (e.g.
-// "decode.3/"), so several forward calls can share one recorder.
+// Keeps a copy of everything recorded, in order. Several forward calls share one recorder through
+// a PrefixedTracer each (below), so that their names stay distinct.
 class TraceRecorder : public Tracer {
  public:
   void record(std::string_view name, std::span<const int64_t> shape,
@@ -36,20 +36,37 @@ class TraceRecorder : public Tracer {
   void record(std::string_view name, std::span<const int64_t> shape,
               std::span<const int32_t> values) override;
 
-  void set_prefix(std::string prefix) { prefix_ = std::move(prefix); }
   const std::vector<TensorRecord>& records() const { return records_; }
   // Throws std::out_of_range naming the tensor if nothing was recorded under that name.
   const TensorRecord& at(std::string_view name) const;
   bool contains(std::string_view name) const;
 
  private:
-  std::string prefix_;
   std::vector<TensorRecord> records_;
 };
 
 }  // namespace moeref
 
 namespace moeref {
+
+// Forwards every record to another tracer under "<prefix><name>": how the calls of one generation
+// ("prefill/", "decode.0/", ...) share a recorder without their names colliding.
+class PrefixedTracer : public Tracer {
+ public:
+  PrefixedTracer(Tracer& inner, std::string prefix) : inner_(inner), prefix_(std::move(prefix)) {}
+  void record(std::string_view name, std::span<const int64_t> shape,
+              std::span<const float> values) override {
+    inner_.record(prefix_ + std::string(name), shape, values);
+  }
+  void record(std::string_view name, std::span<const int64_t> shape,
+              std::span<const int32_t> values) override {
+    inner_.record(prefix_ + std::string(name), shape, values);
+  }
+
+ private:
+  Tracer& inner_;
+  std::string prefix_;
+};
 
 // Records under "<scope><name>" when a tracer is attached; does nothing (and copies no values)
 // when it is not. The model hands one of these to each step.

@@ -21,7 +21,8 @@
 // i % 4, so adding or renaming a tensor never changes another. With u in [0, 1) and
 // a = init_std * sqrt(3), r = a * (2u - 1) is uniform with standard deviation init_std; matrices
 // take r, norm gains 1 + r and norm biases r (not 1 and 0, so a backend that drops a gain or a
-// bias is caught). Every step is exact IEEE arithmetic: the same on every machine.
+// bias is caught). Every step is a correctly rounded IEEE operation (no libm call, no library
+// distribution), so the weights are the same bits on every machine.
 #pragma once
 
 #include <cstdint>

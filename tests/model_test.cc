@@ -1,6 +1,7 @@
 // The whole model: against a scalar oracle written here from the math (semantics.md section 2),
 // and the properties the reference promises: prefill equals decode bitwise, thread counts do not
 // change a bit, tracing does not change a bit, weights are a function of (seed, name) alone.
+#include "ref/generate.h"
 #include "ref/model.h"
 
 #include <gmock/gmock.h>
@@ -549,6 +550,32 @@ TEST(Stats, Gpt4RumoredMatchesTheHandCount) {
   EXPECT_NEAR(static_cast<double>(s.params_active), 2.87e11, 0.01e11);
   EXPECT_NEAR(static_cast<double>(s.matmul_flops_per_token), 5.7e11, 0.1e11);
   EXPECT_EQ(4 * s.kv_values_per_token / 2, 60 * 1024);  // 60 KiB per token at fp16
+}
+
+}  // namespace
+}  // namespace moeref
+
+namespace moeref {
+namespace {
+
+TEST(Tracer, GenerationRecordsEachCallUnderItsOwnPrefix) {
+  const Model model = make_model(tiny());
+  GenerationRequest request;
+  request.prompt = {1, 2, 3};
+  request.max_new_tokens = 3;
+  TraceRecorder recorder;
+  const GenerationResult result = generate(model, request, &recorder);
+  ASSERT_EQ(result.tokens.size(), 3u);
+  // Prefill, then two decode calls (the last token is not fed back).
+  EXPECT_EQ(recorder.at("prefill/logits").shape, (std::vector<int64_t>{3, 256}));
+  EXPECT_EQ(recorder.at("decode.0/logits").shape, (std::vector<int64_t>{1, 256}));
+  EXPECT_EQ(recorder.at("decode.1/layers.0.attn.probs").shape, (std::vector<int64_t>{1, 4, 5}));
+  EXPECT_FALSE(recorder.contains("decode.2/logits"));
+  // Each decode call's greedy token is the next generated token.
+  const std::vector<float> step0 = recorder.at("decode.0/logits").to_f32();
+  EXPECT_EQ(greedy_token(step0), result.tokens[1]);
+  const std::string path = ::testing::TempDir() + "/generation_trace.safetensors";
+  EXPECT_NO_THROW(write_safetensors(path, recorder.records()));  // names are all distinct
 }
 
 }  // namespace

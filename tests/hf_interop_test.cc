@@ -1,0 +1,528 @@
+// Hugging Face interop (ref/hf_interop.h): the tensor-name map, the Mixtral config.json, and the
+// export/import round trip.
+//
+// Expected names and config.json values are written out by hand from semantics.md section 2 (the
+// MixtralForCausalLM layout on the Hub) and configs/tiny.json; the round trip is checked bit for
+// bit against the original weights and logits.
+
+#include "ref/hf_interop.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ref/config.h"
+#include "ref/model.h"
+#include "ref/safetensors.h"
+#include "ref/weights.h"
+
+namespace moeref {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+const fs::path kSourceDir = MOEREF_SOURCE_DIR;
+
+// A fresh directory under the system temp directory, removed with everything in it at the end.
+class TempDir {
+ public:
+  TempDir() {
+    static int counter = 0;
+    path_ = fs::temp_directory_path() / ("moeref_hf_interop_test." + std::to_string(getpid()) +
+                                         "." + std::to_string(counter++));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+template <class E>
+std::string message_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const E& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected exception not thrown";
+  return "";
+}
+
+// "key" with its quotes, as error messages name keys.
+std::string quoted_key(const char* key) {
+  std::string quoted = "\"";
+  quoted += key;
+  quoted += '"';
+  return quoted;
+}
+
+ModelConfig tiny_config() { return load_config(kSourceDir / "configs/tiny.json"); }
+
+json tiny_json() {
+  std::ifstream in(kSourceDir / "configs/tiny.json");
+  return json::parse(in);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Tensor names.
+
+struct NameCase {
+  const char* moeref;
+  const char* hf;
+};
+
+// semantics.md section 2: the Hub's MixtralForCausalLM keys (w1 = gate, w3 = up, w2 = down).
+const NameCase kNameCases[] = {
+    {"embed.weight", "model.embed_tokens.weight"},
+    {"layers.0.attn_norm.weight", "model.layers.0.input_layernorm.weight"},
+    {"layers.0.attn.q_proj.weight", "model.layers.0.self_attn.q_proj.weight"},
+    {"layers.0.attn.k_proj.weight", "model.layers.0.self_attn.k_proj.weight"},
+    {"layers.0.attn.v_proj.weight", "model.layers.0.self_attn.v_proj.weight"},
+    {"layers.0.attn.o_proj.weight", "model.layers.0.self_attn.o_proj.weight"},
+    {"layers.0.ffn_norm.weight", "model.layers.0.post_attention_layernorm.weight"},
+    {"layers.0.moe.router.weight", "model.layers.0.block_sparse_moe.gate.weight"},
+    {"layers.0.moe.experts.0.gate_proj.weight",
+     "model.layers.0.block_sparse_moe.experts.0.w1.weight"},
+    {"layers.0.moe.experts.0.up_proj.weight",
+     "model.layers.0.block_sparse_moe.experts.0.w3.weight"},
+    {"layers.0.moe.experts.0.down_proj.weight",
+     "model.layers.0.block_sparse_moe.experts.0.w2.weight"},
+    // Multi-digit layer and expert numbers.
+    {"layers.31.attn.o_proj.weight", "model.layers.31.self_attn.o_proj.weight"},
+    {"layers.119.ffn_norm.weight", "model.layers.119.post_attention_layernorm.weight"},
+    {"layers.17.moe.router.weight", "model.layers.17.block_sparse_moe.gate.weight"},
+    {"layers.12.moe.experts.15.gate_proj.weight",
+     "model.layers.12.block_sparse_moe.experts.15.w1.weight"},
+    {"layers.3.moe.experts.7.up_proj.weight",
+     "model.layers.3.block_sparse_moe.experts.7.w3.weight"},
+    {"layers.100.moe.experts.10.down_proj.weight",
+     "model.layers.100.block_sparse_moe.experts.10.w2.weight"},
+    {"final_norm.weight", "model.norm.weight"},
+    {"lm_head.weight", "lm_head.weight"},
+};
+
+TEST(HfTensorName, MapsEveryMoerefNameToTheHubName) {
+  for (const NameCase& c : kNameCases) {
+    EXPECT_EQ(hf_tensor_name(c.moeref), c.hf) << c.moeref;
+  }
+}
+
+// The Hub key set of a tiny Mixtral, built by hand from the layout (2 layers, 16 experts).
+std::set<std::string> hub_names(int64_t n_layers, int64_t n_experts) {
+  std::set<std::string> names = {"model.embed_tokens.weight", "model.norm.weight",
+                                 "lm_head.weight"};
+  for (int64_t l = 0; l < n_layers; ++l) {
+    const std::string layer = "model.layers." + std::to_string(l) + ".";
+    for (const char* suffix :
+         {"input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+          "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+          "post_attention_layernorm.weight", "block_sparse_moe.gate.weight"}) {
+      names.insert(layer + suffix);
+    }
+    for (int64_t e = 0; e < n_experts; ++e) {
+      for (const char* w : {"w1", "w2", "w3"}) {
+        names.insert(layer + "block_sparse_moe.experts." + std::to_string(e) + "." + w +
+                     ".weight");
+      }
+    }
+  }
+  return names;
+}
+
+TEST(HfTensorName, TinyWeightSpecsMapOntoExactlyTheHubKeys) {
+  std::set<std::string> mapped;
+  for (const WeightSpec& spec : weight_specs(tiny_config())) mapped.insert(hf_tensor_name(spec.name));
+  const std::set<std::string> expected = hub_names(2, 16);
+  EXPECT_EQ(expected.size(), 3u + 2u * (7u + 16u * 3u));  // 113
+  EXPECT_EQ(mapped, expected);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Export and import.
+
+// Every tensor of a ModelWeights with a label, walked from the struct (not from weight_specs).
+std::vector<std::pair<std::string, const Tensor*>> all_tensors(const ModelWeights& w) {
+  std::vector<std::pair<std::string, const Tensor*>> out = {
+      {"embed", &w.embed},
+      {"pos_embed", &w.pos_embed},
+      {"final_norm", &w.final_norm},
+      {"final_norm_bias", &w.final_norm_bias},
+      {"lm_head", &w.lm_head}};
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const LayerWeights& layer = w.layers[l];
+    const std::string p = "layers." + std::to_string(l) + ".";
+    for (const auto& [name, tensor] :
+         std::vector<std::pair<std::string, const Tensor*>>{
+             {"attn_norm", &layer.attn_norm},
+             {"attn_norm_bias", &layer.attn_norm_bias},
+             {"q_proj", &layer.q_proj},
+             {"k_proj", &layer.k_proj},
+             {"v_proj", &layer.v_proj},
+             {"o_proj", &layer.o_proj},
+             {"ffn_norm", &layer.ffn_norm},
+             {"ffn_norm_bias", &layer.ffn_norm_bias},
+             {"router", &layer.router},
+             {"dense.gate", &layer.dense.gate_proj},
+             {"dense.up", &layer.dense.up_proj},
+             {"dense.down", &layer.dense.down_proj}}) {
+      out.emplace_back(p + name, tensor);
+    }
+    for (size_t e = 0; e < layer.experts.size(); ++e) {
+      const std::string q = p + "experts." + std::to_string(e) + ".";
+      out.emplace_back(q + "gate", &layer.experts[e].gate_proj);
+      out.emplace_back(q + "up", &layer.experts[e].up_proj);
+      out.emplace_back(q + "down", &layer.experts[e].down_proj);
+    }
+  }
+  return out;
+}
+
+bool bitwise_equal(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && a.numel() == b.numel() &&
+         std::memcmp(a.data(), b.data(), static_cast<size_t>(a.numel()) * sizeof(float)) == 0;
+}
+
+bool bitwise_equal(const TensorRecord& record, const Tensor& tensor) {
+  return record.dtype == DType::kF32 && record.shape == tensor.shape() &&
+         record.bytes.size() == static_cast<size_t>(tensor.numel()) * sizeof(float) &&
+         std::memcmp(record.bytes.data(), tensor.data(), record.bytes.size()) == 0;
+}
+
+class HfExportTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    config_ = new ModelConfig(tiny_config());
+    weights_ = new ModelWeights(init_weights(*config_));
+  }
+  static void TearDownTestSuite() {
+    delete config_;
+    delete weights_;
+  }
+  fs::path exported() {
+    const fs::path dir = temp_.path() / "hf";
+    export_hf(*config_, *weights_, dir);
+    return dir;
+  }
+
+  static ModelConfig* config_;
+  static ModelWeights* weights_;
+  TempDir temp_;
+};
+
+ModelConfig* HfExportTest::config_ = nullptr;
+ModelWeights* HfExportTest::weights_ = nullptr;
+
+TEST_F(HfExportTest, RoundTripGivesTheSameConfigWeightsAndLogits) {
+  const ImportedModel imported = import_hf(exported());
+  EXPECT_EQ(imported.config, *config_);
+
+  const auto original = all_tensors(*weights_);
+  const auto round_trip = all_tensors(imported.weights);
+  ASSERT_EQ(original.size(), round_trip.size());
+  int64_t non_empty = 0;
+  for (size_t i = 0; i < original.size(); ++i) {
+    EXPECT_TRUE(bitwise_equal(*original[i].second, *round_trip[i].second)) << original[i].first;
+    non_empty += !original[i].second->empty();
+  }
+  EXPECT_EQ(non_empty, 113);  // every tensor of tiny was compared, not just empty ones
+
+  const std::vector<int32_t> prompt = {1, 2, 3, 4, 5, 100, 255};
+  const Model a(*config_, *weights_);
+  const Model b(imported.config, imported.weights);
+  KvCache cache_a = a.new_cache();
+  KvCache cache_b = b.new_cache();
+  const Tensor logits_a = a.forward(prompt, cache_a).logits;
+  const Tensor logits_b = b.forward(prompt, cache_b).logits;
+  EXPECT_EQ(logits_a.shape(), (std::vector<int64_t>{7, 256}));
+  EXPECT_TRUE(bitwise_equal(logits_a, logits_b));
+}
+
+TEST_F(HfExportTest, ConfigJsonHasTheMixtralKeys) {
+  std::ifstream in(exported() / "config.json");
+  const json hf = json::parse(in);
+  // Values from configs/tiny.json, by hand.
+  EXPECT_EQ(hf.at("architectures"), json::array({"MixtralForCausalLM"}));
+  EXPECT_EQ(hf.at("model_type"), "mixtral");
+  EXPECT_EQ(hf.at("hidden_act"), "silu");
+  EXPECT_EQ(hf.at("hidden_size"), 64);
+  EXPECT_EQ(hf.at("intermediate_size"), 128);
+  EXPECT_EQ(hf.at("num_hidden_layers"), 2);
+  EXPECT_EQ(hf.at("num_attention_heads"), 4);
+  EXPECT_EQ(hf.at("num_key_value_heads"), 1);
+  EXPECT_EQ(hf.at("head_dim"), 16);
+  EXPECT_EQ(hf.at("num_local_experts"), 16);
+  EXPECT_EQ(hf.at("num_experts_per_tok"), 2);
+  EXPECT_EQ(hf.at("rms_norm_eps"), 1e-5);
+  EXPECT_EQ(hf.at("rope_theta"), 10000.0);
+  EXPECT_EQ(hf.at("vocab_size"), 256);
+  EXPECT_EQ(hf.at("max_position_embeddings"), 128);
+  EXPECT_EQ(hf.at("tie_word_embeddings"), false);
+  // Mixtral's sliding window must be off (null), or transformers would mask differently.
+  EXPECT_TRUE(hf.contains("sliding_window"));
+  EXPECT_TRUE(hf.at("sliding_window").is_null());
+  // Every key must be ints where transformers expects ints.
+  for (const char* key : {"hidden_size", "intermediate_size", "num_hidden_layers",
+                          "num_attention_heads", "num_key_value_heads", "head_dim",
+                          "num_local_experts", "num_experts_per_tok", "vocab_size",
+                          "max_position_embeddings"}) {
+    EXPECT_TRUE(hf.at(key).is_number_integer()) << key;
+  }
+}
+
+TEST_F(HfExportTest, SafetensorsHoldsExactlyTheHubKeysWithTheRightTensors) {
+  const SafetensorsFile file = SafetensorsFile::read(exported() / "model.safetensors");
+  std::set<std::string> names;
+  for (const TensorRecord& record : file.tensors()) names.insert(record.name);
+  EXPECT_EQ(file.tensors().size(), names.size());  // no duplicates
+  EXPECT_EQ(names, hub_names(2, 16));
+
+  // Each Hub tensor carries the moeref tensor the layout says (w1 = gate, w3 = up, w2 = down),
+  // bit for bit, with Hugging Face's [out, in] shapes.
+  const LayerWeights& l1 = weights_->layers[1];
+  const std::vector<std::pair<std::string, const Tensor*>> expected = {
+      {"model.embed_tokens.weight", &weights_->embed},
+      {"model.norm.weight", &weights_->final_norm},
+      {"lm_head.weight", &weights_->lm_head},
+      {"model.layers.1.input_layernorm.weight", &l1.attn_norm},
+      {"model.layers.1.post_attention_layernorm.weight", &l1.ffn_norm},
+      {"model.layers.1.self_attn.q_proj.weight", &l1.q_proj},
+      {"model.layers.1.self_attn.k_proj.weight", &l1.k_proj},
+      {"model.layers.1.self_attn.v_proj.weight", &l1.v_proj},
+      {"model.layers.1.self_attn.o_proj.weight", &l1.o_proj},
+      {"model.layers.1.block_sparse_moe.gate.weight", &l1.router},
+      {"model.layers.1.block_sparse_moe.experts.13.w1.weight", &l1.experts[13].gate_proj},
+      {"model.layers.1.block_sparse_moe.experts.13.w3.weight", &l1.experts[13].up_proj},
+      {"model.layers.1.block_sparse_moe.experts.13.w2.weight", &l1.experts[13].down_proj},
+  };
+  for (const auto& [name, tensor] : expected) {
+    EXPECT_TRUE(bitwise_equal(file.at(name), *tensor)) << name;
+  }
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
+      {"model.embed_tokens.weight", {256, 64}},
+      {"lm_head.weight", {256, 64}},
+      {"model.norm.weight", {64}},
+      {"model.layers.0.self_attn.q_proj.weight", {64, 64}},  // [H * hd, d] = [4 * 16, 64]
+      {"model.layers.0.self_attn.k_proj.weight", {16, 64}},  // [G * hd, d] = [1 * 16, 64]
+      {"model.layers.0.self_attn.v_proj.weight", {16, 64}},
+      {"model.layers.0.self_attn.o_proj.weight", {64, 64}},
+      {"model.layers.0.block_sparse_moe.gate.weight", {16, 64}},  // [E, d]
+      {"model.layers.0.block_sparse_moe.experts.0.w1.weight", {128, 64}},
+      {"model.layers.0.block_sparse_moe.experts.0.w3.weight", {128, 64}},
+      {"model.layers.0.block_sparse_moe.experts.0.w2.weight", {64, 128}},
+  };
+  for (const auto& [name, shape] : shapes) EXPECT_EQ(file.at(name).shape, shape) << name;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Configs Mixtral cannot express.
+
+struct IncompatibleCase {
+  const char* key;
+  json changes;  // merged into configs/tiny.json; the result is a valid moeref config
+};
+
+const std::vector<IncompatibleCase>& incompatible_cases() {
+  static const std::vector<IncompatibleCase> cases = {
+      {"norm", {{"norm", "layernorm"}}},
+      {"positions", {{"positions", "learned"}}},
+      {"ffn_activation", {{"ffn_activation", "gelu"}}},
+      {"moe_every", {{"moe_every", 2}, {"dense_d_ff", 128}}},
+      {"capacity_factor", {{"capacity_factor", 0.5}}},
+      {"router_renormalize", {{"router_renormalize", false}}},
+      {"tied_embeddings", {{"tied_embeddings", true}}},
+  };
+  return cases;
+}
+
+TEST(HfCompatibility, TinyIsCompatible) {
+  EXPECT_NO_THROW(check_mixtral_compatible(tiny_config(), "tiny"));
+}
+
+TEST(HfCompatibility, RefusesEachIncompatibleKeyByName) {
+  for (const IncompatibleCase& c : incompatible_cases()) {
+    SCOPED_TRACE(c.key);
+    json j = tiny_json();
+    j.merge_patch(c.changes);
+    const ModelConfig config = config_from_json(j, "case");
+    const std::string quoted = quoted_key(c.key);
+    EXPECT_THAT(message_of<ConfigError>([&] { check_mixtral_compatible(config, "case"); }),
+                HasSubstr(quoted));
+    // export_hf refuses too, before creating anything.
+    TempDir temp;
+    const fs::path dir = temp.path() / "out";
+    const ModelWeights weights = init_weights(config);
+    EXPECT_THAT(message_of<ConfigError>([&] { export_hf(config, weights, dir); }),
+                HasSubstr(quoted));
+    EXPECT_FALSE(fs::exists(dir));
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// config_from_hf_json.
+
+// A Hub-style config.json for tiny, written by hand (moeref's extras under "moeref").
+json hand_hf_config() {
+  return json::parse(R"({
+    "architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "hidden_act": "silu",
+    "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 16,
+    "num_local_experts": 16, "num_experts_per_tok": 2, "rms_norm_eps": 1e-5,
+    "rope_theta": 10000.0, "vocab_size": 256, "max_position_embeddings": 128,
+    "tie_word_embeddings": false, "sliding_window": null, "initializer_range": 0.08,
+    "eos_token_id": null, "torch_dtype": "float32", "attention_dropout": 0.0,
+    "moeref": {"name": "tiny", "init_seed": 1}})");
+}
+
+TEST(ConfigFromHfJson, HandWrittenHubConfigGivesTiny) {
+  EXPECT_EQ(config_from_hf_json(hand_hf_config(), "hub/config.json"), tiny_config());
+  json with_eos = hand_hf_config();
+  with_eos["eos_token_id"] = 2;
+  EXPECT_EQ(config_from_hf_json(with_eos, "hub/config.json").eos_token_id, 2);
+}
+
+TEST(ConfigFromHfJson, ErrorsNameTheKey) {
+  struct Case {
+    const char* what;
+    const char* key;
+    std::function<void(json&)> mutate;
+  };
+  const std::vector<Case> cases = {
+      {"missing vocab_size", "vocab_size", [](json& j) { j.erase("vocab_size"); }},
+      {"missing hidden_size", "hidden_size", [](json& j) { j.erase("hidden_size"); }},
+      {"missing num_hidden_layers", "num_hidden_layers",
+       [](json& j) { j.erase("num_hidden_layers"); }},
+      {"missing num_attention_heads", "num_attention_heads",
+       [](json& j) { j.erase("num_attention_heads"); }},
+      {"missing intermediate_size", "intermediate_size",
+       [](json& j) { j.erase("intermediate_size"); }},
+      {"missing num_local_experts", "num_local_experts",
+       [](json& j) { j.erase("num_local_experts"); }},
+      {"missing num_experts_per_tok", "num_experts_per_tok",
+       [](json& j) { j.erase("num_experts_per_tok"); }},
+      {"missing rms_norm_eps", "rms_norm_eps", [](json& j) { j.erase("rms_norm_eps"); }},
+      {"missing rope_theta", "rope_theta", [](json& j) { j.erase("rope_theta"); }},
+      {"missing max_position_embeddings", "max_position_embeddings",
+       [](json& j) { j.erase("max_position_embeddings"); }},
+      {"missing model_type", "model_type", [](json& j) { j.erase("model_type"); }},
+      {"missing hidden_act", "hidden_act", [](json& j) { j.erase("hidden_act"); }},
+      {"hidden_size a string", "hidden_size", [](json& j) { j["hidden_size"] = "64"; }},
+      {"vocab_size a float", "vocab_size", [](json& j) { j["vocab_size"] = 256.5; }},
+      {"rms_norm_eps a string", "rms_norm_eps", [](json& j) { j["rms_norm_eps"] = "1e-5"; }},
+      {"num_key_value_heads null", "num_key_value_heads",
+       [](json& j) { j["num_key_value_heads"] = nullptr; }},
+      {"model_type llama", "model_type", [](json& j) { j["model_type"] = "llama"; }},
+      {"hidden_act gelu", "hidden_act", [](json& j) { j["hidden_act"] = "gelu"; }},
+      {"sliding_window set", "sliding_window", [](json& j) { j["sliding_window"] = 4096; }},
+      {"tied embeddings", "tie_word_embeddings",
+       [](json& j) { j["tie_word_embeddings"] = true; }},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    json j = hand_hf_config();
+    c.mutate(j);
+    const std::string message =
+        message_of<ConfigError>([&] { config_from_hf_json(j, "hub/config.json"); });
+    EXPECT_THAT(message, HasSubstr("hub/config.json"));
+    EXPECT_THAT(message, HasSubstr(quoted_key(c.key)));
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Importing a directory whose safetensors does not match its config.
+
+class HfImportErrorTest : public HfExportTest {
+ protected:
+  // Exports tiny, rewrites model.safetensors through `edit`, and returns the import error.
+  std::string import_error(const std::function<void(std::vector<TensorRecord>&)>& edit) {
+    const fs::path dir = exported();
+    const fs::path file = dir / "model.safetensors";
+    std::vector<TensorRecord> records = SafetensorsFile::read(file).tensors();
+    edit(records);
+    write_safetensors(file, records);
+    path_ = file.string();
+    return message_of<SafetensorsError>([&] { import_hf(dir); });
+  }
+  static void erase(std::vector<TensorRecord>& records, const std::string& name) {
+    std::erase_if(records, [&](const TensorRecord& r) { return r.name == name; });
+  }
+  std::string path_;
+};
+
+TEST_F(HfImportErrorTest, MissingTensorIsNamed) {
+  const std::string name = "model.layers.1.block_sparse_moe.experts.7.w3.weight";
+  const std::string message = import_error([&](auto& records) { erase(records, name); });
+  EXPECT_THAT(message, HasSubstr(path_));
+  EXPECT_THAT(message, HasSubstr(name));
+}
+
+TEST_F(HfImportErrorTest, ExtraTensorIsNamed) {
+  // Older Hub checkpoints carry buffers like this one; moeref must not silently ignore them.
+  const std::string name = "model.layers.0.self_attn.rotary_emb.inv_freq";
+  const std::vector<float> values(8, 1.0f);
+  const std::string message = import_error(
+      [&](auto& records) { records.push_back(make_f32_record(name, {8}, values)); });
+  EXPECT_THAT(message, HasSubstr(path_));
+  EXPECT_THAT(message, HasSubstr(name));
+}
+
+TEST_F(HfImportErrorTest, WrongShapeIsNamed) {
+  const std::string name = "model.layers.0.block_sparse_moe.gate.weight";
+  const std::vector<float> values(8 * 64, 0.5f);
+  const std::string message = import_error([&](auto& records) {
+    for (TensorRecord& r : records) {
+      if (r.name == name) r = make_f32_record(name, {8, 64}, values);
+    }
+  });
+  EXPECT_THAT(message, HasSubstr(path_));
+  EXPECT_THAT(message, HasSubstr(name));
+  EXPECT_THAT(message, HasSubstr("[8, 64]"));
+  EXPECT_THAT(message, HasSubstr("[16, 64]"));
+}
+
+TEST_F(HfImportErrorTest, WrongDtypeIsNamed) {
+  const std::string name = "lm_head.weight";
+  const std::string message = import_error([&](auto& records) {
+    for (TensorRecord& r : records) {
+      if (r.name == name) {
+        r.dtype = DType::kBF16;
+        r.shape = {256, 128};  // same byte count as [256, 64] F32
+      }
+    }
+  });
+  EXPECT_THAT(message, HasSubstr(path_));
+  EXPECT_THAT(message, HasSubstr(name));
+  EXPECT_THAT(message, HasSubstr("BF16"));
+}
+
+TEST(HfImport, MissingOrMalformedConfigJsonIsNamed) {
+  TempDir temp;
+  EXPECT_THAT(message_of<ConfigError>([&] { import_hf(temp.path()); }),
+              HasSubstr((temp.path() / "config.json").string()));
+  std::ofstream(temp.path() / "config.json") << "{\"model_type\": ";
+  EXPECT_THAT(message_of<ConfigError>([&] { import_hf(temp.path()); }),
+              HasSubstr((temp.path() / "config.json").string()));
+}
+
+}  // namespace
+}  // namespace moeref

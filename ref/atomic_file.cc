@@ -11,13 +11,19 @@ namespace moeref {
 
 namespace fs = std::filesystem;
 
+fs::path temporary_sibling(const fs::path& target, std::string_view tag) {
+  std::string name = ".";
+  name += target.filename().string();
+  name += '.';
+  name += tag;
+  name += '.';
+  name += std::to_string(getpid());
+  return target.parent_path() / name;
+}
+
 void write_file_atomically(const fs::path& target,
                            const std::function<void(std::ostream&)>& write) {
-  std::string temporary_name = ".";
-  temporary_name += target.filename().string();
-  temporary_name += ".tmp.";
-  temporary_name += std::to_string(getpid());
-  const fs::path temporary = target.parent_path() / temporary_name;
+  const fs::path temporary = temporary_sibling(target, "tmp");
   try {
     {
       std::ofstream out(temporary, std::ios::binary | std::ios::trunc);

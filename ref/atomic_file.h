@@ -12,6 +12,9 @@
 
 namespace moeref {
 
+// ".<name>.<tag>.<pid>" beside target: hidden, and unique to this process.
+std::filesystem::path temporary_sibling(const std::filesystem::path& target, std::string_view tag);
+
 // `write` fills the stream; if it throws, the target is left untouched.
 void write_file_atomically(const std::filesystem::path& target,
                            const std::function<void(std::ostream&)>& write);

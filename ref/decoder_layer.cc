@@ -8,10 +8,6 @@ namespace moeref {
 
 namespace {
 
-void add_residual(float* x, const std::vector<float>& branch) {
-  for (size_t i = 0; i < branch.size(); ++i) x[i] += branch[i];
-}
-
 void attention_block(const LayerContext& c, float* x) {
   const ModelConfig& config = c.config;
   const Kernels& kernels = c.kernels;
@@ -55,7 +51,7 @@ void attention_block(const LayerContext& c, float* x) {
   kernels.matmul(context.data(), w.o_proj.data(), attn_out.data(), n_tokens, H * hd, d);
   trace("attn.out", {n_tokens, d}, attn_out.data());
 
-  add_residual(x, attn_out);
+  kernels.residual_add(x, attn_out.data(), n_tokens * d);
   trace("attn.residual", {n_tokens, d}, x);
 }
 
@@ -80,7 +76,7 @@ std::optional<RouterStats> ffn_block(const LayerContext& c, float* x) {
     c.trace("ffn.out", {n_tokens, d}, ffn_out.data());
   }
 
-  add_residual(x, ffn_out);
+  c.kernels.residual_add(x, ffn_out.data(), n_tokens * d);
   c.trace("out", {n_tokens, d}, x);
   return router;
 }

@@ -134,9 +134,7 @@ ModelConfig config_from_hf_json(const json& hf, const std::string& source) {
       {"d_model", d_model},
       {"n_layers", require_int(hf, "num_hidden_layers", source)},
       {"n_heads", n_heads},
-      {"n_kv_heads", hf.contains("num_key_value_heads")
-                         ? require_int(hf, "num_key_value_heads", source)
-                         : n_heads},
+      {"n_kv_heads", require_int(hf, "num_key_value_heads", source)},
       {"head_dim", hf.contains("head_dim") && !hf.at("head_dim").is_null()
                        ? require_int(hf, "head_dim", source)
                        : d_model / n_heads},

@@ -34,6 +34,8 @@ class Kernels {
   virtual void swiglu(const float* gate, const float* up, float* out,
                       int64_t n) const = 0;          // ref/activation.h
   virtual void gelu(float* x, int64_t n) const = 0;  // ref/activation.h
+  virtual void residual_add(float* x, const float* branch,
+                            int64_t n) const = 0;  // ref/residual.h
   virtual void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
                             bool renormalize, int32_t* indices,
                             float* weights) const = 0;  // ref/router.h

@@ -3,6 +3,7 @@
 #include "ref/kernels.h"
 #include "ref/matmul.h"
 #include "ref/norm.h"
+#include "ref/residual.h"
 #include "ref/rope.h"
 #include "ref/router.h"
 #include "ref/softmax.h"
@@ -40,6 +41,9 @@ class RefKernels final : public Kernels {
     ref::swiglu(gate, up, out, n);
   }
   void gelu(float* x, int64_t n) const override { ref::gelu(x, n); }
+  void residual_add(float* x, const float* branch, int64_t n) const override {
+    ref::residual_add(x, branch, n);
+  }
   void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
                     bool renormalize, int32_t* indices, float* weights) const override {
     ref::select_top_k(probs, n_tokens, n_experts, k, renormalize, indices, weights);

@@ -1,6 +1,9 @@
 #include "ref/router.h"
 
+#include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 #include "ref/softmax.h"
 
@@ -8,6 +11,10 @@ namespace moeref::ref {
 
 void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
                   bool renormalize, int32_t* indices, float* weights) {
+  if (k < 1 || k > n_experts) {
+    throw std::invalid_argument("top-k of " + std::to_string(k) + " among " +
+                                std::to_string(n_experts) + " experts");
+  }
   std::vector<bool> taken(static_cast<size_t>(n_experts));
   for (int64_t t = 0; t < n_tokens; ++t) {
     const float* p = probs + t * n_experts;

@@ -13,7 +13,7 @@ namespace moeref::ref {
 // Rank order: larger probability first; equal probabilities go to the lower expert index
 // (torch.topk and ggml leave ties unspecified; moeref fixes the rule so it can be tested).
 // With renormalize, weight_j = p_j / sum of the k chosen p (summed in rank order, in double);
-// without, weight_j = p_j.
+// without, weight_j = p_j. Throws std::invalid_argument unless 1 <= k <= n_experts.
 void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
                   bool renormalize, int32_t* indices, float* weights);
 

@@ -136,14 +136,13 @@ std::set<std::string> hub_names(int64_t n_layers, int64_t n_experts) {
     const std::string layer = "model.layers." + std::to_string(l) + ".";
     for (const char* suffix :
          {"input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
-          "self_attn.v_proj.weight", "self_attn.o_proj.weight",
-          "post_attention_layernorm.weight", "block_sparse_moe.gate.weight"}) {
+          "self_attn.v_proj.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
+          "block_sparse_moe.gate.weight"}) {
       names.insert(layer + suffix);
     }
     for (int64_t e = 0; e < n_experts; ++e) {
       for (const char* w : {"w1", "w2", "w3"}) {
-        names.insert(layer + "block_sparse_moe.experts." + std::to_string(e) + "." + w +
-                     ".weight");
+        names.insert(layer + "block_sparse_moe.experts." + std::to_string(e) + "." + w + ".weight");
       }
     }
   }
@@ -152,7 +151,8 @@ std::set<std::string> hub_names(int64_t n_layers, int64_t n_experts) {
 
 TEST(HfTensorName, TinyWeightSpecsMapOntoExactlyTheHubKeys) {
   std::set<std::string> mapped;
-  for (const WeightSpec& spec : weight_specs(tiny_config())) mapped.insert(hf_tensor_name(spec.name));
+  for (const WeightSpec& spec : weight_specs(tiny_config()))
+    mapped.insert(hf_tensor_name(spec.name));
   const std::set<std::string> expected = hub_names(2, 16);
   EXPECT_EQ(expected.size(), 3u + 2u * (7u + 16u * 3u));  // 113
   EXPECT_EQ(mapped, expected);
@@ -163,17 +163,15 @@ TEST(HfTensorName, TinyWeightSpecsMapOntoExactlyTheHubKeys) {
 
 // Every tensor of a ModelWeights with a label, walked from the struct (not from weight_specs).
 std::vector<std::pair<std::string, const Tensor*>> all_tensors(const ModelWeights& w) {
-  std::vector<std::pair<std::string, const Tensor*>> out = {
-      {"embed", &w.embed},
-      {"pos_embed", &w.pos_embed},
-      {"final_norm", &w.final_norm},
-      {"final_norm_bias", &w.final_norm_bias},
-      {"lm_head", &w.lm_head}};
+  std::vector<std::pair<std::string, const Tensor*>> out = {{"embed", &w.embed},
+                                                            {"pos_embed", &w.pos_embed},
+                                                            {"final_norm", &w.final_norm},
+                                                            {"final_norm_bias", &w.final_norm_bias},
+                                                            {"lm_head", &w.lm_head}};
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const LayerWeights& layer = w.layers[l];
     const std::string p = "layers." + std::to_string(l) + ".";
-    for (const auto& [name, tensor] :
-         std::vector<std::pair<std::string, const Tensor*>>{
+    for (const auto& [name, tensor] : std::vector<std::pair<std::string, const Tensor*>>{
              {"attn_norm", &layer.attn_norm},
              {"attn_norm_bias", &layer.attn_norm_bias},
              {"q_proj", &layer.q_proj},
@@ -282,10 +280,10 @@ TEST_F(HfExportTest, ConfigJsonHasTheMixtralKeys) {
   EXPECT_TRUE(hf.contains("sliding_window"));
   EXPECT_TRUE(hf.at("sliding_window").is_null());
   // Every key must be ints where transformers expects ints.
-  for (const char* key : {"hidden_size", "intermediate_size", "num_hidden_layers",
-                          "num_attention_heads", "num_key_value_heads", "head_dim",
-                          "num_local_experts", "num_experts_per_tok", "vocab_size",
-                          "max_position_embeddings"}) {
+  for (const char* key :
+       {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+        "num_key_value_heads", "head_dim", "num_local_experts", "num_experts_per_tok", "vocab_size",
+        "max_position_embeddings"}) {
     EXPECT_TRUE(hf.at(key).is_number_integer()) << key;
   }
 }
@@ -434,8 +432,7 @@ TEST(ConfigFromHfJson, ErrorsNameTheKey) {
       {"model_type llama", "model_type", [](json& j) { j["model_type"] = "llama"; }},
       {"hidden_act gelu", "hidden_act", [](json& j) { j["hidden_act"] = "gelu"; }},
       {"sliding_window set", "sliding_window", [](json& j) { j["sliding_window"] = 4096; }},
-      {"tied embeddings", "tie_word_embeddings",
-       [](json& j) { j["tie_word_embeddings"] = true; }},
+      {"tied embeddings", "tie_word_embeddings", [](json& j) { j["tie_word_embeddings"] = true; }},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
@@ -480,8 +477,8 @@ TEST_F(HfImportErrorTest, ExtraTensorIsNamed) {
   // Older Hub checkpoints carry buffers like this one; moeref must not silently ignore them.
   const std::string name = "model.layers.0.self_attn.rotary_emb.inv_freq";
   const std::vector<float> values(8, 1.0f);
-  const std::string message = import_error(
-      [&](auto& records) { records.push_back(make_f32_record(name, {8}, values)); });
+  const std::string message =
+      import_error([&](auto& records) { records.push_back(make_f32_record(name, {8}, values)); });
   EXPECT_THAT(message, HasSubstr(path_));
   EXPECT_THAT(message, HasSubstr(name));
 }

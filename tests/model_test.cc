@@ -1,7 +1,6 @@
 // The whole model: against a scalar oracle written here from the math (semantics.md section 2),
 // and the properties the reference promises: prefill equals decode bitwise, thread counts do not
 // change a bit, tracing does not change a bit, weights are a function of (seed, name) alone.
-#include "ref/generate.h"
 #include "ref/model.h"
 
 #include <gmock/gmock.h>
@@ -15,6 +14,7 @@
 #include <vector>
 
 #include "ref/config.h"
+#include "ref/generate.h"
 #include "ref/philox.h"
 #include "ref/stats.h"
 #include "ref/weights.h"

@@ -359,6 +359,16 @@ TEST(RouterTopK, NeverRepeatsAnExpertWithinAToken) {
   EXPECT_EQ(indices, (std::vector<int32_t>{0, 1, 2, 3, 4, 5, 6, 7}));
 }
 
+TEST(RouterTopK, RejectsKOutsideOneToExperts) {
+  const std::vector<float> probs(4, 0.25f);
+  std::vector<int32_t> indices(5);
+  std::vector<float> weights(5);
+  EXPECT_THROW(select_top_k(probs.data(), 1, 4, 5, true, indices.data(), weights.data()),
+               std::invalid_argument);
+  EXPECT_THROW(select_top_k(probs.data(), 1, 4, 0, true, indices.data(), weights.data()),
+               std::invalid_argument);
+}
+
 TEST(Capacity, Formula) {
   EXPECT_EQ(expert_capacity(0.0, 100, 2, 16), 0);  // dropless
   EXPECT_EQ(expert_capacity(1.0, 8, 2, 16), 1);    // 8 * 2 / 16 = 1

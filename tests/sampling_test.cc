@@ -5,6 +5,8 @@
 // suite), from hand arithmetic written out in comments, or from small oracles in this file (a
 // double-precision softmax, a hand generation loop); none is copied from the code under test.
 
+#include "ref/sampling.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -24,7 +26,7 @@
 #include "ref/generate.h"
 #include "ref/model.h"
 #include "ref/philox.h"
-#include "ref/sampling.h"
+#include "ref/tracer.h"
 #include "ref/weights.h"
 
 namespace moeref {
@@ -70,8 +72,8 @@ const PhiloxCase kPhiloxKnownAnswers[] = {
 
 TEST(Philox, MatchesRandom123KnownAnswers) {
   for (const PhiloxCase& c : kPhiloxKnownAnswers) {
-    SCOPED_TRACE(::testing::Message() << std::hex << "counter " << c.counter[0] << " key "
-                                      << c.key[0]);
+    SCOPED_TRACE(::testing::Message()
+                 << std::hex << "counter " << c.counter[0] << " key " << c.key[0]);
     EXPECT_EQ(philox4x32_10(c.counter, c.key), c.expected);
   }
 }
@@ -89,12 +91,12 @@ struct UniformCase {
 
 const UniformCase kUniformCases[] = {
     {0x00000000, 0.0},
-    {0x000000ff, 0.0},                     // the low 8 bits are dropped
-    {0x00000100, 0x1.0p-24},               // the smallest non-zero value
-    {0x80000000, 0.5},                     // 0x800000 * 2^-24
-    {0xffffffff, 1.0 - 0x1.0p-24},         // the largest: below 1, never 1
-    {0x12345678, 0x123456 * 0x1.0p-24},    // top 24 bits 0x123456
-    {0xc0000080, 0.75},                    // 0xc00000 * 2^-24; the 0x80 is dropped
+    {0x000000ff, 0.0},                   // the low 8 bits are dropped
+    {0x00000100, 0x1.0p-24},             // the smallest non-zero value
+    {0x80000000, 0.5},                   // 0x800000 * 2^-24
+    {0xffffffff, 1.0 - 0x1.0p-24},       // the largest: below 1, never 1
+    {0x12345678, 0x123456 * 0x1.0p-24},  // top 24 bits 0x123456
+    {0xc0000080, 0.75},                  // 0xc00000 * 2^-24; the 0x80 is dropped
 };
 
 TEST(Philox, UniformFromBitsIsExact) {
@@ -139,9 +141,8 @@ TEST(Philox, GenerationUniformUsesTheDocumentedCounterLayout) {
     SCOPED_TRACE(::testing::Message() << "seed " << c.seed << " draw " << c.draw << " position "
                                       << c.position << " request " << c.request);
     const float u = generation_uniform(c.seed, c.draw, c.position, c.request, c.stream);
-    EXPECT_EQ(static_cast<double>(u),
-              hand_generation_uniform(c.seed, c.draw, c.position, c.request,
-                                      static_cast<uint32_t>(c.stream)));
+    EXPECT_EQ(static_cast<double>(u), hand_generation_uniform(c.seed, c.draw, c.position, c.request,
+                                                              static_cast<uint32_t>(c.stream)));
     EXPECT_GE(u, 0.0f);
     EXPECT_LT(u, 1.0f);
   }
@@ -163,13 +164,13 @@ const GreedyCase kGreedyCases[] = {
     {{0.5f}, 0},
     {{1.0f, 3.0f, 2.0f}, 1},
     {{-1.0f, -3.0f, -2.0f}, 0},
-    {{5.0f, 5.0f, 1.0f}, 0},                    // tie: lowest id
-    {{1.0f, 5.0f, 5.0f}, 1},                    // tie not at the start
-    {{2.0f, 2.0f, 2.0f, 2.0f}, 0},              // all equal
-    {{1.0f, 4.0f, 2.0f, 4.0f, 4.0f}, 1},        // three-way tie
+    {{5.0f, 5.0f, 1.0f}, 0},              // tie: lowest id
+    {{1.0f, 5.0f, 5.0f}, 1},              // tie not at the start
+    {{2.0f, 2.0f, 2.0f, 2.0f}, 0},        // all equal
+    {{1.0f, 4.0f, 2.0f, 4.0f, 4.0f}, 1},  // three-way tie
     {{-std::numeric_limits<float>::infinity(), -1e30f}, 1},
-    {{0.0f, 1e-30f, 0.0f}, 1},                  // tiny differences still count
-    {{3.0f, 2.0f, 3.0000002f}, 2},              // one ulp above 3
+    {{0.0f, 1e-30f, 0.0f}, 1},      // tiny differences still count
+    {{3.0f, 2.0f, 3.0000002f}, 2},  // one ulp above 3
 };
 
 TEST(Greedy, ArgmaxWithTiesToTheLowestId) {
@@ -228,8 +229,7 @@ TEST(ProcessedDistribution, TemperatureScalesLogitsBeforeTheSoftmax) {
   for (const double temperature : {0.25, 0.7, 1.0, 1.5, 10.0}) {
     SCOPED_TRACE(temperature);
     const std::vector<double> expected = hand_softmax(logits, temperature);
-    const std::vector<TokenProbability> got =
-        processed_distribution(logits, params(temperature));
+    const std::vector<TokenProbability> got = processed_distribution(logits, params(temperature));
     ASSERT_EQ(got.size(), logits.size());
     for (size_t i = 0; i < got.size(); ++i) {
       EXPECT_EQ(got[i].token, static_cast<int32_t>(i));
@@ -324,7 +324,8 @@ TEST(ProcessedDistribution, TopPHandCase) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.top_p);
-    const std::vector<TokenProbability> got = processed_distribution(logits, params(1.0, 0, c.top_p));
+    const std::vector<TokenProbability> got =
+        processed_distribution(logits, params(1.0, 0, c.top_p));
     ASSERT_EQ(tokens_of(got), c.kept);
     for (size_t i = 0; i < got.size(); ++i) {
       EXPECT_NEAR(got[i].probability, c.probabilities[i], 1e-7);
@@ -359,8 +360,8 @@ TEST(ProcessedDistribution, ResultIsInTokenIdOrderAndSumsToOne) {
   for (const int64_t top_k : {int64_t{0}, int64_t{1}, int64_t{7}, int64_t{50}}) {
     for (const double top_p : {0.1, 0.6, 0.95, 1.0}) {
       for (const double temperature : {0.3, 1.0, 2.5}) {
-        SCOPED_TRACE(::testing::Message() << "top_k " << top_k << " top_p " << top_p << " T "
-                                          << temperature);
+        SCOPED_TRACE(::testing::Message()
+                     << "top_k " << top_k << " top_p " << top_p << " T " << temperature);
         const std::vector<TokenProbability> got =
             processed_distribution(logits, params(temperature, top_k, top_p));
         ASSERT_FALSE(got.empty());
@@ -505,8 +506,8 @@ double chi_square_limit(size_t categories) {
   }
 }
 
-std::map<int32_t, int64_t> sample_counts(const std::vector<float>& logits,
-                                         const SamplingParams& p, int64_t n) {
+std::map<int32_t, int64_t> sample_counts(const std::vector<float>& logits, const SamplingParams& p,
+                                         int64_t n) {
   std::map<int32_t, int64_t> counts;
   for (int64_t i = 0; i < n; ++i) ++counts[sample_token(logits, p, static_cast<uint32_t>(i))];
   return counts;
@@ -523,7 +524,8 @@ TEST(SampleToken, EmpiricalFrequenciesMatchTheProcessedDistribution) {
 
   const std::vector<double> oracle = hand_softmax(logits, 0.9);
   std::vector<TokenProbability> expected;
-  for (size_t i = 0; i < oracle.size(); ++i) expected.push_back({static_cast<int32_t>(i), oracle[i]});
+  for (size_t i = 0; i < oracle.size(); ++i)
+    expected.push_back({static_cast<int32_t>(i), oracle[i]});
   const std::map<int32_t, int64_t> counts = sample_counts(logits, p, n);
   const double limit = chi_square_limit(expected.size());
   EXPECT_LT(chi_square(counts, expected, n), limit);
@@ -570,8 +572,8 @@ TEST(SampleToken, EmpiricalFrequenciesWithTopKAndTopP) {
 // validate.
 
 TEST(Validate, AcceptsValidParameters) {
-  for (const SamplingParams& p : {params(0.0), params(1.0, 5, 0.5), params(0.01, 0, 1.0),
-                                  params(100.0, 1, 1e-9)}) {
+  for (const SamplingParams& p :
+       {params(0.0), params(1.0, 5, 0.5), params(0.01, 0, 1.0), params(100.0, 1, 1e-9)}) {
     EXPECT_NO_THROW(validate(p));
   }
 }
@@ -585,16 +587,11 @@ TEST(Validate, RejectsEachBadParameterNamingIt) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const double inf = std::numeric_limits<double>::infinity();
   const Case cases[] = {
-      {params(-1.0), "temperature", "-1"},
-      {params(-1e-9), "temperature", "-0"},
-      {params(nan), "temperature", "nan"},
-      {params(inf), "temperature", "inf"},
-      {params(1.0, -1), "top_k", "-1"},
-      {params(1.0, -7), "top_k", "-7"},
-      {params(1.0, 0, 0.0), "top_p", "0"},
-      {params(1.0, 0, -0.5), "top_p", "-0.5"},
-      {params(1.0, 0, 1.5), "top_p", "1.5"},
-      {params(1.0, 0, nan), "top_p", "nan"},
+      {params(-1.0), "temperature", "-1"},   {params(-1e-9), "temperature", "-0"},
+      {params(nan), "temperature", "nan"},   {params(inf), "temperature", "inf"},
+      {params(1.0, -1), "top_k", "-1"},      {params(1.0, -7), "top_k", "-7"},
+      {params(1.0, 0, 0.0), "top_p", "0"},   {params(1.0, 0, -0.5), "top_p", "-0.5"},
+      {params(1.0, 0, 1.5), "top_p", "1.5"}, {params(1.0, 0, nan), "top_p", "nan"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.parameter);
@@ -719,6 +716,38 @@ TEST_F(GenerateTest, MaxNewTokensZeroAndExactlyFillingTheContext) {
   request.prompt.assign(120, 65);
   request.max_new_tokens = 8;
   EXPECT_EQ(generate(m, request).tokens.size(), 8u);
+}
+
+// ref/generate.h: the prefill is traced under "prefill/", the i-th decode call (feeding back
+// generated token i) under "decode.i/"; the last token is never fed back, so 3 new tokens give
+// decode.0 and decode.1 only. The traced logits are those of the hand loop's calls.
+TEST_F(GenerateTest, TraceNamesEachCallAndHoldsItsLogits) {
+  const Model m = model(*config_);
+  GenerationRequest request;
+  request.prompt = {11, 12, 13, 14};
+  request.max_new_tokens = 3;
+  TraceRecorder recorder;
+  const std::vector<int32_t> tokens = generate(m, request, &recorder).tokens;
+  ASSERT_EQ(tokens.size(), 3u);
+  EXPECT_TRUE(recorder.contains("prefill/logits"));
+  EXPECT_TRUE(recorder.contains("decode.0/logits"));
+  EXPECT_TRUE(recorder.contains("decode.1/logits"));
+  EXPECT_FALSE(recorder.contains("decode.2/logits"));
+  EXPECT_FALSE(recorder.contains("logits"));
+
+  KvCache cache = m.new_cache();
+  std::vector<Tensor> expected = {m.forward(request.prompt, cache).logits};
+  expected.push_back(m.forward(std::vector<int32_t>{tokens[0]}, cache).logits);
+  expected.push_back(m.forward(std::vector<int32_t>{tokens[1]}, cache).logits);
+  const char* names[] = {"prefill/logits", "decode.0/logits", "decode.1/logits"};
+  for (size_t i = 0; i < 3; ++i) {
+    const TensorRecord& record = recorder.at(names[i]);
+    EXPECT_EQ(record.shape, expected[i].shape()) << names[i];
+    const std::vector<float> values = record.to_f32();
+    EXPECT_TRUE(std::equal(values.begin(), values.end(), expected[i].values().begin(),
+                           expected[i].values().end()))
+        << names[i];
+  }
 }
 
 TEST_F(GenerateTest, RejectsBadRequestsNamingTheNumbers) {

@@ -21,5 +21,8 @@ Command register_run(CLI::App& app);
 Command register_export_hf(CLI::App& app);
 Command register_import_hf(CLI::App& app);
 Command register_trace(CLI::App& app);
+Command register_golden(CLI::App& app);
+Command register_compare(CLI::App& app);
+Command register_tolerances(CLI::App& app);
 
 }  // namespace moeref::cli

@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   cmake make g++ git pkg-config
   libhwy-dev libopenblas-dev libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libcli11-dev libpng-dev
+  nlohmann-json3-dev libcli11-dev libpng-dev libssl-dev
   python3 python3-numpy
 )
 

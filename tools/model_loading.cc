@@ -1,7 +1,6 @@
 #include "tools/model_loading.h"
 
 #include <cstdio>
-#include <sstream>
 #include <stdexcept>
 
 #include "ref/config.h"
@@ -17,24 +16,27 @@ Model load_model(const std::string& config_path, const std::string& weights_path
 }
 
 std::vector<int32_t> parse_token_list(const std::string& text) {
+  if (text.empty()) throw std::invalid_argument("--tokens: the list is empty");
   std::vector<int32_t> tokens;
-  std::stringstream stream(text);
-  std::string item;
-  while (std::getline(stream, item, ',')) {
+  size_t begin = 0;
+  while (true) {
+    const size_t comma = text.find(',', begin);
+    const std::string item = text.substr(begin, comma == std::string::npos ? comma : comma - begin);
     size_t used = 0;
-    long long value = 0;
+    long long value = -1;
     try {
       value = std::stoll(item, &used);
     } catch (const std::exception&) {
       used = 0;
     }
     while (used < item.size() && item[used] == ' ') ++used;
-    if (used != item.size() || item.empty() || value < 0 || value > INT32_MAX) {
+    if (item.empty() || used != item.size() || value < 0 || value > INT32_MAX) {
       throw std::invalid_argument("--tokens: \"" + item + "\" is not a token id");
     }
     tokens.push_back(static_cast<int32_t>(value));
+    if (comma == std::string::npos) return tokens;
+    begin = comma + 1;
   }
-  return tokens;
 }
 
 std::vector<int32_t> bytes_to_tokens(const std::string& text, int64_t vocab_size) {

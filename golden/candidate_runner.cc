@@ -1,0 +1,54 @@
+#include "golden/candidate_runner.h"
+
+#include <span>
+
+#include "golden/model_case.h"
+#include "ref/generate.h"
+#include "ref/model.h"
+#include "ref/weights.h"
+
+namespace moeref::golden {
+
+namespace {
+
+void add_tokens(Candidate& candidate, const std::string& name, const std::vector<int32_t>& tokens) {
+  candidate.emplace(name, make_i32_record(name, {static_cast<int64_t>(tokens.size())}, tokens));
+}
+
+}  // namespace
+
+Candidate run_model_case(const GoldenSet& set, const Kernels& kernels,
+                         const ModelWeights* weights) {
+  if (set.kind() != "model" || !set.weights()) {
+    throw GoldenError(set.dir().string() + ": not a model case");
+  }
+  const ModelCaseSpec spec =
+      spec_from_manifest(set.manifest(), (set.dir() / "manifest.json").string());
+  const Model model(spec.config, weights ? *weights : load_weights(spec.config, *set.weights()),
+                    kernels);
+  const std::vector<int32_t> golden_tokens = set.expected_tensor("greedy_tokens").to_i32();
+
+  TraceRecorder recorder;
+  KvCache cache = model.new_cache();
+  std::vector<int32_t> greedy;
+  {
+    PrefixedTracer prefill(recorder, "prefill/");
+    const Tensor logits = model.forward(spec.prompt, cache, &prefill).logits;
+    greedy.push_back(
+        greedy_token({logits.row(logits.dim(0) - 1), static_cast<size_t>(logits.dim(1))}));
+  }
+  for (int64_t i = 0; i < spec.decode_steps; ++i) {
+    PrefixedTracer step(recorder, "decode." + std::to_string(i) + "/");
+    const Tensor logits = model.forward(std::span(&golden_tokens[i], 1), cache, &step).logits;
+    greedy.push_back(greedy_token({logits.data(), static_cast<size_t>(logits.dim(1))}));
+  }
+
+  Candidate candidate;
+  for (const TensorRecord& record : recorder.records()) candidate.emplace(record.name, record);
+  add_tokens(candidate, "greedy_tokens", greedy);
+  const GenerationRequest sampled{spec.prompt, spec.sampled_tokens, spec.sampling, 0};
+  add_tokens(candidate, "sampled_tokens", generate(model, sampled).tokens);
+  return candidate;
+}
+
+}  // namespace moeref::golden

@@ -1,0 +1,102 @@
+// The checker: compares a candidate's tensors with a golden set and says where a backend first
+// goes wrong (docs/golden-format.md, "Checking").
+//
+// Every expected tensor is visited in execution order.
+// - Float tensors pass when every element satisfies |a - e| <= atol + rtol * |e| and is finite
+//   (a non-finite candidate value where the golden one is finite always fails). Reported: max
+//   absolute and relative error, NMSE = sum (a - e)^2 / sum e^2, cosine similarity, and the count
+//   of elements out of tolerance. rtol and atol come from the precision and the tensor's tolerance
+//   class (default_tolerance), unless overridden.
+// - Integer tensors (expert indices, kept flags, tokens) must be equal, except where the golden
+//   decision was closer than the candidate's precision can resolve: a mismatch at a token whose
+//   golden margin is below twice the tolerance of the values that decided it (router
+//   probabilities for expert indices, logits for greedy tokens, probabilities for sampled tokens)
+//   is a near-tie, reported but not failed. Everything after a near-tie may legitimately differ:
+//   later tensors that fail are reported as after_near_tie, not failed.
+// - A candidate tensor of the wrong shape fails. Missing tensors are reported (failed only with
+//   require_all); candidate tensors the set does not have are listed as extra. A candidate that
+//   matches no expected tensor at all fails.
+// The report names the first failing tensor: the place a backend author should look first.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "golden/golden_set.h"
+#include "golden/tensor_kinds.h"
+#include "ref/safetensors.h"
+
+namespace moeref::golden {
+
+enum class Precision { kFP32, kTF32, kBF16, kFP16 };
+
+const char* precision_name(Precision precision);
+// Throws std::invalid_argument listing the accepted names.
+Precision precision_from_name(const std::string& name);
+
+struct Tolerance {
+  double rtol = 0.0;
+  double atol = 0.0;
+};
+
+// The defaults, measured (docs/golden-format.md, "Default tolerances").
+Tolerance default_tolerance(Precision precision, ToleranceClass tolerance_class);
+
+struct CompareOptions {
+  Precision precision = Precision::kFP32;
+  std::optional<double> rtol;  // overrides every float class
+  std::optional<double> atol;
+  bool require_all = false;
+};
+
+enum class TensorStatus { kPass, kFail, kNearTie, kAfterNearTie, kMissing };
+const char* status_name(TensorStatus status);
+
+struct TensorReport {
+  std::string name;
+  std::string op;
+  ToleranceClass tolerance_class = ToleranceClass::kActivation;
+  TensorStatus status = TensorStatus::kPass;
+  int64_t elements = 0;
+  int64_t out_of_tolerance = 0;  // float: elements past the tolerance; integer: mismatches
+  int64_t non_finite = 0;
+  double max_abs_error = 0.0;
+  double max_rel_error = 0.0;
+  double nmse = 0.0;
+  double cosine = 1.0;
+  Tolerance tolerance;
+  std::string note;  // why it failed or was excused, in words
+};
+
+struct CompareReport {
+  std::string set;
+  Precision precision = Precision::kFP32;
+  std::vector<TensorReport> tensors;  // execution order
+  std::vector<std::string> extra;     // candidate tensors the set does not have
+  std::optional<std::string> first_failure;
+  int64_t compared = 0;
+  bool passed = false;
+
+  nlohmann::json to_json() const;
+  std::string to_text() const;  // one line a tensor, then the verdict
+};
+
+// Candidate tensors by name; dtypes F32, F16, BF16 or F64 for float tensors and I32 or I64 for
+// integer ones (anything else fails that tensor, saying why).
+using Candidate = std::map<std::string, TensorRecord>;
+Candidate candidate_from_file(const SafetensorsFile& file);
+
+CompareReport compare(const GoldenSet& set, const Candidate& candidate,
+                      const CompareOptions& options = {});
+
+// One float tensor against the set's tensor of that name, with the same metrics and tolerance;
+// near-ties do not apply. For unit tests of single kernels (see golden/matchers.h).
+TensorReport compare_tensor(const GoldenSet& set, const std::string& name,
+                            std::span<const float> candidate, const CompareOptions& options = {});
+
+}  // namespace moeref::golden

@@ -1,0 +1,196 @@
+#include "golden/golden_set.h"
+
+#include <fstream>
+#include <system_error>
+
+#include "golden/sha256.h"
+#include "ref/atomic_file.h"
+
+namespace moeref::golden {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kWeightsFile = "weights.safetensors";
+constexpr const char* kInputsFile = "inputs.safetensors";
+constexpr const char* kTraceFile = "trace.safetensors";
+
+[[noreturn]] void fail(const fs::path& where, const std::string& problem) {
+  throw GoldenError(where.string() + ": " + problem);
+}
+
+json read_manifest(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) fail(path, "cannot open (is this a golden set directory?)");
+  try {
+    return json::parse(in);
+  } catch (const json::parse_error& e) {
+    fail(path, std::string("malformed JSON: ") + e.what());
+  }
+}
+
+const json& require(const json& object, const char* key, const fs::path& where) {
+  if (!object.is_object() || !object.contains(key))
+    fail(where, "key \"" + std::string(key) + "\" is missing");
+  return object.at(key);
+}
+
+std::string require_string(const json& object, const char* key, const fs::path& where) {
+  const json& value = require(object, key, where);
+  if (!value.is_string()) fail(where, "key \"" + std::string(key) + "\" must be a string");
+  return value.get<std::string>();
+}
+
+void check_file_digests(const fs::path& dir, const json& files, const fs::path& manifest_path) {
+  if (!files.is_object()) fail(manifest_path, "key \"files\" must be an object");
+  for (const auto& [file, digest] : files.items()) {
+    const fs::path path = dir / file;
+    if (!fs::exists(path)) fail(path, "missing (listed in manifest.json)");
+    if (!digest.is_string() || sha256_file_hex(path) != digest.get<std::string>()) {
+      fail(path, "sha256 does not match manifest.json: the file was changed or corrupted");
+    }
+  }
+}
+
+}  // namespace
+
+GoldenSet GoldenSet::open(const fs::path& dir, Integrity integrity) {
+  GoldenSet set;
+  set.dir_ = dir;
+  const fs::path manifest_path = dir / "manifest.json";
+  set.manifest_ = read_manifest(manifest_path);
+  const json& m = set.manifest_;
+  if (!m.is_object()) fail(manifest_path, "expected a JSON object");
+  const json& version = require(m, "format_version", manifest_path);
+  if (version != kFormatVersion) {
+    fail(manifest_path, "unknown format_version " + version.dump() + " (this moeref reads " +
+                            std::to_string(kFormatVersion) + ")");
+  }
+  const std::string kind = require_string(m, "kind", manifest_path);
+  if (kind != "model" && kind != "op") fail(manifest_path, "unknown kind \"" + kind + "\"");
+  require_string(m, "case", manifest_path);
+
+  const json& files = require(m, "files", manifest_path);
+  const bool check = integrity == Integrity::kCheckDigests;
+  if (check) check_file_digests(dir, files, manifest_path);
+  try {
+    if (files.contains(kWeightsFile)) set.weights_ = SafetensorsFile::read(dir / kWeightsFile);
+    set.inputs_ = SafetensorsFile::read(dir / kInputsFile);
+    set.trace_ = SafetensorsFile::read(dir / kTraceFile);
+  } catch (const SafetensorsError& e) {
+    throw GoldenError(e.what());
+  }
+
+  const json& tensors = require(m, "tensors", manifest_path);
+  if (!tensors.is_array()) fail(manifest_path, "key \"tensors\" must be an array");
+  for (const json& entry : tensors) {
+    const std::string name = require_string(entry, "name", manifest_path);
+    const fs::path where = manifest_path.string() + ": tensor \"" + name + "\"";
+    if (set.expected_index_.contains(name)) fail(where, "listed twice");
+    if (!set.trace_.contains(name)) fail(where, "not in " + std::string(kTraceFile));
+    const TensorRecord& record = set.trace_.at(name);
+    if (require_string(entry, "dtype", where) != dtype_name(record.dtype) ||
+        require(entry, "shape", where) != json(record.shape)) {
+      fail(where, "dtype or shape differs from " + std::string(kTraceFile));
+    }
+    if (check && require_string(entry, "sha256", where) != sha256_hex(record.bytes)) {
+      fail(where, "sha256 does not match the tensor's bytes");
+    }
+    ExpectedTensor expected{name, require_string(entry, "op", where), ToleranceClass::kExact};
+    try {
+      expected.tolerance =
+          tolerance_class_from_name(require_string(entry, "tolerance_class", where));
+    } catch (const std::invalid_argument& e) {
+      fail(where, e.what());
+    }
+    set.expected_index_[name] = set.expected_.size();
+    set.expected_.push_back(std::move(expected));
+  }
+  if (set.expected_.size() != set.trace_.tensors().size()) {
+    fail(manifest_path, "\"tensors\" lists " + std::to_string(set.expected_.size()) + " of the " +
+                            std::to_string(set.trace_.tensors().size()) + " tensors in " +
+                            kTraceFile);
+  }
+  return set;
+}
+
+const TensorRecord& GoldenSet::expected_tensor(const std::string& name) const {
+  if (!trace_.contains(name)) fail(dir_, "no expected tensor named \"" + name + "\"");
+  return trace_.at(name);
+}
+
+const ExpectedTensor& GoldenSet::expected_entry(const std::string& name) const {
+  const auto found = expected_index_.find(name);
+  if (found == expected_index_.end()) fail(dir_, "no expected tensor named \"" + name + "\"");
+  return expected_[found->second];
+}
+
+void write_golden_set(const fs::path& dir, json manifest, const std::vector<TensorRecord>& weights,
+                      const std::vector<TensorRecord>& inputs,
+                      const std::vector<TensorRecord>& trace,
+                      const std::vector<ExpectedTensor>& expected) {
+  if (expected.size() != trace.size()) {
+    throw GoldenError(dir.string() + ": " + std::to_string(trace.size()) + " traced tensors but " +
+                      std::to_string(expected.size()) + " kinds");
+  }
+  const fs::path target = dir.filename().empty() ? dir.parent_path() : dir;
+  if (!target.parent_path().empty()) fs::create_directories(target.parent_path());
+  const fs::path staging = temporary_sibling(target, "tmp");
+  const fs::path previous = temporary_sibling(target, "old");
+  try {
+    fs::remove_all(staging);
+    fs::create_directory(staging);
+    json files = json::object();
+    if (!weights.empty()) {
+      write_safetensors(staging / kWeightsFile, weights);
+      files[kWeightsFile] = sha256_file_hex(staging / kWeightsFile);
+    }
+    write_safetensors(staging / kInputsFile, inputs);
+    files[kInputsFile] = sha256_file_hex(staging / kInputsFile);
+    write_safetensors(staging / kTraceFile, trace);
+    files[kTraceFile] = sha256_file_hex(staging / kTraceFile);
+    json tensors = json::array();
+    for (size_t i = 0; i < trace.size(); ++i) {
+      tensors.push_back({{"name", trace[i].name},
+                         {"file", kTraceFile},
+                         {"dtype", dtype_name(trace[i].dtype)},
+                         {"shape", trace[i].shape},
+                         {"sha256", sha256_hex(trace[i].bytes)},
+                         {"op", expected[i].op},
+                         {"tolerance_class", tolerance_class_name(expected[i].tolerance)}});
+    }
+    manifest["files"] = files;
+    manifest["tensors"] = tensors;
+    write_file_atomically(staging / "manifest.json", manifest.dump(1) + "\n");
+
+    if (fs::exists(target)) fs::rename(target, previous);
+    fs::rename(staging, target);
+    fs::remove_all(previous);
+  } catch (const std::exception& e) {
+    std::error_code ignored;
+    fs::remove_all(staging, ignored);
+    if (!fs::exists(target) && fs::exists(previous)) fs::rename(previous, target, ignored);
+    throw GoldenError(dir.string() + ": cannot write the golden set: " + e.what());
+  }
+}
+
+std::vector<fs::path> find_golden_sets(const fs::path& root) {
+  if (!fs::is_directory(root)) throw GoldenError(root.string() + ": not a directory");
+  std::vector<fs::path> sets;
+  if (fs::exists(root / "manifest.json")) sets.push_back(root);
+  for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator();
+       ++it) {
+    if (!it->is_directory()) continue;
+    if (it->path().filename().string().front() == '.') {
+      it.disable_recursion_pending();  // staging directories of an interrupted write
+    } else if (fs::exists(it->path() / "manifest.json")) {
+      sets.push_back(it->path());
+    }
+  }
+  std::sort(sets.begin(), sets.end());
+  return sets;
+}
+
+}  // namespace moeref::golden

@@ -1,0 +1,235 @@
+#include "golden/model_case.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <span>
+#include <stdexcept>
+
+#include "ref/generate.h"
+#include "ref/model.h"
+#include "ref/philox.h"
+#include "ref/version.h"
+#include "ref/weights.h"
+
+namespace moeref::golden {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr uint32_t kPromptStream = 0x50524F4D;  // "PROM"
+
+struct Generations {
+  TraceRecorder greedy_trace;
+  GenerationResult greedy;
+  TraceRecorder sampled_trace;
+  GenerationResult sampled;
+};
+
+Generations run_generations(const Model& model, const ModelCaseSpec& spec,
+                            const std::vector<int32_t>& prompt) {
+  Generations runs;
+  GenerationRequest greedy{prompt, spec.decode_steps + 1, SamplingParams{}, 0};
+  runs.greedy = generate(model, greedy, &runs.greedy_trace);
+  GenerationRequest sampled{prompt, spec.sampled_tokens, spec.sampling, 0};
+  runs.sampled = generate(model, sampled, &runs.sampled_trace);
+  return runs;
+}
+
+// The logits row that chose generated token i: the prefill's last row, then each decode call's.
+std::vector<float> logits_for_token(const TraceRecorder& trace, size_t i) {
+  const std::string name =
+      i == 0 ? "prefill/logits" : "decode." + std::to_string(i - 1) + "/logits";
+  const TensorRecord& record = trace.at(name);
+  std::vector<float> values = record.to_f32();
+  const int64_t vocab = record.shape[1];
+  return std::vector<float>(values.end() - vocab, values.end());
+}
+
+double top_gap(std::vector<float> values, int64_t k) {
+  std::sort(values.begin(), values.end(), std::greater<>());
+  double gap = std::numeric_limits<double>::infinity();
+  for (int64_t j = 0; j < k && j + 1 < static_cast<int64_t>(values.size()); ++j) {
+    gap = std::min(gap, static_cast<double>(values[j]) - values[j + 1]);
+  }
+  return gap;
+}
+
+double router_margin(const TraceRecorder& trace, int64_t k) {
+  double margin = std::numeric_limits<double>::infinity();
+  for (const TensorRecord& record : trace.records()) {
+    if (!record.name.ends_with("moe.router_probs")) continue;
+    const std::vector<float> probs = record.to_f32();
+    const int64_t n_experts = record.shape[1];
+    for (size_t row = 0; row < probs.size(); row += static_cast<size_t>(n_experts)) {
+      margin = std::min(margin, top_gap({probs.begin() + row, probs.begin() + row + n_experts}, k));
+    }
+  }
+  return margin;
+}
+
+Margins measure_margins(const ModelCaseSpec& spec, const std::vector<int32_t>& prompt,
+                        const Generations& runs) {
+  Margins margins;
+  margins.router = std::min(router_margin(runs.greedy_trace, spec.config.top_k),
+                            router_margin(runs.sampled_trace, spec.config.top_k));
+  for (size_t i = 0; i < runs.greedy.tokens.size(); ++i) {
+    margins.per_greedy_token.push_back(top_gap(logits_for_token(runs.greedy_trace, i), 1));
+  }
+  for (size_t i = 0; i < runs.sampled.tokens.size(); ++i) {
+    const std::vector<float> logits = logits_for_token(runs.sampled_trace, i);
+    const auto position = static_cast<uint32_t>(prompt.size() + i);
+    const double u =
+        generation_uniform(spec.sampling.seed, 0, position, 0, RandomStream::kSampling);
+    double cumulative = 0.0;
+    double distance = std::numeric_limits<double>::infinity();
+    for (const TokenProbability& t : processed_distribution(logits, spec.sampling)) {
+      cumulative += t.probability;
+      distance = std::min(distance, std::fabs(u - cumulative));
+    }
+    margins.per_sampled_token.push_back(distance);
+  }
+  auto minimum = [](const std::vector<double>& v) {
+    return v.empty() ? std::numeric_limits<double>::infinity()
+                     : *std::min_element(v.begin(), v.end());
+  };
+  margins.greedy = minimum(margins.per_greedy_token);
+  margins.sample = minimum(margins.per_sampled_token);
+  return margins;
+}
+
+bool reaches(const Margins& m, double threshold) {
+  return m.router >= threshold && m.greedy >= threshold && m.sample >= threshold;
+}
+
+std::vector<int32_t> prompt_candidate(const ModelCaseSpec& spec, uint32_t candidate) {
+  std::vector<int32_t> prompt(static_cast<size_t>(spec.prompt_length));
+  const PhiloxKey key = philox_key_from_seed(spec.sampling.seed);
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    const PhiloxCounter bits =
+        philox4x32_10({static_cast<uint32_t>(i / 4), candidate, 0, kPromptStream}, key);
+    prompt[i] = static_cast<int32_t>(bits[i % 4] % static_cast<uint32_t>(spec.config.vocab_size));
+  }
+  return prompt;
+}
+
+int64_t dropped_assignments(const TraceRecorder& trace) {
+  int64_t dropped = 0;
+  for (const TensorRecord& record : trace.records()) {
+    if (!record.name.ends_with("moe.kept")) continue;
+    for (int32_t kept : record.to_i32()) dropped += kept == 0;
+  }
+  return dropped;
+}
+
+json finite_or_null(double value) { return std::isfinite(value) ? json(value) : json(nullptr); }
+
+json manifest_for(const ModelCaseSpec& spec, const std::vector<int32_t>& prompt,
+                  const Margins& margins, int64_t dropped) {
+  return {
+      {"format_version", 1},
+      {"kind", "model"},
+      {"case", spec.name},
+      {"description", spec.description},
+      {"moeref_version", version()},
+      {"git_commit", git_commit()},
+      {"config", config_to_json(spec.config)},
+      {"inputs",
+       {{"prompt", prompt},
+        {"decode_steps", spec.decode_steps},
+        {"sampled_tokens", spec.sampled_tokens},
+        {"sampling",
+         {{"temperature", spec.sampling.temperature},
+          {"top_k", spec.sampling.top_k},
+          {"top_p", spec.sampling.top_p},
+          {"seed", spec.sampling.seed}}}}},
+      {"margins",
+       {{"threshold", spec.margin_threshold},
+        {"min_router", finite_or_null(margins.router)},
+        {"min_greedy", finite_or_null(margins.greedy)},
+        {"min_sample", finite_or_null(margins.sample)},
+        {"greedy_tokens", margins.per_greedy_token},
+        {"sampled_tokens", margins.per_sampled_token}}},
+      {"capacity",
+       {{"capacity_factor", spec.config.capacity_factor}, {"dropped_assignments", dropped}}},
+  };
+}
+
+}  // namespace
+
+ModelCase build_model_case(const ModelCaseSpec& spec) {
+  validate(spec.sampling);
+  if (spec.sampling.temperature == 0.0) {
+    throw std::invalid_argument("the sampled generation needs a temperature above 0");
+  }
+  const Model model(spec.config, init_weights(spec.config));
+
+  std::vector<int32_t> prompt = spec.prompt;
+  Generations runs;
+  Margins margins;
+  if (!prompt.empty()) {
+    runs = run_generations(model, spec, prompt);
+    margins = measure_margins(spec, prompt, runs);
+  } else {
+    double best = -1.0;
+    for (uint32_t candidate = 0;; ++candidate) {
+      if (candidate == spec.max_prompt_candidates) {
+        throw std::runtime_error("case \"" + spec.name + "\": none of " +
+                                 std::to_string(spec.max_prompt_candidates) + " prompts of " +
+                                 std::to_string(spec.prompt_length) +
+                                 " tokens keeps every margin above " +
+                                 std::to_string(spec.margin_threshold) + " (best smallest margin " +
+                                 std::to_string(best) + "); use a shorter prompt or fewer steps");
+      }
+      prompt = prompt_candidate(spec, candidate);
+      runs = run_generations(model, spec, prompt);
+      margins = measure_margins(spec, prompt, runs);
+      if (reaches(margins, spec.margin_threshold)) break;
+      best = std::max(best, std::min({margins.router, margins.greedy, margins.sample}));
+    }
+  }
+
+  ModelCase result;
+  result.manifest = manifest_for(spec, prompt, margins, dropped_assignments(runs.greedy_trace));
+  result.weights = weight_records(spec.config, model.weights());
+  result.inputs.push_back(make_i32_record("prompt", {static_cast<int64_t>(prompt.size())}, prompt));
+  result.trace = runs.greedy_trace.records();
+  result.trace.push_back(make_i32_record(
+      "greedy_tokens", {static_cast<int64_t>(runs.greedy.tokens.size())}, runs.greedy.tokens));
+  result.trace.push_back(make_i32_record(
+      "sampled_tokens", {static_cast<int64_t>(runs.sampled.tokens.size())}, runs.sampled.tokens));
+  return result;
+}
+
+ModelCaseSpec spec_from_manifest(const json& manifest, const std::string& source) {
+  auto field = [&](const json& object, const char* key) -> const json& {
+    if (!object.is_object() || !object.contains(key)) {
+      throw std::runtime_error(source + ": key \"" + key + "\" is missing");
+    }
+    return object.at(key);
+  };
+  try {
+    ModelCaseSpec spec;
+    spec.name = field(manifest, "case").get<std::string>();
+    spec.description = field(manifest, "description").get<std::string>();
+    spec.config = config_from_json(field(manifest, "config"), source + ": config");
+    const json& inputs = field(manifest, "inputs");
+    spec.prompt = field(inputs, "prompt").get<std::vector<int32_t>>();
+    spec.prompt_length = static_cast<int64_t>(spec.prompt.size());
+    spec.decode_steps = field(inputs, "decode_steps").get<int64_t>();
+    spec.sampled_tokens = field(inputs, "sampled_tokens").get<int64_t>();
+    const json& sampling = field(inputs, "sampling");
+    spec.sampling.temperature = field(sampling, "temperature").get<double>();
+    spec.sampling.top_k = field(sampling, "top_k").get<int64_t>();
+    spec.sampling.top_p = field(sampling, "top_p").get<double>();
+    spec.sampling.seed = field(sampling, "seed").get<uint64_t>();
+    spec.margin_threshold = field(field(manifest, "margins"), "threshold").get<double>();
+    return spec;
+  } catch (const json::exception& e) {
+    throw std::runtime_error(source + ": malformed manifest: " + e.what());
+  }
+}
+
+}  // namespace moeref::golden

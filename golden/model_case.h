@@ -1,0 +1,64 @@
+// A golden model case: one config's weights, a prompt, and everything the reference computes from
+// them (docs/golden-format.md):
+//   - a traced greedy generation: the prefill ("prefill/...") and `decode_steps` decode calls
+//     ("decode.i/..."), every intermediate of docs/tracing.md;
+//   - "greedy_tokens": the decode_steps + 1 tokens of that generation;
+//   - "sampled_tokens": a seeded sampled generation of `sampled_tokens` tokens.
+// Building a case is deterministic: the same spec gives the same bits, which is what
+// `moeref golden --verify` relies on.
+//
+// When no prompt is given, candidates are drawn from Philox (key = sampling seed, counter =
+// {i / 4, candidate, 0, 0x50524F4D}, word i % 4, token = bits mod vocab_size) until one reaches
+// every margin threshold: no routing decision, greedy token or sampled token is a near-tie.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "ref/config.h"
+#include "ref/safetensors.h"
+#include "ref/sampling.h"
+
+namespace moeref::golden {
+
+struct ModelCaseSpec {
+  std::string name;
+  std::string description;
+  ModelConfig config;
+  std::vector<int32_t> prompt;  // empty: search for one of prompt_length tokens
+  int64_t prompt_length = 12;
+  int64_t decode_steps = 4;
+  int64_t sampled_tokens = 8;
+  SamplingParams sampling{.temperature = 0.8, .top_k = 0, .top_p = 0.95, .seed = 1234};
+  double margin_threshold = 1e-3;
+  int64_t max_prompt_candidates = 2000;
+};
+
+// The smallest distance of each kind found in a generation. Router: the gap between consecutive
+// router probabilities among the k + 1 largest of any token in any MoE layer. Greedy: the gap
+// between the two largest logits at every greedy step. Sample: the distance of each draw u from
+// the nearest boundary of the cumulative distribution it was drawn from.
+struct Margins {
+  double router = 0.0;
+  double greedy = 0.0;
+  double sample = 0.0;
+  std::vector<double> per_greedy_token;
+  std::vector<double> per_sampled_token;
+};
+
+struct ModelCase {
+  nlohmann::json manifest;  // without the "files" and "tensors" sections, which writing adds
+  std::vector<TensorRecord> weights;
+  std::vector<TensorRecord> inputs;  // "prompt"
+  std::vector<TensorRecord> trace;   // in execution order
+};
+
+// Throws std::runtime_error when no prompt candidate reaches the margins, saying the best found.
+ModelCase build_model_case(const ModelCaseSpec& spec);
+
+// The spec recorded in a manifest (prompt included), for regeneration. `source` prefixes errors.
+ModelCaseSpec spec_from_manifest(const nlohmann::json& manifest, const std::string& source);
+
+}  // namespace moeref::golden

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Rewrites every committed golden set from its config: run after a deliberate change to the
+# reference's numbers, then review the diff and say why in the commit. `moeref golden --verify
+# golden/sets` (run by the test suite) checks that the committed sets still match the code.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+moeref=${MOEREF:-build/tools/moeref}
+sets=golden/sets
+
+"$moeref" golden configs/golden/tiny-mqa-moe.json --out "$sets/tiny-mqa-moe" \
+  --description "Multi-query attention (1 K/V head), 16 experts top-2 in every layer, SwiGLU"
+"$moeref" golden configs/golden/tiny-gqa-mixed.json --out "$sets/tiny-gqa-mixed" \
+  --description "Grouped K/V heads (4 query, 2 K/V), LayerNorm, GELU, MoE every other layer"
+"$moeref" golden configs/golden/tiny-capacity.json --out "$sets/tiny-capacity" \
+  --description "Capacity factor 0.5: assignments dropped in GShard order (see capacity)"
+"$moeref" golden configs/golden/tiny-hf-mixtral.json --out "$sets/tiny-hf-mixtral" \
+  --description "Mixtral-compatible (exportable with moeref export-hf), 2 K/V heads, 8 experts"
+"$moeref" golden --ops --out "$sets/ops"

@@ -1,0 +1,108 @@
+#include "golden/verify.h"
+
+#include "golden/golden_set.h"
+#include "golden/op_cases.h"
+
+namespace moeref::golden {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<ExpectedTensor> model_tensor_kinds(const std::vector<TensorRecord>& trace) {
+  std::vector<ExpectedTensor> kinds;
+  for (const TensorRecord& record : trace) {
+    const TensorKind kind = classify_model_tensor(record.name);
+    kinds.push_back({record.name, kind.op, kind.tolerance});
+  }
+  return kinds;
+}
+
+// The first difference between regenerated records and a committed file, or "".
+std::string first_difference(const std::vector<TensorRecord>& regenerated,
+                             const SafetensorsFile& committed, const std::string& file) {
+  const std::vector<TensorRecord>& stored = committed.tensors();
+  for (size_t i = 0; i < std::max(regenerated.size(), stored.size()); ++i) {
+    if (i >= stored.size()) return file + ": tensor \"" + regenerated[i].name + "\" is missing";
+    if (i >= regenerated.size())
+      return file + ": tensor \"" + stored[i].name + "\" is not produced";
+    const TensorRecord& a = regenerated[i];
+    const TensorRecord& b = stored[i];
+    if (a.name != b.name) {
+      return file + ": tensor " + std::to_string(i) + " is \"" + b.name + "\", regenerated \"" +
+             a.name + "\"";
+    }
+    if (a.dtype != b.dtype || a.shape != b.shape) {
+      return file + ": tensor \"" + a.name + "\" has another dtype or shape";
+    }
+    if (a.bytes != b.bytes) return file + ": tensor \"" + a.name + "\" differs bitwise";
+  }
+  return "";
+}
+
+// The first regenerated tensor that differs from the set's files, or "".
+std::string regenerated_difference(const GoldenSet& set) {
+  std::vector<TensorRecord> weights, inputs, trace;
+  if (set.kind() == "model") {
+    ModelCase regenerated = build_model_case(
+        spec_from_manifest(set.manifest(), (set.dir() / "manifest.json").string()));
+    weights = std::move(regenerated.weights);
+    inputs = std::move(regenerated.inputs);
+    trace = std::move(regenerated.trace);
+  } else {
+    OpCase regenerated = build_op_case(set.name());
+    inputs = std::move(regenerated.inputs);
+    trace = std::move(regenerated.outputs);
+  }
+  std::string difference;
+  if (set.weights()) difference = first_difference(weights, *set.weights(), "weights.safetensors");
+  if (difference.empty()) difference = first_difference(inputs, set.inputs(), "inputs.safetensors");
+  if (difference.empty()) difference = first_difference(trace, set.trace(), "trace.safetensors");
+  return difference;
+}
+
+VerifyResult verify_set(const fs::path& dir) {
+  VerifyResult result{dir, false, ""};
+  try {
+    const GoldenSet set = GoldenSet::open(dir);
+    const std::string difference = regenerated_difference(set);
+    result.ok = difference.empty();
+    result.message =
+        result.ok ? std::to_string(set.expected().size()) + " tensors regenerated bit for bit"
+                  : difference;
+  } catch (const GoldenError& e) {
+    result.message = e.what();
+    try {  // a changed file: say which tensor changed
+      const std::string difference =
+          regenerated_difference(GoldenSet::open(dir, Integrity::kSkipDigests));
+      if (!difference.empty()) result.message += "; " + difference;
+    } catch (const std::exception&) {
+    }
+  } catch (const std::exception& e) {
+    result.message = e.what();
+  }
+  return result;
+}
+
+}  // namespace
+
+void write_model_case(const ModelCaseSpec& spec, const fs::path& dir) {
+  const ModelCase built = build_model_case(spec);
+  write_golden_set(dir, built.manifest, built.weights, built.inputs, built.trace,
+                   model_tensor_kinds(built.trace));
+}
+
+void write_op_cases(const fs::path& dir) {
+  for (const std::string& name : op_case_names()) {
+    const OpCase built = build_op_case(name);
+    write_golden_set(dir / name, built.manifest, {}, built.inputs, built.outputs, built.expected);
+  }
+}
+
+std::vector<VerifyResult> verify_golden_tree(const fs::path& root) {
+  std::vector<VerifyResult> results;
+  for (const fs::path& dir : find_golden_sets(root)) results.push_back(verify_set(dir));
+  return results;
+}
+
+}  // namespace moeref::golden

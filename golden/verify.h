@@ -1,0 +1,27 @@
+// Writing golden sets from their specs, and verifying committed ones: every set under a directory
+// is regenerated from what its manifest records and must match its files bit for bit.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "golden/model_case.h"
+
+namespace moeref::golden {
+
+// Builds the case and writes it atomically to `dir`.
+void write_model_case(const ModelCaseSpec& spec, const std::filesystem::path& dir);
+// Writes every op case (golden/op_cases.h) under `dir`, one directory each.
+void write_op_cases(const std::filesystem::path& dir);
+
+struct VerifyResult {
+  std::filesystem::path set;
+  bool ok = false;
+  std::string message;  // what matched, or the first difference: file, tensor, why
+};
+
+// Opens (integrity checks included) and regenerates every set under root, in sorted order.
+std::vector<VerifyResult> verify_golden_tree(const std::filesystem::path& root);
+
+}  // namespace moeref::golden

@@ -1,0 +1,94 @@
+// moeref golden: write golden sets (docs/golden-format.md), or verify committed ones.
+//   moeref golden CONFIG --out DIR [options]   a model case
+//   moeref golden --ops --out DIR              every op-level case, one directory each
+//   moeref golden --verify DIR                 regenerate every set under DIR, demand equal bits
+#include <cstdio>
+#include <iostream>
+
+#include "golden/verify.h"
+#include "ref/config.h"
+#include "tools/commands.h"
+#include "tools/model_loading.h"
+
+namespace moeref::cli {
+
+namespace {
+
+struct GoldenOptions {
+  std::string config_path;
+  std::string out_dir;
+  std::string verify_dir;
+  std::string token_list;
+  bool ops = false;
+  golden::ModelCaseSpec spec;
+};
+
+int verify(const std::string& root) {
+  const std::vector<golden::VerifyResult> results = golden::verify_golden_tree(root);
+  int failed = 0;
+  for (const golden::VerifyResult& r : results) {
+    std::printf("%s %s: %s\n", r.ok ? "ok  " : "FAIL", r.set.string().c_str(), r.message.c_str());
+    failed += r.ok ? 0 : 1;
+  }
+  if (results.empty()) throw std::runtime_error(root + ": no golden sets (manifest.json) found");
+  std::printf("%zu golden sets, %d failed\n", results.size(), failed);
+  return failed == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+Command register_golden(CLI::App& app) {
+  auto options = std::make_shared<GoldenOptions>();
+  golden::ModelCaseSpec& spec = options->spec;
+  CLI::App* command = app.add_subcommand("golden", "Write golden sets, or verify committed ones");
+  command->add_option("config", options->config_path, "Model config (JSON) of a model case");
+  command->add_option("--out", options->out_dir, "Directory to write the set to");
+  command->add_option("--verify", options->verify_dir,
+                      "Regenerate every set under this directory and compare bit for bit");
+  command->add_flag("--ops", options->ops, "Write the op-level cases");
+  command->add_option("--name", spec.name, "Case name (default: the config's name)");
+  command->add_option("--description", spec.description, "What the case is for");
+  command->add_option("--tokens", options->token_list,
+                      "Prompt token ids (default: searched for comfortable margins)");
+  command->add_option("--prompt-length", spec.prompt_length, "Length of a searched prompt")
+      ->capture_default_str();
+  command->add_option("--decode-steps", spec.decode_steps, "Traced decode calls")
+      ->capture_default_str();
+  command->add_option("--sampled-tokens", spec.sampled_tokens, "Tokens of the sampled generation")
+      ->capture_default_str();
+  command->add_option("--temperature", spec.sampling.temperature)->capture_default_str();
+  command->add_option("--top-k", spec.sampling.top_k)->capture_default_str();
+  command->add_option("--top-p", spec.sampling.top_p)->capture_default_str();
+  command->add_option("--seed", spec.sampling.seed, "Sampling and prompt-search seed")
+      ->capture_default_str();
+  command
+      ->add_option("--margin", spec.margin_threshold,
+                   "Smallest router, greedy and sampling margin to accept")
+      ->capture_default_str();
+  return {command, [options] {
+            if (!options->verify_dir.empty()) return verify(options->verify_dir);
+            if (options->out_dir.empty()) {
+              throw std::invalid_argument("give --out DIR to write a set, or --verify DIR");
+            }
+            if (options->ops) {
+              golden::write_op_cases(options->out_dir);
+              std::cout << "wrote the op cases under " << options->out_dir << "\n";
+              return 0;
+            }
+            if (options->config_path.empty()) {
+              throw std::invalid_argument("give a CONFIG for a model case, or --ops");
+            }
+            golden::ModelCaseSpec case_spec = options->spec;
+            case_spec.config = load_config(options->config_path);
+            if (case_spec.name.empty()) case_spec.name = case_spec.config.name;
+            if (!options->token_list.empty()) {
+              case_spec.prompt = parse_token_list(options->token_list);
+            }
+            golden::write_model_case(case_spec, options->out_dir);
+            std::cout << "wrote golden set \"" << case_spec.name << "\" to " << options->out_dir
+                      << "\n";
+            return 0;
+          }};
+}
+
+}  // namespace moeref::cli

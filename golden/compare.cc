@@ -393,15 +393,34 @@ json CompareReport::to_json() const {
           {"tensors", tensors_json}};
 }
 
-std::string CompareReport::to_text() const {
+std::string CompareReport::to_text(bool all_tensors) const {
   std::ostringstream out;
-  out << "golden set " << set << ", precision " << precision_name(precision) << "\n";
-  for (const TensorReport& t : tensors) out << format_report_line(t);
+  out << "golden set " << set << ", candidate at " << precision_name(precision) << "\n";
+  int64_t counts[5] = {0, 0, 0, 0, 0};
+  double largest_error = 0.0;
+  for (const TensorReport& t : tensors) {
+    ++counts[static_cast<int>(t.status)];
+    if (t.status != TensorStatus::kMissing)
+      largest_error = std::max(largest_error, t.max_abs_error);
+    if (all_tensors || t.status != TensorStatus::kPass) out << format_report_line(t);
+  }
   for (const std::string& name : extra) out << "  extra          " << name << " (not in the set)\n";
+  char summary[200];
+  std::snprintf(summary, sizeof summary,
+                "%lld of %zu tensors compared: %lld pass, %lld near-tie, %lld after a near-tie, "
+                "%lld fail; %lld missing, %zu extra; largest abs error %.3g\n",
+                static_cast<long long>(compared), tensors.size(),
+                static_cast<long long>(counts[static_cast<int>(TensorStatus::kPass)]),
+                static_cast<long long>(counts[static_cast<int>(TensorStatus::kNearTie)]),
+                static_cast<long long>(counts[static_cast<int>(TensorStatus::kAfterNearTie)]),
+                static_cast<long long>(counts[static_cast<int>(TensorStatus::kFail)]),
+                static_cast<long long>(counts[static_cast<int>(TensorStatus::kMissing)]),
+                extra.size(), largest_error);
+  out << summary;
   if (passed) {
-    out << "PASS: " << compared << " tensors match\n";
+    out << "PASS\n";
   } else if (first_failure) {
-    out << "FAIL: first failing tensor " << *first_failure << ": look there first\n";
+    out << "FAIL: the first failing tensor is " << *first_failure << ": look there first\n";
   } else {
     out << "FAIL: the candidate has none of the set's tensors\n";
   }

@@ -83,7 +83,8 @@ struct CompareReport {
   bool passed = false;
 
   nlohmann::json to_json() const;
-  std::string to_text() const;  // one line a tensor, then the verdict
+  // The tensors that did not simply pass (or every tensor, with all_tensors), then the verdict.
+  std::string to_text(bool all_tensors = false) const;
 };
 
 // Candidate tensors by name; dtypes F32, F16, BF16 or F64 for float tensors and I32 or I64 for

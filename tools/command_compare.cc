@@ -17,6 +17,7 @@ struct CompareCommandOptions {
   std::optional<double> atol;
   bool require_all = false;
   bool json = false;
+  bool verbose = false;
 };
 
 }  // namespace
@@ -39,6 +40,8 @@ Command register_compare(CLI::App& app) {
   command->add_flag("--require-all", options->require_all,
                     "Fail when the candidate lacks a tensor of the set");
   command->add_flag("--json", options->json, "Print the report as JSON");
+  command->add_flag("--verbose", options->verbose,
+                    "List every tensor, not only those that did not pass");
   return {command, [options] {
             golden::CompareOptions compare_options;
             compare_options.precision = golden::precision_from_name(options->precision);
@@ -52,7 +55,7 @@ Command register_compare(CLI::App& app) {
             if (options->json) {
               std::cout << report.to_json().dump(2) << "\n";
             } else {
-              std::cout << report.to_text();
+              std::cout << report.to_text(options->verbose);
             }
             return report.passed ? 0 : 1;
           }};

@@ -16,31 +16,44 @@ same numbers as `moeref compare`, so a report made here and one made by the C++ 
 
 How to check a PyTorch model, layer by layer
 --------------------------------------------
-1. Open the set and run your model on its inputs with its weights::
+1. Open the set and build your model from its config and weights::
 
        import torch
        import moeref_golden as mg           # tools/ on PYTHONPATH
 
-       gs = mg.GoldenSet("golden/sets/tiny-mqa-moe")
-       prompt = torch.from_numpy(gs.inputs["prompt"]).long()        # [T] token ids
-       model = MyModel.from_moeref(gs.manifest["config"], gs.weights)  # yours: dict of arrays
+       gs = mg.GoldenSet("golden/sets/tiny-mqa-moe")    # raises GoldenError if anything is off
+       config = gs.manifest["config"]                      # the model config (docs/config.md)
+       weights = {k: torch.from_numpy(v) for k, v in gs.weights.items()}
+       # names as moeref writes them: "embed.weight", "layers.0.attn.q_proj.weight",
+       # "layers.0.moe.router.weight", "layers.0.moe.experts.3.down_proj.weight", ...
+       # (`moeref export-hf --weights DIR/weights.safetensors` gives a Mixtral checkpoint instead)
+       model = MyModel(config)
+       model.load_state_dict(my_renaming(weights))
+       prompt = torch.from_numpy(gs.inputs["prompt"]).long()          # [T] token ids
 
-2. Collect the intermediates you have, named as in docs/tracing.md with the call as prefix
-   ("prefill/" for the prompt, "decode.i/" for the i-th decode step). Forward hooks do it
-   without touching the model; drop the batch dimension, keep the traced shape::
+2. Run the prompt and collect the intermediates you have, named as in docs/tracing.md with the
+   call as prefix: "prefill/" for the prompt, "decode.i/" for the i-th greedy decode step
+   (gs.manifest["inputs"]["decode_steps"] of them), then "greedy_tokens" and "sampled_tokens".
+   Forward hooks collect them without touching the model; drop the batch dimension and keep the
+   traced shape::
 
-       captured = {}
-       def keep(name):
+       captured, call = {}, ["prefill/"]    # set call[0] = f"decode.{i}/" before decode step i
+       def keep(name, pick=lambda output: output):
            def hook(module, args, output):
-               captured["prefill/" + name] = output[0].detach()      # [1, T, d] -> [T, d]
+               captured[call[0] + name] = pick(output)[0].detach()   # [1, T, ...] -> [T, ...]
            return hook
+
        for i, layer in enumerate(model.layers):
            layer.attn_norm.register_forward_hook(keep(f"layers.{i}.attn_norm.out"))
-           layer.self_attn.o_proj.register_forward_hook(keep(f"layers.{i}.attn.out"))
-           layer.mlp.gate.register_forward_hook(keep(f"layers.{i}.moe.router_logits"))
-       logits = model(prompt[None])
-       captured["prefill/logits"] = logits[0]
-       captured["prefill/layers.0.moe.topk_indices"] = topk_indices.int()   # integers stay integers
+           layer.attn.o_proj.register_forward_hook(keep(f"layers.{i}.attn.out"))
+           layer.moe.router.register_forward_hook(keep(f"layers.{i}.moe.router_logits"))
+           # a module returning (weights, indices): keep both; indices stay integers
+           layer.moe.top_k.register_forward_hook(keep(f"layers.{i}.moe.topk_weights",
+                                                      lambda output: output[0]))
+           layer.moe.top_k.register_forward_hook(keep(f"layers.{i}.moe.topk_indices",
+                                                      lambda output: output[1]))
+       with torch.no_grad():
+           captured["prefill/logits"] = model(prompt[None])[0]          # [T, V]
 
    Tensors you do not provide are reported as missing, not failed (unless require_all=True), so
    start with a few and add more. Names the set does not have are listed as extra: a typo shows.
@@ -56,7 +69,7 @@ How to check a PyTorch model, layer by layer
    float16, bfloat16, float32 or float64; integer tensors (expert indices, kept flags, tokens)
    int32 or int64.
 
-Or save the dict with `write_safetensors("mine.safetensors", captured_numpy)` and run
+Or save the dict with `mg.write_safetensors("mine.safetensors", captured)` and run
 `python3 tools/moeref_golden.py compare GOLDEN_DIR mine.safetensors --precision bf16`
 (or `moeref compare` on the same file: both read the same files and say the same).
 
@@ -104,7 +117,7 @@ class GoldenError(Exception):
 
 
 class SafetensorsError(ValueError):
-    """A malformed safetensors file, or tensors that cannot be written: the message names the file."""
+    """A malformed safetensors file, or tensors that cannot be written; names the file."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,7 +155,7 @@ _NAME_OF_KIND = {  # numpy dtype (kind, itemsize) -> safetensors name
 
 
 def _dtype_name(array: np.ndarray) -> str:
-    """The safetensors name of a numpy array's dtype ("F32", ...); "BF16" for ml_dtypes' bfloat16."""
+    """The safetensors name of an array's dtype ("F32", ...); "BF16" for ml_dtypes' bfloat16."""
     if array.dtype.name == "bfloat16":
         return "BF16"
     name = _NAME_OF_KIND.get((array.dtype.kind, array.dtype.itemsize))
@@ -278,7 +291,8 @@ def read_safetensors_file(path: str | os.PathLike) -> SafetensorsFile:
         begin = _index(path, f"{where}: data_offsets[0]", offsets[0])
         end = _index(path, f"{where}: data_offsets[1]", offsets[1])
         if begin > end:
-            raise SafetensorsError(f"{path}: {where}: data_offsets begin {begin} is after end {end}")
+            raise SafetensorsError(f"{path}: {where}: data_offsets begin {begin} is after end "
+                                   f"{end}")
         size = math.prod(shape) * _NUMPY_DTYPES[dtype].itemsize
         if size >= 2**64:
             raise SafetensorsError(f"{path}: {where}: shape {shape} of {dtype} overflows 64 bits")
@@ -480,6 +494,8 @@ class GoldenSet:
         for entry in tensors:
             name = require(entry, "name", manifest_path, str)
             where = f'{manifest_path}: tensor "{name}"'
+            if name in self._entries:
+                fail(where, "listed twice")
             if name not in trace:
                 fail(where, f"not in {_TRACE_FILE}")
             if (require(entry, "dtype", where, str) != trace.dtypes[name]
@@ -691,7 +707,9 @@ class _Checker:
             probs = self.golden.tensor(name[:-len("topk_indices")] + "router_probs")
             row_probs = probs.reshape(probs.shape[0], -1)[row].astype(np.float64)
             ordered = np.sort(row_probs)[::-1]
-            gaps = ordered[:min(width, ordered.size - 1)] - ordered[1:min(width, ordered.size - 1) + 1]
+            # compare.cc's gap_at_rank(row, width - 1): the smallest gap among the top width + 1
+            count = min(width, ordered.size - 1)
+            gaps = ordered[:count] - ordered[1:count + 1]
             gap = float(gaps.min()) if gaps.size else math.inf
             return gap, self.resolution("probability", float(row_probs.max()))
         margins = self.golden.manifest.get("margins")
@@ -787,7 +805,8 @@ class _Checker:
         if report.non_finite > 0:
             report.note = f"{report.non_finite} non-finite values"
         elif report.out_of_tolerance > 0:
-            report.note = f"{report.out_of_tolerance} of {report.elements} elements out of tolerance"
+            report.note = (f"{report.out_of_tolerance} of {report.elements} elements out of "
+                           "tolerance")
         report.status = "FAIL" if report.out_of_tolerance > 0 else "pass"
 
 
@@ -806,7 +825,8 @@ def _candidate_arrays(candidate: Any) -> dict[str, tuple[np.ndarray, str]]:
     return result
 
 
-def compare(golden_set: GoldenSet | str | os.PathLike, candidate: Mapping[str, Any] | SafetensorsFile,
+def compare(golden_set: GoldenSet | str | os.PathLike,
+            candidate: Mapping[str, Any] | SafetensorsFile,
             precision: str = "fp32", rtol: float | None = None, atol: float | None = None,
             require_all: bool = False) -> Report:
     """Compares `candidate` (name -> numpy array or torch tensor, or a SafetensorsFile) with a

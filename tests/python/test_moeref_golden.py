@@ -29,9 +29,10 @@ sys.path.insert(0, str(SOURCE_DIR / "tools"))
 import moeref_golden as mg  # noqa: E402
 
 CONFIG = SOURCE_DIR / "configs" / "golden" / "tiny-mqa-moe.json"
-TMP: Path
-TINY: Path  # the tiny-mqa-moe set, built once; tests that corrupt a set copy it first
-SYNTHETIC: Path  # a set built by hand (write_set_by_hand)
+# Set by setUpModule:
+TMP = Path()  # a temporary directory for everything the tests write
+TINY = Path()  # the tiny-mqa-moe set, built once; tests that corrupt a set copy it first
+SYNTHETIC = Path()  # a set built by hand (write_set_by_hand)
 
 
 def run_cli(*args, check=True):
@@ -378,6 +379,13 @@ class GoldenSetTest(unittest.TestCase):
                 self.assert_both_reject(copy, manifest["tensors"][3]["name"], words)
                 shutil.rmtree(copy)
 
+    def test_a_tensor_listed_twice(self):
+        copy = self.corrupted_copy()
+        manifest = json.loads((copy / "manifest.json").read_text())
+        manifest["tensors"][5] = manifest["tensors"][4]
+        (copy / "manifest.json").write_text(json.dumps(manifest))
+        self.assert_both_reject(copy, manifest["tensors"][4]["name"], "listed twice")
+
     def test_a_set_built_by_hand_is_read_by_both(self):
         golden = mg.GoldenSet(SYNTHETIC)
         self.assertEqual([e["name"] for e in golden.expected], [t[0] for t in SYNTHETIC_TRACE])
@@ -417,7 +425,8 @@ class CompareTest(unittest.TestCase):
         self.assertFalse(report.passed)
         self.assertEqual(report.first_failure, name)
         tensor = report[name]
-        self.assertEqual((tensor.status, tensor.out_of_tolerance, tensor.non_finite), ("FAIL", 1, 0))
+        self.assertEqual((tensor.status, tensor.out_of_tolerance, tensor.non_finite),
+                         ("FAIL", 1, 0))
         self.assertAlmostEqual(tensor.max_abs_error, 0.01, places=6)
         self.assertEqual(tensor.note, f"1 of {tensor.elements} elements out of tolerance")
         self.assertEqual(report["decode.3/logits"].status, "FAIL")
@@ -506,7 +515,8 @@ class CompareTest(unittest.TestCase):
         self.assertNotIn("float", double.calls, "float64 is not narrowed")
         wrong = mg.compare(self.golden, {"prefill/layers.0.moe.kept": FakeTorchTensor(
             f32(np.zeros((12, 2))), "torch.bfloat16")})
-        self.assertEqual(wrong["prefill/layers.0.moe.kept"].note, "dtype BF16 where I32 or I64 is expected")
+        self.assertEqual(wrong["prefill/layers.0.moe.kept"].note,
+                         "dtype BF16 where I32 or I64 is expected")
 
     def test_a_flipped_top_k_index_at_a_large_margin_fails(self):
         name = "prefill/layers.0.moe.topk_indices"

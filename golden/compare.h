@@ -2,17 +2,22 @@
 // goes wrong (docs/golden-format.md, "Checking").
 //
 // Every expected tensor is visited in execution order.
-// - Float tensors pass when every element satisfies |a - e| <= atol + rtol * |e| and is finite
-//   (a non-finite candidate value where the golden one is finite always fails). Reported: max
-//   absolute and relative error, NMSE = sum (a - e)^2 / sum e^2, cosine similarity, and the count
+// - Float tensors pass when every element satisfies |a - e| <= atol + rtol * |e|. A non-finite
+//   candidate value where the golden one is finite fails (counted in non_finite); a non-finite
+//   golden value must be matched exactly (the same infinity, or NaN). Reported: max absolute and
+//   relative error (relative over nonzero golden values), NMSE = sum (a - e)^2 / sum e^2 (the plain
+//   sum of squared errors when every golden value is 0), cosine similarity (1 when both are all
+//   zeros, 0 when only one is), each over the elements where both values are finite, and the count
 //   of elements out of tolerance. rtol and atol come from the precision and the tensor's tolerance
-//   class (default_tolerance), unless overridden.
+//   class (default_tolerance), unless overridden; overrides also set the near-tie resolutions.
 // - Integer tensors (expert indices, kept flags, tokens) must be equal, except where the golden
-//   decision was closer than the candidate's precision can resolve: a mismatch at a token whose
-//   golden margin is below twice the tolerance of the values that decided it (router
+//   decision was closer than the candidate's precision can resolve: a row (token) that differs
+//   where the golden margin is below twice the tolerance of the values that decided it (router
 //   probabilities for expert indices, logits for greedy tokens, probabilities for sampled tokens)
-//   is a near-tie, reported but not failed. Everything after a near-tie may legitimately differ:
-//   later tensors that fail are reported as after_near_tie, not failed.
+//   is a near-tie, reported but not failed; any other differing row fails the tensor. Rows are
+//   judged one by one, except in the sampled generation, a single sequence, where the tokens after
+//   a near-tie may differ. Integer tensors report rtol = atol = 0. Everything after a near-tie may
+//   legitimately differ: later tensors that fail are reported as after_near_tie, not failed.
 // - A candidate tensor of the wrong shape fails. Missing tensors are reported (failed only with
 //   require_all); candidate tensors the set does not have are listed as extra. A candidate that
 //   matches no expected tensor at all fails.

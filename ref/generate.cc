@@ -14,7 +14,9 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-void check_request(const ModelConfig& config, const GenerationRequest& request) {
+}  // namespace
+
+void check_generation_request(const ModelConfig& config, const GenerationRequest& request) {
   validate(request.sampling);
   if (request.prompt.empty()) throw std::invalid_argument("the prompt is empty");
   for (size_t t = 0; t < request.prompt.size(); ++t) {
@@ -37,6 +39,8 @@ void check_request(const ModelConfig& config, const GenerationRequest& request) 
   }
 }
 
+namespace {
+
 // The tracer for one forward call of a generation, named as generate.h documents.
 std::optional<PrefixedTracer> call_tracer(Tracer* tracer, std::string prefix) {
   if (tracer == nullptr) return std::nullopt;
@@ -48,7 +52,7 @@ Tracer* get(std::optional<PrefixedTracer>& tracer) { return tracer ? &*tracer : 
 }  // namespace
 
 GenerationResult generate(const Model& model, const GenerationRequest& request, Tracer* tracer) {
-  check_request(model.config(), request);
+  check_generation_request(model.config(), request);
   GenerationResult result;
   if (request.max_new_tokens == 0) return result;
 

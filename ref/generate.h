@@ -36,4 +36,7 @@ struct GenerationResult {
 GenerationResult generate(const Model& model, const GenerationRequest& request,
                           Tracer* tracer = nullptr);
 
+// The checks generate() makes before it runs (the errors listed above).
+void check_generation_request(const ModelConfig& config, const GenerationRequest& request);
+
 }  // namespace moeref

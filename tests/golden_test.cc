@@ -373,6 +373,33 @@ TEST(Checker, FlipAtALargeMarginIsAFailure) {
   EXPECT_EQ(report.first_failure, "prefill/layers.0.moe.topk_indices");
 }
 
+TEST(Checker, ANearTieInOneRowDoesNotExcuseAnotherRow) {
+  const GoldenSet set = GoldenSet::open(write_near_tie_set());
+  Candidate candidate = candidate_from_file(set.trace());
+  const std::string name = "prefill/layers.0.moe.topk_indices";
+  candidate[name] = make_i32_record(name, {2, 2}, std::vector<int32_t>{0, 2, 0, 2});
+  const CompareReport report = compare(set, candidate);
+  EXPECT_FALSE(report.passed);
+  EXPECT_EQ(report.tensors[1].status, TensorStatus::kFail);
+  EXPECT_THAT(report.tensors[1].note, HasSubstr("row 1 differs although"));
+}
+
+TEST(Checker, NonFiniteGoldenValuesMustBeMatchedExactly) {
+  const fs::path dir = fs::path(::testing::TempDir()) / "golden_non_finite";
+  const std::vector<float> golden = {1.0f, INFINITY, NAN};
+  write_golden_set(dir, {{"format_version", 1}, {"kind", "op"}, {"case", "non-finite"}}, {}, {},
+                   {make_f32_record("out", {3}, golden)},
+                   {{"out", "softmax", ToleranceClass::kActivation}});
+  const GoldenSet set = GoldenSet::open(dir);
+  auto check = [&](std::vector<float> values) {
+    return compare(set, {{"out", make_f32_record("out", {3}, values)}}).passed;
+  };
+  EXPECT_TRUE(check({1.0f, INFINITY, NAN}));
+  EXPECT_FALSE(check({1.0f, 3.0e38f, NAN}));
+  EXPECT_FALSE(check({1.0f, -INFINITY, NAN}));
+  EXPECT_FALSE(check({1.0f, INFINITY, 0.0f}));
+}
+
 TEST(Checker, FailuresAfterANearTieAreExcused) {
   // bf16 cannot resolve tiny-mqa-moe's router margins (about 1e-3 against a resolution near
   // 0.1), so an emulated bf16 run may flip a choice; everything after must not fail the run.

@@ -431,7 +431,8 @@ class CompareTest(unittest.TestCase):
         self.assertEqual(tensor.note, f"1 of {tensor.elements} elements out of tolerance")
         self.assertEqual(report["decode.3/logits"].status, "FAIL")
         self.assertEqual(report["prefill/layers.1.attn.k"].status, "pass")
-        self.assertIn(f"FAIL: first failing tensor {name}: look there first", report.to_text())
+        self.assertIn(f"FAIL: the first failing tensor is {name}: look there first",
+                      report.to_text())
 
     def test_metrics(self):
         name = "prefill/layers.0.out"
@@ -647,7 +648,9 @@ class AgreesWithCppTest(unittest.TestCase):
         report = json.loads(result.stdout)
         self.assertEqual(result.returncode, 0 if report["passed"] else 1)
         text = run_cli("compare", set_dir, candidate_file, *options, check=False).stdout
-        return report, text
+        verbose = run_cli("compare", set_dir, candidate_file, "--verbose", *options,
+                          check=False).stdout
+        return report, (text, verbose)
 
     def assert_same_report(self, python: dict, cpp: dict):
         for key in ("set", "precision", "passed", "compared", "first_failure", "extra"):
@@ -678,7 +681,7 @@ class AgreesWithCppTest(unittest.TestCase):
         from_file = mg.compare(set_dir, mg.read_safetensors_file(path), precision, rtol, atol,
                                require_all)
         self.assert_same_report(from_file.to_dict(), cpp)
-        self.assertEqual(from_file.to_text(), cpp_text)
+        self.assertEqual((from_file.to_text(), from_file.to_text(all_tensors=True)), cpp_text)
         if not dtypes:
             from_dict = mg.compare(set_dir, candidate, precision, rtol, atol, require_all)
             self.assert_same_report(from_dict.to_dict(), cpp)
@@ -842,9 +845,10 @@ class CommandLineTest(unittest.TestCase):
                     cpp = run_cli("compare", TINY, path, "--json", *options, check=False)
                     self.assertEqual(mine.returncode, cpp.returncode, mine.stderr)
                     self.assertEqual(json.loads(mine.stdout), json.loads(cpp.stdout))
-                    text = self.tool("compare", TINY, path, *options)
-                    self.assertEqual(text.stdout,
-                                     run_cli("compare", TINY, path, *options, check=False).stdout)
+                    for verbose in ([], ["--verbose"]):
+                        text = self.tool("compare", TINY, path, *verbose, *options)
+                        self.assertEqual(text.stdout, run_cli("compare", TINY, path, *verbose,
+                                                              *options, check=False).stdout)
         self.assertEqual(self.tool("compare", TINY, bad).returncode, 1)
         missing = self.tool("compare", self.dir, good)
         self.assertEqual(missing.returncode, 1)

@@ -1,0 +1,117 @@
+// Speculative decoding (Leviathan et al. 2023; Chen et al. 2023): a small draft model proposes
+// gamma tokens, the target scores them all in one forward pass, and a rejection rule keeps the
+// output distributed exactly as the target's own sampling (docs/speculative.md has the proof).
+//
+// One block, with context t_0 .. t_{n-1}:
+//   1. the draft proposes x_1..x_gamma, each drawn from its processed distribution q_i;
+//   2. the target runs one forward over [t_{n-1}, x_1, .., x_gamma] and gives p_1..p_{gamma+1}
+//      (p and q processed alike: temperature, top-k, top-p, ref/sampling.h);
+//   3. for i = 1..gamma: accept x_i iff u_i * q_i(x_i) <= p_i(x_i); at the first rejection emit a
+//      draw from norm(max(0, p_i - q_i)) and end the block;
+//   4. if all gamma are accepted, emit a bonus token drawn from p_{gamma+1}.
+// Greedy (temperature 0): accept while x_i equals argmax p_i; on a mismatch emit argmax p_i; the
+// bonus is argmax p_{gamma+1}. The output then equals the target's greedy output bit for bit.
+//
+// Random numbers, Philox with key = seed and counter = {0, position, request, stream}, where
+// position is the position of the token being decided:
+//   proposal x_i: stream 3 (RandomStream::kDraftProposal)   acceptance u_i: stream 1
+//   residual draw: stream 2                                  bonus draw: stream 0 (as plain sampling)
+// A position's numbers decide at most one emitted token: when a block is rejected at position r,
+// the numbers of later positions were used for nothing that was emitted, so reusing them in the
+// next block leaves every emitted token's draw independent of the tokens before it.
+//
+// Caches: both models' caches hold every context token but the last; after a block each is
+// truncated back to the accepted length (the target's forward and the draft's proposals beyond it
+// are forgotten) and catches up at the start of the next block. EOS and max_new_tokens stop the
+// generation in the middle of a block. gamma is fixed, or adaptive as in Hugging Face
+// transformers: +2 after a block whose proposals were all accepted, otherwise -1, never below 1;
+// it is also cut so that no forward pass runs past either model's max_seq_len.
+//
+// Errors (std::invalid_argument): models whose vocabulary sizes differ (the message gives both),
+// gamma < 1, and everything generate() rejects (ref/generate.h).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "ref/generate.h"
+#include "ref/model.h"
+#include "ref/tracer.h"
+
+namespace moeref {
+
+// The acceptance test of step 3 for a drawn u in [0, 1), the target's p(x) and the draft's q(x).
+using AcceptanceTest = bool (*)(double u, double p, double q);
+bool exact_acceptance(double u, double p, double q);  // u * q <= p
+
+struct SpeculativeOptions {
+  int64_t gamma = 4;
+  bool adaptive_gamma = false;
+  // Replaceable only so that a test can show a wrong rule is caught (tests/speculative_test.cc).
+  AcceptanceTest accept = exact_acceptance;
+};
+
+struct SpeculativeStats {
+  int64_t blocks = 0;
+  int64_t drafted = 0;          // proposals made
+  int64_t accepted = 0;         // proposals accepted
+  int64_t target_forwards = 0;  // the prefill included
+  int64_t draft_forwards = 0;
+  int64_t emitted = 0;
+
+  double acceptance_rate() const;
+  double tokens_per_target_forward() const;  // decode forwards only, the prefill left out
+  // Target forwards that plain decoding would have needed beyond those made (decode only).
+  int64_t target_forwards_saved() const;
+};
+
+struct SpeculativeResult {
+  std::vector<int32_t> tokens;  // the new tokens
+  bool stopped_at_eos = false;
+  SpeculativeStats stats;
+};
+
+// Throws std::invalid_argument when the two models cannot be paired, naming both vocabularies.
+void check_pairing(const ModelConfig& target, const ModelConfig& draft);
+
+// Runs a whole generation. With a tracer, block b is recorded under "block.b/" (docs/speculative.md):
+// position, gamma, draft_tokens [gamma], draft_probs [gamma, vocab], target_probs
+// [gamma + 1, vocab], accept_u [examined], accepted [examined], final_kind (0 residual, 1 bonus),
+// final_u and final_token.
+SpeculativeResult speculative_generate(const Model& target, const Model& draft,
+                                       const GenerationRequest& request,
+                                       const SpeculativeOptions& options,
+                                       Tracer* tracer = nullptr);
+
+// The same generation one block at a time, with its caches in view (what the tests inspect).
+class SpeculativeDecoder {
+ public:
+  SpeculativeDecoder(const Model& target, const Model& draft, GenerationRequest request,
+                     SpeculativeOptions options);
+
+  bool done() const { return done_; }
+  void step(Tracer* tracer = nullptr);  // one block
+
+  const std::vector<int32_t>& context() const { return context_; }  // prompt and new tokens
+  const SpeculativeResult& result() const { return result_; }
+  const KvCache& target_cache() const { return target_cache_; }
+  const KvCache& draft_cache() const { return draft_cache_; }
+  int64_t gamma() const { return gamma_; }
+
+ private:
+  bool emit(int32_t token);  // false once generation must stop
+  void prefill();
+
+  const Model& target_;
+  const Model& draft_;
+  GenerationRequest request_;
+  SpeculativeOptions options_;
+  KvCache target_cache_;
+  KvCache draft_cache_;
+  std::vector<int32_t> context_;
+  SpeculativeResult result_;
+  int64_t gamma_;
+  bool done_ = false;
+};
+
+}  // namespace moeref

@@ -13,8 +13,10 @@
 // - Integer tensors (expert indices, kept flags, tokens) must be equal, except where the golden
 //   decision was closer than the candidate's precision can resolve: a row (token) that differs
 //   where the golden margin is below twice the tolerance of the values that decided it (router
-//   probabilities for expert indices, logits for greedy tokens, probabilities for sampled tokens)
-//   is a near-tie, reported but not failed; any other differing row fails the tensor. Rows are
+//   probabilities for expert indices, logits for greedy tokens, probabilities for sampled tokens;
+//   op cases: the input probabilities of top_k, the draw margins of sampling) is a near-tie,
+//   reported but not failed; any other differing row fails the tensor. An exact tie (margin 0)
+//   is decided by the tie rule and never excused. Rows are
 //   judged one by one, except in the sampled generation, a single sequence, where the tokens after
 //   a near-tie may differ. Integer tensors report rtol = atol = 0. Everything after a near-tie may
 //   legitimately differ: later tensors that fail are reported as after_near_tie, not failed.

@@ -11,8 +11,10 @@
 //
 // Opening a set checks the format version, every file's sha256 and every tensor entry against the
 // file that holds it; each problem is a GoldenError naming the directory, the file or tensor and
-// what is wrong. Writing a set is atomic: the files are written into a temporary directory beside
-// the target, which then replaces it, so an interrupted write leaves no partial set.
+// what is wrong. Writing never leaves a partial set: the files are written into a hidden temporary
+// directory beside the target; then an existing set is renamed aside, the new one renamed into
+// place, and the old one removed. A kill between the two renames leaves no set at the target
+// (the old one survives under a hidden name, which find_golden_sets skips), never half of one.
 #pragma once
 
 #include <filesystem>

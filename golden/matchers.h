@@ -158,7 +158,9 @@ inline ::testing::Matcher<const Candidate&> MatchesGoldenSet(const GoldenSet& se
 
 }  // namespace moeref::golden
 
-// How GoogleTest prints the candidates in a failure message, instead of their bytes.
+// How GoogleTest prints the candidates in a failure message, instead of their bytes. A
+// golden::Candidate's printer lives here, beside TensorRecord, where argument-dependent lookup
+// finds it.
 namespace moeref {
 
 inline void PrintTo(const Tensor& tensor, std::ostream* os) {
@@ -167,6 +169,10 @@ inline void PrintTo(const Tensor& tensor, std::ostream* os) {
 
 inline void PrintTo(const TensorRecord& record, std::ostream* os) {
   *os << dtype_name(record.dtype) << " " << shape_string(record.shape);
+}
+
+inline void PrintTo(const golden::Candidate& candidate, std::ostream* os) {
+  *os << "candidate of " << candidate.size() << " tensors";
 }
 
 }  // namespace moeref

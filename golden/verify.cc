@@ -40,22 +40,38 @@ std::string first_difference(const std::vector<TensorRecord>& regenerated,
   return "";
 }
 
-// The first regenerated tensor that differs from the set's files, or "".
+// The first manifest field that regeneration gives differently, or "". The margins and routing
+// figures the checker reads must be what the code computes, not what someone typed.
+std::string manifest_difference(const nlohmann::json& stored, nlohmann::json regenerated) {
+  for (const auto& [key, value] : regenerated.items()) {
+    if (key == "moeref_version" || key == "git_commit") continue;
+    if (!stored.contains(key) || stored.at(key) != value) {
+      return "manifest.json: \"" + key + "\" differs from what regeneration computes";
+    }
+  }
+  return "";
+}
+
+// The first regenerated tensor or manifest field that differs from the set's files, or "".
 std::string regenerated_difference(const GoldenSet& set) {
+  nlohmann::json manifest;
   std::vector<TensorRecord> weights, inputs, trace;
   if (set.kind() == "model") {
     ModelCase regenerated = build_model_case(
         spec_from_manifest(set.manifest(), (set.dir() / "manifest.json").string()));
+    manifest = std::move(regenerated.manifest);
     weights = std::move(regenerated.weights);
     inputs = std::move(regenerated.inputs);
     trace = std::move(regenerated.trace);
   } else {
     OpCase regenerated = build_op_case(set.name());
+    manifest = std::move(regenerated.manifest);
     inputs = std::move(regenerated.inputs);
     trace = std::move(regenerated.outputs);
   }
-  std::string difference;
-  if (set.weights()) difference = first_difference(weights, *set.weights(), "weights.safetensors");
+  std::string difference = manifest_difference(set.manifest(), std::move(manifest));
+  if (difference.empty() && set.weights())
+    difference = first_difference(weights, *set.weights(), "weights.safetensors");
   if (difference.empty()) difference = first_difference(inputs, set.inputs(), "inputs.safetensors");
   if (difference.empty()) difference = first_difference(trace, set.trace(), "trace.safetensors");
   return difference;

@@ -1,5 +1,7 @@
 // Writing golden sets from their specs, and verifying committed ones: every set under a directory
-// is regenerated from what its manifest records and must match its files bit for bit.
+// is regenerated from what its manifest records; its tensors must match the files bit for bit and
+// every manifest field it computes (margins, routing figures, ...) must match the manifest, all
+// but moeref_version and git_commit.
 #pragma once
 
 #include <filesystem>

@@ -72,6 +72,19 @@ TEST(GoldenVerify, AChangedByteIsCaughtAndItsTensorNamed) {
   EXPECT_THAT(results[0].message, HasSubstr("\"layers.0.attn_norm.weight\" differs bitwise"));
 }
 
+TEST(GoldenVerify, AnEditedMarginIsCaught) {
+  // The checker excuses near-ties by the recorded margins, so they must be what the code computes.
+  const fs::path dir = fresh_copy("tiny-mqa-moe", "margin");
+  std::ifstream in(dir / "manifest.json");
+  nlohmann::json manifest = nlohmann::json::parse(in);
+  in.close();
+  manifest["margins"]["greedy_tokens"][0] = 1e-9;
+  std::ofstream(dir / "manifest.json") << manifest.dump();
+  const std::vector<VerifyResult> results = verify_golden_tree(dir);
+  EXPECT_FALSE(results[0].ok);
+  EXPECT_THAT(results[0].message, HasSubstr("\"margins\" differs from what regeneration computes"));
+}
+
 // ---- Bad golden directories. ----
 
 struct BadSetCase {

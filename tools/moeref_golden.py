@@ -718,13 +718,19 @@ class _Checker:
 
     def decision(self, name: str, row: int, width: int) -> tuple[float, float] | None:
         """(golden margin, resolution) of the decision behind row `row` of an integer tensor, or
-        None where no margin applies (kept flags) or the set lacks what decided it."""
+        None where no margin applies (kept flags) or the set lacks what decided it. Top-k indices:
+        the gap among the k + 1 largest router probabilities (traced, or an op case's input
+        "probs"); greedy tokens: the top-2 logit gap; sampled tokens: the draw's distance to a
+        boundary (manifest margins)."""
+        probs = None
         if _traced_name(name).endswith("moe.topk_indices"):
             probs_name = name[:-len("topk_indices")] + "router_probs"
-            if not self.golden.has_expected(probs_name):
-                return None
-            probs = self.golden.tensor(probs_name)
-            row_probs = probs.reshape(probs.shape[0], -1)[row].astype(np.float64)
+            if self.golden.has_expected(probs_name):
+                probs = self.golden.tensor(probs_name)
+        elif name == "indices" and "probs" in self.golden.inputs:
+            probs = self.golden.inputs["probs"]
+        if probs is not None:
+            row_probs = probs.reshape(-1, probs.shape[-1])[row].astype(np.float64)
             ordered = np.sort(row_probs)[::-1]
             # compare.cc's gap_at_rank(row, width - 1): the smallest gap among the top width + 1
             count = min(width, ordered.size - 1)
@@ -743,15 +749,20 @@ class _Checker:
                 return None
             return float(value)
 
-        if name == "greedy_tokens" and margin_at("greedy_tokens") is not None:
+        if name == "greedy_tokens":
+            margin = margin_at("greedy_tokens")
+            if margin is None:
+                return None
             logits_name = "prefill/logits" if row == 0 else f"decode.{row - 1}/logits"
             top = 0.0
             if self.golden.has_expected(logits_name):
                 logits = self.golden.tensor(logits_name)
                 top = float(logits.reshape(-1)[-logits.shape[1]:].max())
-            return margin_at("greedy_tokens"), self.resolution("logits", top)
-        if name == "sampled_tokens" and margin_at("sampled_tokens") is not None:
-            return margin_at("sampled_tokens"), self.resolution("probability", 1.0)
+            return margin, self.resolution("logits", top)
+        key = {"sampled_tokens": "sampled_tokens", "tokens": "tokens"}.get(name)
+        margin = margin_at(key) if key else None
+        if margin is not None:
+            return margin, self.resolution("probability", 1.0)
         return None
 
     def check_integers(self, name: str, expected: np.ndarray, actual: np.ndarray,
@@ -770,7 +781,8 @@ class _Checker:
             if first_failure is not None or (one_sequence and first_near_tie is not None):
                 break
             d = self.decision(name, row, width)
-            if d is not None and d[0] < d[1]:
+            # An exact tie (margin 0) is the tie rule's to decide, not rounding's: never excused.
+            if d is not None and 0.0 < d[0] < d[1]:
                 if first_near_tie is None:
                     first_near_tie = (f"row {row} differs where the golden margin {_fmt(d[0])} is "
                                       f"below the {self.precision} resolution {_fmt(d[1])}: "

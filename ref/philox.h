@@ -29,10 +29,10 @@ inline float uniform_from_bits(uint32_t bits) { return static_cast<float>(bits >
 
 // The stream identifiers that fill counter word 3 for draws made during generation.
 enum class RandomStream : uint32_t {
-  kSampling = 0,              // the token drawn at a position (and speculative decoding's bonus)
-  kSpeculativeAccept = 1,     // speculative decoding's acceptance test (ref/speculative.h)
-  kSpeculativeResidual = 2,   // speculative decoding's draw from the residual distribution
-  kDraftProposal = 3          // the draft model's proposal
+  kSampling = 0,             // the token drawn at a position (and speculative decoding's bonus)
+  kSpeculativeAccept = 1,    // speculative decoding's acceptance test (ref/speculative.h)
+  kSpeculativeResidual = 2,  // speculative decoding's draw from the residual distribution
+  kDraftProposal = 3         // the draft model's proposal
 };
 
 // The uniform number for one draw of generation: key = seed,

@@ -15,7 +15,8 @@
 // Random numbers, Philox with key = seed and counter = {0, position, request, stream}, where
 // position is the position of the token being decided:
 //   proposal x_i: stream 3 (RandomStream::kDraftProposal)   acceptance u_i: stream 1
-//   residual draw: stream 2                                  bonus draw: stream 0 (as plain sampling)
+//   residual draw: stream 2                                  bonus draw: stream 0 (as plain
+//   sampling)
 // A position's numbers decide at most one emitted token: when a block is rejected at position r,
 // the numbers of later positions were used for nothing that was emitted, so reusing them in the
 // next block leaves every emitted token's draw independent of the tokens before it.
@@ -71,17 +72,27 @@ struct SpeculativeResult {
   SpeculativeStats stats;
 };
 
+// A draft cut from the target itself: its embedding, its first n_layers layers, its final norm
+// and LM head, copied. It shares the target's vocabulary and, with layers that add little to the
+// residual stream, agrees with it often; the benchmark's pair (bench/speculative_bench.cc).
+// Throws std::invalid_argument unless 1 <= n_layers <= the target's layers.
+struct DraftModel {
+  ModelConfig config;
+  ModelWeights weights;
+};
+DraftModel make_shallow_draft(const ModelConfig& target_config, const ModelWeights& target_weights,
+                              int64_t n_layers);
+
 // Throws std::invalid_argument when the two models cannot be paired, naming both vocabularies.
 void check_pairing(const ModelConfig& target, const ModelConfig& draft);
 
-// Runs a whole generation. With a tracer, block b is recorded under "block.b/" (docs/speculative.md):
-// position, gamma, draft_tokens [gamma], draft_probs [gamma, vocab], target_probs
-// [gamma + 1, vocab], accept_u [examined], accepted [examined], final_kind (0 residual, 1 bonus),
-// final_u and final_token.
+// Runs a whole generation. With a tracer, block b is recorded under "block.b/"
+// (docs/speculative.md): position, gamma, draft_tokens [gamma], draft_probs [gamma, vocab],
+// target_probs [gamma + 1, vocab], accept_u [examined], accepted [examined], final_kind (0
+// residual, 1 bonus), final_u and final_token.
 SpeculativeResult speculative_generate(const Model& target, const Model& draft,
                                        const GenerationRequest& request,
-                                       const SpeculativeOptions& options,
-                                       Tracer* tracer = nullptr);
+                                       const SpeculativeOptions& options, Tracer* tracer = nullptr);
 
 // The same generation one block at a time, with its caches in view (what the tests inspect).
 class SpeculativeDecoder {

@@ -1,10 +1,12 @@
 // moeref run CONFIG: generate from a prompt, greedy or sampled, and report tokens per second.
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <limits>
 #include <nlohmann/json.hpp>
 
 #include "ref/generate.h"
+#include "ref/speculative.h"
 #include "tools/commands.h"
 #include "tools/model_loading.h"
 
@@ -15,6 +17,9 @@ namespace {
 struct RunOptions {
   std::string config_path;
   std::string weights_path;
+  std::string draft_config_path;
+  std::string draft_weights_path;
+  SpeculativeOptions speculative;
   std::string prompt;
   std::string token_list;
   GenerationRequest request;
@@ -23,6 +28,48 @@ struct RunOptions {
 
 double per_second(size_t count, double seconds) {
   return seconds > 0.0 ? static_cast<double>(count) / seconds : 0.0;
+}
+
+int run_speculative(const Model& target, const GenerationRequest& request,
+                    const RunOptions& options) {
+  const Model draft = load_model(options.draft_config_path, options.draft_weights_path);
+  const auto start = std::chrono::steady_clock::now();
+  const SpeculativeResult result =
+      speculative_generate(target, draft, request, options.speculative);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const SpeculativeStats& s = result.stats;
+  if (options.json) {
+    const nlohmann::json out = {
+        {"prompt_tokens", request.prompt},
+        {"tokens", result.tokens},
+        {"stopped_at_eos", result.stopped_at_eos},
+        {"tokens_per_second", per_second(result.tokens.size(), seconds)},
+        {"blocks", s.blocks},
+        {"drafted", s.drafted},
+        {"accepted", s.accepted},
+        {"acceptance_rate", s.acceptance_rate()},
+        {"tokens_per_target_forward", s.tokens_per_target_forward()},
+        {"target_forwards", s.target_forwards},
+        {"target_forwards_saved", s.target_forwards_saved()},
+        {"draft_forwards", s.draft_forwards},
+    };
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("prompt (%zu tokens): %s\n", request.prompt.size(),
+              tokens_to_display_text(request.prompt).c_str());
+  std::printf("generated (%zu tokens%s):", result.tokens.size(),
+              result.stopped_at_eos ? ", stopped at EOS" : "");
+  for (const int32_t token : result.tokens) std::printf(" %d", token);
+  std::printf("\n  as text: %s\n", tokens_to_display_text(result.tokens).c_str());
+  std::printf(
+      "speculative: %lld blocks, %lld of %lld proposals accepted (%.1f%%), %.2f tokens per "
+      "target forward, %lld target forwards saved; %.1f tokens/s\n",
+      static_cast<long long>(s.blocks), static_cast<long long>(s.accepted),
+      static_cast<long long>(s.drafted), 100.0 * s.acceptance_rate(), s.tokens_per_target_forward(),
+      static_cast<long long>(s.target_forwards_saved()), per_second(result.tokens.size(), seconds));
+  return 0;
 }
 
 }  // namespace
@@ -46,6 +93,14 @@ Command register_run(CLI::App& app) {
   command->add_option("--top-p", sampling.top_p, "Nucleus probability (1 = off)")
       ->capture_default_str();
   command->add_option("--seed", sampling.seed, "Sampling seed (Philox key)")->capture_default_str();
+  command->add_option("--draft", options->draft_config_path,
+                      "Draft model config: decode speculatively (docs/speculative.md)");
+  command->add_option("--draft-weights", options->draft_weights_path,
+                      "Draft weights; default: initialised from the draft config's seed");
+  command->add_option("--gamma", options->speculative.gamma, "Tokens the draft proposes a block")
+      ->capture_default_str();
+  command->add_flag("--adaptive-gamma", options->speculative.adaptive_gamma,
+                    "Grow gamma by 2 after a fully accepted block, else shrink it by 1");
   command->add_flag("--json", options->json, "Print JSON");
   return {command, [options, prompt, tokens] {
             const Model model = load_model(options->config_path, options->weights_path);
@@ -56,6 +111,9 @@ Command register_run(CLI::App& app) {
               request.prompt = bytes_to_tokens(options->prompt, model.config().vocab_size);
             } else {
               throw std::invalid_argument("give a prompt with --prompt TEXT or --tokens IDS");
+            }
+            if (!options->draft_config_path.empty()) {
+              return run_speculative(model, request, *options);
             }
             const GenerationResult result = generate(model, request);
             const double prefill_rate = per_second(request.prompt.size(), result.prefill_seconds);

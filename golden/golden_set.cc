@@ -69,7 +69,9 @@ GoldenSet GoldenSet::open(const fs::path& dir, Integrity integrity) {
                             std::to_string(kFormatVersion) + ")");
   }
   const std::string kind = require_string(m, "kind", manifest_path);
-  if (kind != "model" && kind != "op") fail(manifest_path, "unknown kind \"" + kind + "\"");
+  if (kind != "model" && kind != "op" && kind != "speculative") {
+    fail(manifest_path, "unknown kind \"" + kind + "\"");
+  }
   require_string(m, "case", manifest_path);
 
   const json& files = require(m, "files", manifest_path);

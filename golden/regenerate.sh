@@ -16,3 +16,7 @@ sets=golden/sets
 "$moeref" golden configs/golden/tiny-hf-mixtral.json --out "$sets/tiny-hf-mixtral" \
   --description "Mixtral-compatible (exportable with moeref export-hf), 2 K/V heads, 8 experts"
 "$moeref" golden --ops --out "$sets/ops"
+"$moeref" golden configs/golden/tiny-speculative-target.json \
+  --draft configs/golden/tiny-speculative-draft.json --out "$sets/tiny-speculative" \
+  --name tiny-speculative --temperature 1.0 --top-p 1.0 --sampled-tokens 16 --seed 99 \
+  --description "Speculative decoding, gamma 3: a 2-layer target and its own first layer as draft"

@@ -2,6 +2,7 @@
 
 #include "golden/golden_set.h"
 #include "golden/op_cases.h"
+#include "golden/speculative_case.h"
 
 namespace moeref::golden {
 
@@ -63,6 +64,13 @@ std::string regenerated_difference(const GoldenSet& set) {
     weights = std::move(regenerated.weights);
     inputs = std::move(regenerated.inputs);
     trace = std::move(regenerated.trace);
+  } else if (set.kind() == "speculative") {
+    SpeculativeCase regenerated = build_speculative_case(
+        speculative_spec_from_manifest(set.manifest(), (set.dir() / "manifest.json").string()));
+    manifest = std::move(regenerated.manifest);
+    weights = std::move(regenerated.weights);
+    inputs = std::move(regenerated.inputs);
+    trace = std::move(regenerated.trace);
   } else {
     OpCase regenerated = build_op_case(set.name());
     manifest = std::move(regenerated.manifest);
@@ -106,6 +114,11 @@ void write_model_case(const ModelCaseSpec& spec, const fs::path& dir) {
   const ModelCase built = build_model_case(spec);
   write_golden_set(dir, built.manifest, built.weights, built.inputs, built.trace,
                    model_tensor_kinds(built.trace));
+}
+
+void write_speculative_case(const SpeculativeCaseSpec& spec, const fs::path& dir) {
+  const SpeculativeCase built = build_speculative_case(spec);
+  write_golden_set(dir, built.manifest, built.weights, built.inputs, built.trace, built.expected);
 }
 
 void write_op_cases(const fs::path& dir) {

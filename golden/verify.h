@@ -9,11 +9,13 @@
 #include <vector>
 
 #include "golden/model_case.h"
+#include "golden/speculative_case.h"
 
 namespace moeref::golden {
 
 // Builds the case and writes it atomically to `dir`.
 void write_model_case(const ModelCaseSpec& spec, const std::filesystem::path& dir);
+void write_speculative_case(const SpeculativeCaseSpec& spec, const std::filesystem::path& dir);
 // Writes every op case (golden/op_cases.h) under `dir`, one directory each.
 void write_op_cases(const std::filesystem::path& dir);
 

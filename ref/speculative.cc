@@ -26,6 +26,12 @@ std::vector<double> processed_dense(std::span<const float> logits, const Samplin
   return dense;
 }
 
+// softmax(logits) at temperature 1: what a greedy block records, since its decisions (one-hot
+// distributions) would show nothing of how close they were.
+std::vector<double> softmax_dense(std::span<const float> logits) {
+  return processed_dense(logits, SamplingParams{.temperature = 1.0});
+}
+
 // Inverse CDF over the tokens with nonzero weight, in token-id order, after normalising.
 int32_t draw_from_weights(const std::vector<double>& weights, double u) {
   std::vector<TokenProbability> distribution;
@@ -189,12 +195,13 @@ void SpeculativeDecoder::step(Tracer* tracer) {
     Tensor logits = draft_.forward(pending, draft_cache_).logits;
     ++result_.stats.draft_forwards;
     for (int64_t i = 0; i < gamma; ++i) {
-      q[i] = processed_dense(row_of(logits, logits.dim(0) - 1), sampling);
+      const std::span<const float> draft_row = row_of(logits, logits.dim(0) - 1);
+      q[i] = processed_dense(draft_row, sampling);
       const int32_t proposal =
           greedy ? argmax(q[i])
                  : draw_from_weights(q[i], uniform(n + i, RandomStream::kDraftProposal));
       block.draft_tokens.push_back(proposal);
-      append(block.draft_probs, q[i]);
+      append(block.draft_probs, greedy ? softmax_dense(draft_row) : q[i]);
       if (i + 1 < gamma) {
         logits = draft_.forward(std::span(&block.draft_tokens.back(), 1), draft_cache_).logits;
         ++result_.stats.draft_forwards;
@@ -211,8 +218,9 @@ void SpeculativeDecoder::step(Tracer* tracer) {
   const int64_t first_row = static_cast<int64_t>(scored.size()) - gamma - 1;
   std::vector<std::vector<double>> p(static_cast<size_t>(gamma + 1));
   for (int64_t i = 0; i <= gamma; ++i) {
-    p[i] = processed_dense(row_of(target_logits, first_row + i), sampling);
-    append(block.target_probs, p[i]);
+    const std::span<const float> target_row = row_of(target_logits, first_row + i);
+    p[i] = processed_dense(target_row, sampling);
+    append(block.target_probs, greedy ? softmax_dense(target_row) : p[i]);
   }
 
   int64_t accepted = 0;

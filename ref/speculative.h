@@ -89,7 +89,8 @@ void check_pairing(const ModelConfig& target, const ModelConfig& draft);
 // Runs a whole generation. With a tracer, block b is recorded under "block.b/"
 // (docs/speculative.md): position, gamma, draft_tokens [gamma], draft_probs [gamma, vocab],
 // target_probs [gamma + 1, vocab], accept_u [examined], accepted [examined], final_kind (0
-// residual, 1 bonus), final_u and final_token.
+// residual, 1 bonus, -1 none), final_u and final_token. The probabilities are q and p; in greedy
+// mode, where those are one-hot, they are softmax(logits) at temperature 1 instead, and the u 0.
 SpeculativeResult speculative_generate(const Model& target, const Model& draft,
                                        const GenerationRequest& request,
                                        const SpeculativeOptions& options, Tracer* tracer = nullptr);

@@ -19,6 +19,8 @@ struct GoldenOptions {
   std::string out_dir;
   std::string verify_dir;
   std::string token_list;
+  std::string draft_config_path;
+  int64_t gamma = 3;
   bool ops = false;
   golden::ModelCaseSpec spec;
 };
@@ -35,6 +37,25 @@ int verify(const std::string& root) {
   return failed == 0 ? 0 : 1;
 }
 
+// A speculative case takes the model case's prompt, sampling and margin options.
+int write_speculative(const GoldenOptions& options) {
+  golden::SpeculativeCaseSpec spec;
+  spec.target = load_config(options.config_path);
+  spec.draft = load_config(options.draft_config_path);
+  spec.name = options.spec.name.empty() ? spec.target.name : options.spec.name;
+  spec.description = options.spec.description;
+  if (!options.token_list.empty()) spec.prompt = parse_token_list(options.token_list);
+  spec.prompt_length = options.spec.prompt_length;
+  spec.new_tokens = options.spec.sampled_tokens;
+  spec.gamma = options.gamma;
+  spec.sampling = options.spec.sampling;
+  spec.margin_threshold = options.spec.margin_threshold;
+  golden::write_speculative_case(spec, options.out_dir);
+  std::cout << "wrote speculative golden set \"" << spec.name << "\" to " << options.out_dir
+            << "\n";
+  return 0;
+}
+
 }  // namespace
 
 Command register_golden(CLI::App& app) {
@@ -46,6 +67,10 @@ Command register_golden(CLI::App& app) {
   command->add_option("--verify", options->verify_dir,
                       "Regenerate every set under this directory and compare bit for bit");
   command->add_flag("--ops", options->ops, "Write the op-level cases");
+  command->add_option("--draft", options->draft_config_path,
+                      "Draft config: write a speculative-decoding case (docs/speculative.md)");
+  command->add_option("--gamma", options->gamma, "Proposals per block of the speculative case")
+      ->capture_default_str();
   command->add_option("--name", spec.name, "Case name (default: the config's name)");
   command->add_option("--description", spec.description, "What the case is for");
   command->add_option("--tokens", options->token_list,
@@ -78,6 +103,7 @@ Command register_golden(CLI::App& app) {
             if (options->config_path.empty()) {
               throw std::invalid_argument("give a CONFIG for a model case, or --ops");
             }
+            if (!options->draft_config_path.empty()) return write_speculative(*options);
             golden::ModelCaseSpec case_spec = options->spec;
             case_spec.config = load_config(options->config_path);
             if (case_spec.name.empty()) case_spec.name = case_spec.config.name;

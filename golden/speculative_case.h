@@ -1,0 +1,55 @@
+// The golden speculative-decoding case (docs/speculative.md, docs/golden-format.md): a target and
+// a draft model, a prompt, and the trace of every block of a greedy and of a sampled speculative
+// generation, so a serving engine can check each decision: proposals, q and p, every u, accept or
+// reject, and the residual or bonus draw.
+//
+// Tensors: "greedy/block.b/<field>" and "sampled/block.b/<field>" (fields of ref/speculative.h),
+// then "greedy/tokens" and "sampled/tokens". Weights: the target's under "target/<name>", the
+// draft's under "draft/<name>" (names of ref/weights.h).
+//
+// Margins (manifest "margins"): greedy, the smallest gap log p1 - log p2 between the two most
+// likely tokens of any recorded distribution (the target's and the draft's, temperature 1);
+// sampled, the smallest |u q(x) - p(x)| of any acceptance test and the smallest distance of any
+// draw's u from a boundary of the distribution it inverts. As for model cases, a prompt is searched
+// (Philox, golden/model_case.h) until both reach the threshold.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "golden/golden_set.h"
+#include "ref/config.h"
+#include "ref/safetensors.h"
+#include "ref/sampling.h"
+
+namespace moeref::golden {
+
+struct SpeculativeCaseSpec {
+  std::string name;
+  std::string description;
+  ModelConfig target;
+  ModelConfig draft;
+  std::vector<int32_t> prompt;  // empty: search for one of prompt_length tokens
+  int64_t prompt_length = 8;
+  int64_t new_tokens = 16;
+  int64_t gamma = 3;
+  bool adaptive_gamma = false;
+  SamplingParams sampling{.temperature = 1.0, .top_k = 0, .top_p = 1.0, .seed = 99};
+  double margin_threshold = 1e-3;
+  int64_t max_prompt_candidates = 2000;
+};
+
+struct SpeculativeCase {
+  nlohmann::json manifest;  // without "files" and "tensors"
+  std::vector<TensorRecord> weights;
+  std::vector<TensorRecord> inputs;  // "prompt"
+  std::vector<TensorRecord> trace;
+  std::vector<ExpectedTensor> expected;  // one per trace record
+};
+
+SpeculativeCase build_speculative_case(const SpeculativeCaseSpec& spec);
+SpeculativeCaseSpec speculative_spec_from_manifest(const nlohmann::json& manifest,
+                                                   const std::string& source);
+
+}  // namespace moeref::golden

@@ -100,12 +100,11 @@ class EmulatedKernels final : public Kernels {
       for (int64_t h = 0; h < dims.n_heads; ++h) {
         const int64_t n_keys = positions[t] + 1;
         const float* qh = q + (t * dims.n_heads + h) * hd;
-        const float* kh = keys + (h / heads_per_kv) * dims.kv_capacity * hd;
-        const float* vh = values + (h / heads_per_kv) * dims.kv_capacity * hd;
+        const int64_t g = h / heads_per_kv;
         std::vector<float> p(static_cast<size_t>(n_keys));
         float max_score = -INFINITY;
         for (int64_t j = 0; j < n_keys; ++j) {
-          p[j] = simd_style_dot(qh, kh + j * hd, hd) * scale;
+          p[j] = simd_style_dot(qh, keys + ref::kv_row(dims, g, j), hd) * scale;
           max_score = std::max(max_score, p[j]);
         }
         float sum = 0.0f;
@@ -114,7 +113,7 @@ class EmulatedKernels final : public Kernels {
         float* out = context + (t * dims.n_heads + h) * hd;
         for (int64_t i = 0; i < hd; ++i) {
           float acc = 0.0f;
-          for (int64_t j = 0; j < n_keys; ++j) acc += p[j] * vh[j * hd + i];
+          for (int64_t j = 0; j < n_keys; ++j) acc += p[j] * values[ref::kv_row(dims, g, j) + i];
           out[i] = round_to_precision(acc, storage_precision());
         }
         if (probs != nullptr) {

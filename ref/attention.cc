@@ -22,19 +22,19 @@ void attention(const float* q, const float* keys, const float* values,
       const int64_t n_keys = positions[t] + 1;
       const int64_t kv_head = h / heads_per_kv;
       const float* qh = q + (t * dims.n_heads + h) * hd;
-      const float* kh = keys + kv_head * dims.kv_capacity * hd;
-      const float* vh = values + kv_head * dims.kv_capacity * hd;
 
       std::vector<float> p(static_cast<size_t>(n_keys));
       for (int64_t j = 0; j < n_keys; ++j) {
-        p[j] = static_cast<float>(dot(qh, kh + j * hd, hd) * scale);
+        p[j] = static_cast<float>(dot(qh, keys + kv_row(dims, kv_head, j), hd) * scale);
       }
       softmax(p.data(), 1, n_keys);
 
       float* out = context + (t * dims.n_heads + h) * hd;
       for (int64_t i = 0; i < hd; ++i) {
         double sum = 0.0;
-        for (int64_t j = 0; j < n_keys; ++j) sum += static_cast<double>(p[j]) * vh[j * hd + i];
+        for (int64_t j = 0; j < n_keys; ++j) {
+          sum += static_cast<double>(p[j]) * values[kv_row(dims, kv_head, j) + i];
+        }
         out[i] = static_cast<float>(sum);
       }
       if (probs != nullptr) {

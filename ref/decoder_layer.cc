@@ -1,5 +1,6 @@
 #include "ref/decoder_layer.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "ref/feed_forward.h"
@@ -37,13 +38,23 @@ void attention_block(const LayerContext& c, float* x) {
   trace("attn.k", {n_tokens, G, hd}, k.data());
   trace("attn.v", {n_tokens, G, hd}, v.data());
 
-  c.cache.store(c.layer, k.data(), v.data(), n_tokens);
-  const int64_t n_keys = c.cache.length() + n_tokens;
+  int64_t n_keys = 0;  // the longest context of the call: the width of the traced probabilities
+  for (const SequenceSlice& slice : c.sequences) {
+    n_keys = std::max(n_keys, slice.start_position + slice.n_tokens);
+  }
   std::vector<float> context(q.size());
   std::vector<float> probs(trace.enabled() ? static_cast<size_t>(n_tokens * H * n_keys) : 0);
-  kernels.attention(q.data(), c.cache.keys(c.layer), c.cache.values(c.layer), c.positions,
-                    {H, G, hd, c.cache.capacity()}, context.data(),
-                    trace.enabled() ? probs.data() : nullptr, n_keys);
+  int64_t first = 0;
+  for (const SequenceSlice& slice : c.sequences) {
+    store_kv(slice.kv, G, hd, slice.start_position, slice.n_tokens, k.data() + first * G * hd,
+             v.data() + first * G * hd);
+    kernels.attention(
+        q.data() + first * H * hd, slice.kv.keys, slice.kv.values,
+        c.positions.subspan(static_cast<size_t>(first), static_cast<size_t>(slice.n_tokens)),
+        slice.kv.attention_dims(H, G, hd), context.data() + first * H * hd,
+        trace.enabled() ? probs.data() + first * H * n_keys : nullptr, n_keys);
+    first += slice.n_tokens;
+  }
   trace("attn.probs", {n_tokens, H, n_keys}, probs.data());
   trace("attn.context", {n_tokens, H, hd}, context.data());
 

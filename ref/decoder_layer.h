@@ -4,8 +4,11 @@
 //                     n = Norm1(x); RoPE only with positions = rope
 //   FFN block:        x' = h + FFN(Norm2(h)),   FFN = MoE (ref/moe.h) or dense (ref/feed_forward.h)
 //
-// The new tokens' K/V are stored in the cache before attention, so a token attends to itself
-// and to every earlier position. x: [tokens, d_model], updated in place.
+// Each sequence's new K/V are stored in its cache before attention, so a token attends to itself
+// and to every earlier position of its own sequence, never to another sequence's. Every other
+// step treats tokens one row at a time, so a token's result does not depend on which other
+// sequences share the call (dropless MoE included). x: [tokens, d_model], updated in place.
+// attn.probs is traced as [tokens, H, S], S the longest context of the call, zero-padded.
 // Traced under "layers.L." (docs/tracing.md).
 #pragma once
 
@@ -15,20 +18,28 @@
 
 #include "ref/config.h"
 #include "ref/kernels.h"
-#include "ref/kv_cache.h"
+#include "ref/kv_view.h"
 #include "ref/moe.h"
 #include "ref/tracer.h"
 #include "ref/weights.h"
 
 namespace moeref {
 
+// The consecutive tokens of one sequence in a forward call, and where its K/V live for this layer.
+// A single-sequence call has one slice; a batch (ref/batch_forward.h) one per sequence.
+struct SequenceSlice {
+  int64_t n_tokens = 0;
+  int64_t start_position = 0;  // of the slice's first token
+  KvView kv;
+};
+
 struct LayerContext {
   const Kernels& kernels;
   const ModelConfig& config;
   int64_t layer;
   const LayerWeights& weights;
-  std::span<const int64_t> positions;  // of the new tokens: cache.length() + t
-  KvCache& cache;
+  std::span<const int64_t> positions;        // of every token of the call, slice after slice
+  std::span<const SequenceSlice> sequences;  // in the order of the tokens
   const TraceScope& trace;
 };
 

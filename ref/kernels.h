@@ -41,7 +41,30 @@ class Kernels {
                             float* weights) const = 0;  // ref/router.h
 };
 
-// The reference kernel set: deterministic, bit-identical across runs and thread counts.
-const Kernels& ref_kernels();
+// The reference kernel set: deterministic, bit-identical across runs and thread counts. Derive from
+// it to replace one op and keep the reference for the rest (a kernel under test, a planted bug).
+class RefKernels : public Kernels {
+ public:
+  const char* name() const override;
+  void matmul(const float* x, const float* w, float* y, int64_t rows, int64_t in,
+              int64_t out) const override;
+  void rms_norm(const float* x, const float* weight, double eps, float* y, int64_t rows,
+                int64_t d) const override;
+  void layer_norm(const float* x, const float* weight, const float* bias, double eps, float* y,
+                  int64_t rows, int64_t d) const override;
+  void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
+            double theta) const override;
+  void attention(const float* q, const float* keys, const float* values,
+                 std::span<const int64_t> positions, const ref::AttentionDims& dims, float* context,
+                 float* probs, int64_t probs_width) const override;
+  void softmax(float* x, int64_t rows, int64_t n) const override;
+  void swiglu(const float* gate, const float* up, float* out, int64_t n) const override;
+  void gelu(float* x, int64_t n) const override;
+  void residual_add(float* x, const float* branch, int64_t n) const override;
+  void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
+                    bool renormalize, int32_t* indices, float* weights) const override;
+};
+
+const Kernels& ref_kernels();  // a RefKernels
 
 }  // namespace moeref

@@ -14,20 +14,8 @@ KvCache::KvCache(const ModelConfig& config)
   values_.assign(static_cast<size_t>(config.n_layers), std::vector<float>(per_layer, 0.0f));
 }
 
-void KvCache::store(int64_t layer, const float* new_keys, const float* new_values,
-                    int64_t n_tokens) {
-  if (length_ + n_tokens > capacity_) {
-    throw std::out_of_range("KV cache of " + std::to_string(capacity_) + " positions cannot hold " +
-                            std::to_string(n_tokens) + " more after " + std::to_string(length_));
-  }
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    for (int64_t g = 0; g < n_kv_heads_; ++g) {
-      const int64_t from = (t * n_kv_heads_ + g) * head_dim_;
-      const int64_t to = (g * capacity_ + length_ + t) * head_dim_;
-      std::copy_n(new_keys + from, head_dim_, keys_[layer].data() + to);
-      std::copy_n(new_values + from, head_dim_, values_[layer].data() + to);
-    }
-  }
+KvView KvCache::view(int64_t layer) {
+  return {keys_[layer].data(), values_[layer].data(), {}, 0, capacity_};
 }
 
 void KvCache::advance(int64_t n_tokens) { length_ += n_tokens; }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ref/config.h"
+#include "ref/kv_view.h"
 
 namespace moeref {
 
@@ -25,10 +26,9 @@ class KvCache {
   const float* keys(int64_t layer) const { return keys_[layer].data(); }
   const float* values(int64_t layer) const { return values_[layer].data(); }
 
-  // Stores the K/V of `n_tokens` new tokens ([n_tokens, n_kv_heads, head_dim] each) at positions
-  // length() .. length() + n_tokens - 1, for one layer. advance() then moves length() past them,
-  // once every layer has stored its K/V.
-  void store(int64_t layer, const float* new_keys, const float* new_values, int64_t n_tokens);
+  // Layer `layer`'s K/V, for the decoder layer to write new tokens to and attention to read.
+  // After every layer has stored a forward call's tokens, advance() moves length() past them.
+  KvView view(int64_t layer);
   void advance(int64_t n_tokens);
 
   // Forgets every position from `length` on (speculative decoding's rollback). Throws

@@ -11,13 +11,15 @@ namespace moeref {
 Model::Model(ModelConfig config, ModelWeights weights, const Kernels& kernels)
     : config_(std::move(config)), weights_(std::move(weights)), kernels_(&kernels) {}
 
-void Model::check_tokens(std::span<const int32_t> tokens, const KvCache& cache) const {
+void Model::check_tokens(std::span<const int32_t> tokens, int64_t start_position,
+                         int64_t capacity) const {
   const int64_t n_tokens = static_cast<int64_t>(tokens.size());
-  if (cache.length() + n_tokens > config_.max_seq_len) {
-    throw std::invalid_argument(std::to_string(n_tokens) + " tokens after " +
-                                std::to_string(cache.length()) +
-                                " cached positions exceed the context of " +
-                                std::to_string(config_.max_seq_len) + " positions (max_seq_len)");
+  const int64_t context = std::min(capacity, config_.max_seq_len);
+  if (start_position + n_tokens > context) {
+    throw std::invalid_argument(
+        std::to_string(n_tokens) + " tokens after " + std::to_string(start_position) +
+        " cached positions exceed the context of " + std::to_string(context) + " positions" +
+        (context == config_.max_seq_len ? " (max_seq_len)" : ""));
   }
   for (int64_t t = 0; t < n_tokens; ++t) {
     if (tokens[t] < 0 || tokens[t] >= config_.vocab_size) {
@@ -30,14 +32,28 @@ void Model::check_tokens(std::span<const int32_t> tokens, const KvCache& cache) 
 
 ForwardOutput Model::forward(std::span<const int32_t> tokens, KvCache& cache,
                              Tracer* tracer) const {
-  check_tokens(tokens, cache);
+  SequenceInput sequence{tokens, cache.length(), {}};
+  for (int64_t l = 0; l < config_.n_layers; ++l) sequence.kv.push_back(cache.view(l));
+  ForwardOutput output = forward_batch(std::span(&sequence, 1), tracer);
+  cache.advance(static_cast<int64_t>(tokens.size()));
+  return output;
+}
+
+ForwardOutput Model::forward_batch(std::span<const SequenceInput> sequences, Tracer* tracer) const {
   const Kernels& kernels = *kernels_;
-  const int64_t n_tokens = static_cast<int64_t>(tokens.size());
   const int64_t d = config_.d_model;
   const int64_t vocab = config_.vocab_size;
 
-  std::vector<int64_t> positions(static_cast<size_t>(n_tokens));
-  for (int64_t t = 0; t < n_tokens; ++t) positions[t] = cache.length() + t;
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> positions;
+  for (const SequenceInput& s : sequences) {
+    check_tokens(s.tokens, s.start_position, s.kv.empty() ? 0 : s.kv[0].capacity);
+    tokens.insert(tokens.end(), s.tokens.begin(), s.tokens.end());
+    for (size_t t = 0; t < s.tokens.size(); ++t) {
+      positions.push_back(s.start_position + static_cast<int64_t>(t));
+    }
+  }
+  const int64_t n_tokens = static_cast<int64_t>(tokens.size());
 
   // Embedding: a row lookup, plus the learned position's row.
   std::vector<float> x(static_cast<size_t>(n_tokens * d));
@@ -52,15 +68,19 @@ ForwardOutput Model::forward(std::span<const int32_t> tokens, KvCache& cache,
   model_trace("embed.out", {n_tokens, d}, x.data());
 
   ForwardOutput output;
+  std::vector<SequenceSlice> slices(sequences.size());
   for (int64_t l = 0; l < config_.n_layers; ++l) {
+    for (size_t s = 0; s < sequences.size(); ++s) {
+      slices[s] = {static_cast<int64_t>(sequences[s].tokens.size()), sequences[s].start_position,
+                   sequences[s].kv[static_cast<size_t>(l)]};
+    }
     const TraceScope layer_trace(tracer, "layers." + std::to_string(l) + ".");
     const LayerContext context{kernels,   config_, l,          weights_.layers[l],
-                               positions, cache,   layer_trace};
+                               positions, slices,  layer_trace};
     if (auto router = decoder_layer_forward(context, x.data())) {
       output.routers.push_back(*router);
     }
   }
-  cache.advance(n_tokens);
 
   std::vector<float> normed(x.size());
   apply_norm(kernels, config_, weights_.final_norm, weights_.final_norm_bias, x.data(),

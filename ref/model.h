@@ -21,12 +21,21 @@
 #include "ref/config.h"
 #include "ref/kernels.h"
 #include "ref/kv_cache.h"
+#include "ref/kv_view.h"
 #include "ref/moe.h"
 #include "ref/tensor.h"
 #include "ref/tracer.h"
 #include "ref/weights.h"
 
 namespace moeref {
+
+// One sequence's part of a batched forward call: its new tokens, the position of the first, and
+// its K/V for every layer (ref/kv_view.h), with room for start_position + tokens.size().
+struct SequenceInput {
+  std::span<const int32_t> tokens;
+  int64_t start_position = 0;
+  std::vector<KvView> kv;  // one per layer
+};
 
 struct ForwardOutput {
   Tensor logits;                     // [tokens, vocab_size]
@@ -45,8 +54,17 @@ class Model {
   ForwardOutput forward(std::span<const int32_t> tokens, KvCache& cache,
                         Tracer* tracer = nullptr) const;
 
+  // Several sequences in one call (continuous batching, ref/engine.h): their tokens are
+  // concatenated in the order given, and the logits' rows follow that order. Each sequence
+  // attends to its own K/V only; every other op is row by row, so a token's logits are the same
+  // bits whatever else is in the batch (for dropless configs). Throws std::invalid_argument for a
+  // token outside the vocabulary or a sequence whose K/V views are too short.
+  ForwardOutput forward_batch(std::span<const SequenceInput> sequences,
+                              Tracer* tracer = nullptr) const;
+
  private:
-  void check_tokens(std::span<const int32_t> tokens, const KvCache& cache) const;
+  void check_tokens(std::span<const int32_t> tokens, int64_t start_position,
+                    int64_t capacity) const;
 
   ModelConfig config_;
   ModelWeights weights_;

@@ -101,7 +101,7 @@ double SpeculativeStats::tokens_per_target_forward() const {
   return blocks > 0 ? static_cast<double>(emitted) / static_cast<double>(blocks) : 0.0;
 }
 
-int64_t SpeculativeStats::target_forwards_saved() const { return emitted - blocks; }
+int64_t SpeculativeStats::target_forwards_saved() const { return emitted - target_forwards; }
 
 DraftModel make_shallow_draft(const ModelConfig& target_config, const ModelWeights& target_weights,
                               int64_t n_layers) {
@@ -241,10 +241,15 @@ void SpeculativeDecoder::step(Tracer* tracer) {
     for (size_t token = 0; token < residual.size(); ++token) {
       residual[token] = std::max(0.0, p[i][token] - q[i][token]);
     }
+    // A rejection implies q(x) > p(x) somewhere, so the residual has mass; only rounding could
+    // empty it, and then p itself is the right distribution (p = q up to rounding).
+    const bool residual_empty =
+        std::all_of(residual.begin(), residual.end(), [](double r) { return r <= 0.0; });
     const double draw_u = greedy ? 0.0 : uniform(position, RandomStream::kSpeculativeResidual);
     block.final_kind = 0;
     block.final_u = static_cast<float>(draw_u);
-    block.final_token = greedy ? argmax(p[i]) : draw_from_weights(residual, draw_u);
+    block.final_token =
+        greedy ? argmax(p[i]) : draw_from_weights(residual_empty ? p[i] : residual, draw_u);
     going = false;
     emit(block.final_token);
   }

@@ -10,7 +10,9 @@
 //      draw from norm(max(0, p_i - q_i)) and end the block;
 //   4. if all gamma are accepted, emit a bonus token drawn from p_{gamma+1}.
 // Greedy (temperature 0): accept while x_i equals argmax p_i; on a mismatch emit argmax p_i; the
-// bonus is argmax p_{gamma+1}. The output then equals the target's greedy output bit for bit.
+// bonus is argmax p_{gamma+1}. The output then equals the target's greedy output bit for bit, and
+// sampled output follows the target's distribution exactly, for dropless configs: with
+// capacity_factor > 0 which tokens are dropped depends on how tokens are grouped into calls.
 //
 // Random numbers, Philox with key = seed and counter = {0, position, request, stream}, where
 // position is the position of the token being decided:
@@ -21,10 +23,12 @@
 // the numbers of later positions were used for nothing that was emitted, so reusing them in the
 // next block leaves every emitted token's draw independent of the tokens before it.
 //
-// Caches: both models' caches hold every context token but the last; after a block each is
-// truncated back to the accepted length (the target's forward and the draft's proposals beyond it
-// are forgotten) and catches up at the start of the next block. EOS and max_new_tokens stop the
-// generation in the middle of a block. gamma is fixed, or adaptive as in Hugging Face
+// Caches: the target's cache holds every context token but the last; the draft's holds a prefix
+// of the context (after a fully accepted block it lacks the last two tokens). After a block each
+// is truncated back to the accepted length (what the target's forward and the draft's proposals
+// computed beyond it is forgotten); the draft catches up at the start of its next proposals. EOS
+// stops the generation in the middle of a block; max_new_tokens caps gamma so that no block
+// overshoots it. gamma is fixed, or adaptive as in Hugging Face
 // transformers: +2 after a block whose proposals were all accepted, otherwise -1, never below 1;
 // it is also cut so that no forward pass runs past either model's max_seq_len.
 //
@@ -62,7 +66,7 @@ struct SpeculativeStats {
 
   double acceptance_rate() const;
   double tokens_per_target_forward() const;  // decode forwards only, the prefill left out
-  // Target forwards that plain decoding would have needed beyond those made (decode only).
+  // Plain decoding calls the target once per emitted token; this is that minus target_forwards.
   int64_t target_forwards_saved() const;
 };
 
@@ -73,8 +77,10 @@ struct SpeculativeResult {
 };
 
 // A draft cut from the target itself: its embedding, its first n_layers layers, its final norm
-// and LM head, copied. It shares the target's vocabulary and, with layers that add little to the
-// residual stream, agrees with it often; the benchmark's pair (bench/speculative_bench.cc).
+// and LM head, copied; the same as the target's config with n_layers lowered and the same seed,
+// since weights are keyed by (seed, tensor name). It shares the target's vocabulary. With
+// randomly initialised weights its sampled distributions overlap the target's a lot (the logits
+// are nearly flat), its greedy choices rarely agree. The benchmark's pair.
 // Throws std::invalid_argument unless 1 <= n_layers <= the target's layers.
 struct DraftModel {
   ModelConfig config;

@@ -171,44 +171,9 @@ TEST(Checker, EmulatedPrecisionsPassAtTheirPrecisionAndBf16FailsAtFp32) {
 // ---- Planted bugs: each must be named where it first shows. ----
 
 // The reference kernels with one op replaced.
-class PlantedBug : public Kernels {
+class PlantedBug : public RefKernels {
  public:
   const char* name() const override { return "planted"; }
-  void matmul(const float* x, const float* w, float* y, int64_t rows, int64_t in,
-              int64_t out) const override {
-    ref_kernels().matmul(x, w, y, rows, in, out);
-  }
-  void rms_norm(const float* x, const float* weight, double eps, float* y, int64_t rows,
-                int64_t d) const override {
-    ref_kernels().rms_norm(x, weight, eps, y, rows, d);
-  }
-  void layer_norm(const float* x, const float* weight, const float* bias, double eps, float* y,
-                  int64_t rows, int64_t d) const override {
-    ref_kernels().layer_norm(x, weight, bias, eps, y, rows, d);
-  }
-  void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
-            double theta) const override {
-    ref_kernels().rope(x, positions, n_heads, head_dim, theta);
-  }
-  void attention(const float* q, const float* keys, const float* values,
-                 std::span<const int64_t> positions, const ref::AttentionDims& dims, float* context,
-                 float* probs, int64_t probs_width) const override {
-    ref_kernels().attention(q, keys, values, positions, dims, context, probs, probs_width);
-  }
-  void softmax(float* x, int64_t rows, int64_t n) const override {
-    ref_kernels().softmax(x, rows, n);
-  }
-  void swiglu(const float* gate, const float* up, float* out, int64_t n) const override {
-    ref_kernels().swiglu(gate, up, out, n);
-  }
-  void gelu(float* x, int64_t n) const override { ref_kernels().gelu(x, n); }
-  void residual_add(float* x, const float* branch, int64_t n) const override {
-    ref_kernels().residual_add(x, branch, n);
-  }
-  void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
-                    bool renormalize, int32_t* indices, float* weights) const override {
-    ref_kernels().select_top_k(probs, n_tokens, n_experts, k, renormalize, indices, weights);
-  }
 };
 
 // RoPE on adjacent pairs (2i, 2i+1), as llama.cpp's 'llama' kernels, instead of rotate-half.

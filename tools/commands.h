@@ -24,5 +24,6 @@ Command register_trace(CLI::App& app);
 Command register_golden(CLI::App& app);
 Command register_compare(CLI::App& app);
 Command register_tolerances(CLI::App& app);
+Command register_candidate(CLI::App& app);
 
 }  // namespace moeref::cli

@@ -17,10 +17,11 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "OpenMP threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
 
-  const std::vector<Command> commands = {
-      register_stats(app),     register_init(app),      register_run(app),
-      register_export_hf(app), register_import_hf(app), register_trace(app),
-      register_golden(app),    register_compare(app),   register_tolerances(app)};
+  const std::vector<Command> commands = {register_stats(app),      register_init(app),
+                                         register_run(app),        register_export_hf(app),
+                                         register_import_hf(app),  register_trace(app),
+                                         register_golden(app),     register_compare(app),
+                                         register_tolerances(app), register_candidate(app)};
 
   try {
     app.parse(argc, argv);

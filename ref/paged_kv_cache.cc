@@ -1,0 +1,62 @@
+#include "ref/paged_kv_cache.h"
+
+#include <stdexcept>
+#include <string>
+
+namespace moeref {
+
+PagedKvCache::PagedKvCache(const ModelConfig& config, int64_t n_blocks, int64_t block_size)
+    : n_blocks_(n_blocks), block_size_(block_size) {
+  if (n_blocks < 1 || block_size < 1) {
+    throw std::invalid_argument(
+        "a paged KV cache needs at least one block of at least one "
+        "position (got " +
+        std::to_string(n_blocks) + " blocks of " + std::to_string(block_size) + ")");
+  }
+  const size_t per_layer =
+      static_cast<size_t>(n_blocks * config.n_kv_heads * block_size * config.head_dim);
+  keys_.assign(static_cast<size_t>(config.n_layers), std::vector<float>(per_layer, 0.0f));
+  values_.assign(static_cast<size_t>(config.n_layers), std::vector<float>(per_layer, 0.0f));
+  for (int32_t b = 0; b < n_blocks; ++b) free_.insert(b);
+}
+
+bool PagedKvCache::reserve(int64_t id, int64_t positions) {
+  std::vector<int32_t>& table = tables_[id];
+  const int64_t needed = blocks_for(positions) - static_cast<int64_t>(table.size());
+  if (needed > free_blocks()) {
+    if (table.empty()) tables_.erase(id);
+    return false;
+  }
+  for (int64_t i = 0; i < needed; ++i) {
+    table.push_back(*free_.begin());
+    free_.erase(free_.begin());
+  }
+  return true;
+}
+
+void PagedKvCache::release(int64_t id) {
+  const auto found = tables_.find(id);
+  if (found == tables_.end()) return;
+  free_.insert(found->second.begin(), found->second.end());
+  tables_.erase(found);
+}
+
+const std::vector<int32_t>& PagedKvCache::block_table(int64_t id) const {
+  const auto found = tables_.find(id);
+  if (found == tables_.end()) {
+    throw std::out_of_range("sequence " + std::to_string(id) + " holds no KV blocks");
+  }
+  return found->second;
+}
+
+std::vector<KvView> PagedKvCache::views(int64_t id) {
+  const std::vector<int32_t>& table = block_table(id);
+  std::vector<KvView> layers;
+  for (size_t l = 0; l < keys_.size(); ++l) {
+    layers.push_back({keys_[l].data(), values_[l].data(), table, block_size_,
+                      static_cast<int64_t>(table.size()) * block_size_});
+  }
+  return layers;
+}
+
+}  // namespace moeref

@@ -69,7 +69,7 @@ GoldenSet GoldenSet::open(const fs::path& dir, Integrity integrity) {
                             std::to_string(kFormatVersion) + ")");
   }
   const std::string kind = require_string(m, "kind", manifest_path);
-  if (kind != "model" && kind != "op" && kind != "speculative") {
+  if (kind != "model" && kind != "op" && kind != "speculative" && kind != "batching") {
     fail(manifest_path, "unknown kind \"" + kind + "\"");
   }
   require_string(m, "case", manifest_path);

@@ -1,6 +1,7 @@
 // A golden set on disk: one directory per case (docs/golden-format.md).
 //
-//   manifest.json        format_version, kind ("model", "op" or "speculative"), case, description,
+//   manifest.json        format_version, kind ("model", "op", "speculative" or
+//                        "batching"), case, description,
 //   moeref version
 //                        and commit, what produced it (config and inputs, or the op and its
 //                        parameters), margins, the sha256 of every file, and every expected

@@ -20,3 +20,6 @@ sets=golden/sets
   --draft configs/golden/tiny-speculative-draft.json --out "$sets/tiny-speculative" \
   --name tiny-speculative --temperature 1.0 --top-p 1.0 --sampled-tokens 16 --seed 99 \
   --description "Speculative decoding, gamma 3: a 2-layer target and its own first layer as draft"
+"$moeref" golden configs/golden/tiny-mqa-moe.json --batching --out "$sets/tiny-batching" \
+  --name tiny-batching \
+  --description "Continuous batching: 4 requests, chunked prefill, 3 preemptions, paged KV"

@@ -1,5 +1,6 @@
 #include "golden/verify.h"
 
+#include "golden/batching_case.h"
 #include "golden/golden_set.h"
 #include "golden/op_cases.h"
 #include "golden/speculative_case.h"
@@ -64,6 +65,13 @@ std::string regenerated_difference(const GoldenSet& set) {
     weights = std::move(regenerated.weights);
     inputs = std::move(regenerated.inputs);
     trace = std::move(regenerated.trace);
+  } else if (set.kind() == "batching") {
+    BatchingCase regenerated = build_batching_case(
+        batching_spec_from_manifest(set.manifest(), (set.dir() / "manifest.json").string()));
+    manifest = std::move(regenerated.manifest);
+    weights = std::move(regenerated.weights);
+    inputs = std::move(regenerated.inputs);
+    trace = std::move(regenerated.trace);
   } else if (set.kind() == "speculative") {
     SpeculativeCase regenerated = build_speculative_case(
         speculative_spec_from_manifest(set.manifest(), (set.dir() / "manifest.json").string()));
@@ -118,6 +126,11 @@ void write_model_case(const ModelCaseSpec& spec, const fs::path& dir) {
 
 void write_speculative_case(const SpeculativeCaseSpec& spec, const fs::path& dir) {
   const SpeculativeCase built = build_speculative_case(spec);
+  write_golden_set(dir, built.manifest, built.weights, built.inputs, built.trace, built.expected);
+}
+
+void write_batching_case(const BatchingCaseSpec& spec, const fs::path& dir) {
+  const BatchingCase built = build_batching_case(spec);
   write_golden_set(dir, built.manifest, built.weights, built.inputs, built.trace, built.expected);
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "golden/batching_case.h"
 #include "golden/model_case.h"
 #include "golden/speculative_case.h"
 
@@ -15,6 +16,7 @@ namespace moeref::golden {
 
 // Builds the case and writes it atomically to `dir`.
 void write_model_case(const ModelCaseSpec& spec, const std::filesystem::path& dir);
+void write_batching_case(const BatchingCaseSpec& spec, const std::filesystem::path& dir);
 void write_speculative_case(const SpeculativeCaseSpec& spec, const std::filesystem::path& dir);
 // Writes every op case (golden/op_cases.h) under `dir`, one directory each.
 void write_op_cases(const std::filesystem::path& dir);

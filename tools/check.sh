@@ -11,6 +11,6 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j2
 ctest --test-dir build --output-on-failure -j2
 
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMOEREF_SANITIZE=ON
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOEREF_SANITIZE=ON
 cmake --build build-asan -j2
 ctest --test-dir build-asan --output-on-failure -j2

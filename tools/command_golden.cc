@@ -22,6 +22,7 @@ struct GoldenOptions {
   std::string draft_config_path;
   int64_t gamma = 3;
   bool ops = false;
+  bool batching = false;
   golden::ModelCaseSpec spec;
 };
 
@@ -67,6 +68,8 @@ Command register_golden(CLI::App& app) {
   command->add_option("--verify", options->verify_dir,
                       "Regenerate every set under this directory and compare bit for bit");
   command->add_flag("--ops", options->ops, "Write the op-level cases");
+  command->add_flag("--batching", options->batching,
+                    "Write the continuous-batching case of CONFIG (docs/batching.md)");
   command->add_option("--draft", options->draft_config_path,
                       "Draft config: write a speculative-decoding case (docs/speculative.md)");
   command->add_option("--gamma", options->gamma, "Proposals per block of the speculative case")
@@ -104,6 +107,17 @@ Command register_golden(CLI::App& app) {
               throw std::invalid_argument("give a CONFIG for a model case, or --ops");
             }
             if (!options->draft_config_path.empty()) return write_speculative(*options);
+            if (options->batching) {
+              golden::BatchingCaseSpec batching =
+                  golden::default_batching_spec(load_config(options->config_path));
+              batching.name =
+                  options->spec.name.empty() ? batching.config.name : options->spec.name;
+              batching.description = options->spec.description;
+              golden::write_batching_case(batching, options->out_dir);
+              std::cout << "wrote batching golden set \"" << batching.name << "\" to "
+                        << options->out_dir << "\n";
+              return 0;
+            }
             golden::ModelCaseSpec case_spec = options->spec;
             case_spec.config = load_config(options->config_path);
             if (case_spec.name.empty()) case_spec.name = case_spec.config.name;

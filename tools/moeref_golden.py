@@ -464,7 +464,7 @@ class GoldenSet:
             fail(manifest_path, f"unknown format_version {json.dumps(version)} "
                                 f"(this reader reads {FORMAT_VERSION})")
         kind = require(m, "kind", manifest_path, str)
-        if kind not in ("model", "op", "speculative"):
+        if kind not in ("model", "op", "speculative", "batching"):
             fail(manifest_path, f'unknown kind "{kind}"')
         require(m, "case", manifest_path, str)
 

@@ -104,17 +104,6 @@ bool reaches(const Margins& m, double threshold) {
   return m.router >= threshold && m.greedy >= threshold && m.sample >= threshold;
 }
 
-std::vector<int32_t> prompt_candidate(const ModelCaseSpec& spec, uint32_t candidate) {
-  std::vector<int32_t> prompt(static_cast<size_t>(spec.prompt_length));
-  const PhiloxKey key = philox_key_from_seed(spec.sampling.seed);
-  for (size_t i = 0; i < prompt.size(); ++i) {
-    const PhiloxCounter bits =
-        philox4x32_10({static_cast<uint32_t>(i / 4), candidate, 0, kPromptStream}, key);
-    prompt[i] = static_cast<int32_t>(bits[i % 4] % static_cast<uint32_t>(spec.config.vocab_size));
-  }
-  return prompt;
-}
-
 int64_t dropped_assignments(const TraceRecorder& trace) {
   int64_t dropped = 0;
   for (const TensorRecord& record : trace.records()) {
@@ -183,7 +172,8 @@ ModelCase build_model_case(const ModelCaseSpec& spec) {
                                  std::to_string(spec.margin_threshold) + " (best smallest margin " +
                                  std::to_string(best) + "); use a shorter prompt or fewer steps");
       }
-      prompt = prompt_candidate(spec, candidate);
+      prompt = prompt_candidate(spec.sampling.seed, spec.prompt_length, spec.config.vocab_size,
+                                candidate);
       runs = run_generations(model, spec, prompt);
       margins = measure_margins(spec, prompt, runs);
       if (reaches(margins, spec.margin_threshold)) break;
@@ -201,6 +191,18 @@ ModelCase build_model_case(const ModelCaseSpec& spec) {
   result.trace.push_back(make_i32_record(
       "sampled_tokens", {static_cast<int64_t>(runs.sampled.tokens.size())}, runs.sampled.tokens));
   return result;
+}
+
+std::vector<int32_t> prompt_candidate(uint64_t seed, int64_t length, int64_t vocab_size,
+                                      uint32_t candidate) {
+  std::vector<int32_t> prompt(static_cast<size_t>(length));
+  const PhiloxKey key = philox_key_from_seed(seed);
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    const PhiloxCounter bits =
+        philox4x32_10({static_cast<uint32_t>(i / 4), candidate, 0, kPromptStream}, key);
+    prompt[i] = static_cast<int32_t>(bits[i % 4] % static_cast<uint32_t>(vocab_size));
+  }
+  return prompt;
 }
 
 ModelCaseSpec spec_from_manifest(const json& manifest, const std::string& source) {

@@ -58,6 +58,10 @@ struct ModelCase {
 // Throws std::runtime_error when no prompt candidate reaches the margins, saying the best found.
 ModelCase build_model_case(const ModelCaseSpec& spec);
 
+// Prompt candidate `candidate` of the search described above: `length` tokens below vocab_size.
+std::vector<int32_t> prompt_candidate(uint64_t seed, int64_t length, int64_t vocab_size,
+                                      uint32_t candidate);
+
 // The spec recorded in a manifest (prompt included), for regeneration. `source` prefixes errors.
 ModelCaseSpec spec_from_manifest(const nlohmann::json& manifest, const std::string& source);
 

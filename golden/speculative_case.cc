@@ -6,6 +6,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include "golden/model_case.h"
 #include "ref/philox.h"
 #include "ref/speculative.h"
 #include "ref/version.h"
@@ -16,8 +17,6 @@ namespace moeref::golden {
 using nlohmann::json;
 
 namespace {
-
-constexpr uint32_t kPromptStream = 0x50524F4D;  // "PROM", as golden/model_case.cc
 
 struct Run {
   TraceRecorder trace;
@@ -106,17 +105,6 @@ double run_margin(const Run& r, bool greedy, uint64_t seed) {
   return margin;
 }
 
-std::vector<int32_t> prompt_candidate(const SpeculativeCaseSpec& spec, uint32_t candidate) {
-  std::vector<int32_t> prompt(static_cast<size_t>(spec.prompt_length));
-  const PhiloxKey key = philox_key_from_seed(spec.sampling.seed);
-  for (size_t i = 0; i < prompt.size(); ++i) {
-    const PhiloxCounter bits =
-        philox4x32_10({static_cast<uint32_t>(i / 4), candidate, 0, kPromptStream}, key);
-    prompt[i] = static_cast<int32_t>(bits[i % 4] % static_cast<uint32_t>(spec.target.vocab_size));
-  }
-  return prompt;
-}
-
 ToleranceClass field_class(const std::string& name) {
   for (const char* field : {"draft_probs", "target_probs", "accept_u", "final_u"}) {
     if (name.ends_with(field)) return ToleranceClass::kProbability;
@@ -157,7 +145,8 @@ SpeculativeCase build_speculative_case(const SpeculativeCaseSpec& spec) {
                                  std::to_string(spec.max_prompt_candidates) +
                                  " keeps every margin above the threshold");
       }
-      prompt = prompt_candidate(spec, candidate);
+      prompt = prompt_candidate(spec.sampling.seed, spec.prompt_length, spec.target.vocab_size,
+                                candidate);
     }
     greedy = run(target, draft, spec, prompt, true);
     sampled = run(target, draft, spec, prompt, false);

@@ -30,6 +30,14 @@ double per_second(size_t count, double seconds) {
   return seconds > 0.0 ? static_cast<double>(count) / seconds : 0.0;
 }
 
+void print_generation(const std::vector<int32_t>& prompt, const std::vector<int32_t>& tokens,
+                      bool stopped_at_eos) {
+  std::printf("prompt (%zu tokens): %s\n", prompt.size(), tokens_to_display_text(prompt).c_str());
+  std::printf("generated (%zu tokens%s):", tokens.size(), stopped_at_eos ? ", stopped at EOS" : "");
+  for (const int32_t token : tokens) std::printf(" %d", token);
+  std::printf("\n  as text: %s\n", tokens_to_display_text(tokens).c_str());
+}
+
 int run_speculative(const Model& target, const GenerationRequest& request,
                     const RunOptions& options) {
   const Model draft = load_model(options.draft_config_path, options.draft_weights_path);
@@ -57,12 +65,7 @@ int run_speculative(const Model& target, const GenerationRequest& request,
     std::cout << out.dump(2) << "\n";
     return 0;
   }
-  std::printf("prompt (%zu tokens): %s\n", request.prompt.size(),
-              tokens_to_display_text(request.prompt).c_str());
-  std::printf("generated (%zu tokens%s):", result.tokens.size(),
-              result.stopped_at_eos ? ", stopped at EOS" : "");
-  for (const int32_t token : result.tokens) std::printf(" %d", token);
-  std::printf("\n  as text: %s\n", tokens_to_display_text(result.tokens).c_str());
+  print_generation(request.prompt, result.tokens, result.stopped_at_eos);
   std::printf(
       "speculative: %lld blocks, %lld of %lld proposals accepted (%.1f%%), %.2f tokens per "
       "target forward, %lld target forwards saved; %.1f tokens/s\n",
@@ -129,12 +132,7 @@ Command register_run(CLI::App& app) {
               std::cout << out.dump(2) << "\n";
               return 0;
             }
-            std::printf("prompt (%zu tokens): %s\n", request.prompt.size(),
-                        tokens_to_display_text(request.prompt).c_str());
-            std::printf("generated (%zu tokens%s):", result.tokens.size(),
-                        result.stopped_at_eos ? ", stopped at EOS" : "");
-            for (const int32_t token : result.tokens) std::printf(" %d", token);
-            std::printf("\n  as text: %s\n", tokens_to_display_text(result.tokens).c_str());
+            print_generation(request.prompt, result.tokens, result.stopped_at_eos);
             std::printf("prefill %.1f tokens/s, decode %.1f tokens/s (ref backend)\n", prefill_rate,
                         decode_rate);
             return 0;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "ref/matmul.h"
+#include "ref/parallel.h"
 #include "ref/softmax.h"
 
 namespace moeref::ref {
@@ -16,7 +17,9 @@ void attention(const float* q, const float* keys, const float* values,
   const int64_t heads_per_kv = dims.n_heads / dims.n_kv_heads;
   const int64_t hd = dims.head_dim;
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(                                              \
+    static) if (n_tokens * dims.n_heads * (n_tokens > 0 ? positions.back() + 1 : 0) * hd >= \
+                kParallelWork)
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t h = 0; h < dims.n_heads; ++h) {
       const int64_t n_keys = positions[t] + 1;

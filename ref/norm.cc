@@ -2,10 +2,12 @@
 
 #include <cmath>
 
+#include "ref/parallel.h"
+
 namespace moeref::ref {
 
 void rms_norm(const float* x, const float* weight, double eps, float* y, int64_t rows, int64_t d) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * d >= kParallelWork)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * d;
     double sum_squares = 0.0;
@@ -20,7 +22,7 @@ void rms_norm(const float* x, const float* weight, double eps, float* y, int64_t
 
 void layer_norm(const float* x, const float* weight, const float* bias, double eps, float* y,
                 int64_t rows, int64_t d) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * d >= kParallelWork)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * d;
     double sum = 0.0;

@@ -2,13 +2,16 @@
 
 #include <cmath>
 
+#include "ref/parallel.h"
+
 namespace moeref::ref {
 
 void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
           double theta) {
   const int64_t half = head_dim / 2;
   const int64_t n_tokens = static_cast<int64_t>(positions.size());
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) \
+    schedule(static) if (n_tokens * n_heads * head_dim >= kParallelWork)
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t h = 0; h < n_heads; ++h) {
       float* head = x + (t * n_heads + h) * head_dim;

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <vector>
 
+#include "ref/parallel.h"
+
 namespace moeref::ref {
 
 namespace {
@@ -17,7 +19,7 @@ float row_max(const float* x, int64_t n) {
 
 void softmax(float* x, int64_t rows, int64_t n) {
   if (n == 0) return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * n >= kParallelWork)
   for (int64_t r = 0; r < rows; ++r) {
     float* xr = x + r * n;
     const double max_value = row_max(xr, n);

@@ -133,8 +133,8 @@ Command register_run(CLI::App& app) {
               return 0;
             }
             print_generation(request.prompt, result.tokens, result.stopped_at_eos);
-            std::printf("prefill %.1f tokens/s, decode %.1f tokens/s (ref backend)\n", prefill_rate,
-                        decode_rate);
+            std::printf("prefill %.1f tokens/s, decode %.1f tokens/s (%s backend)\n", prefill_rate,
+                        decode_rate, model.kernels().name());
             return 0;
           }};
 }

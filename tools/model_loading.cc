@@ -5,14 +5,23 @@
 
 #include "ref/config.h"
 #include "ref/weights.h"
+#include "simd/simd_kernels.h"
 
 namespace moeref::cli {
+
+namespace {
+
+const Kernels* selected_kernels = &ref_kernels();
+
+}  // namespace
+
+void select_backend(const std::string& name) { selected_kernels = &kernels_by_name(name); }
 
 Model load_model(const std::string& config_path, const std::string& weights_path) {
   ModelConfig config = load_config(config_path);
   ModelWeights weights =
       weights_path.empty() ? init_weights(config) : load_weights(config, weights_path);
-  return Model(std::move(config), std::move(weights));
+  return Model(std::move(config), std::move(weights), *selected_kernels);
 }
 
 std::vector<int32_t> parse_token_list(const std::string& text) {

@@ -9,7 +9,12 @@
 
 namespace moeref::cli {
 
-// Weights from `weights_path`, or initialised from the config's seed when it is empty.
+// The kernel set every model of this run uses: "ref" (the default) or "simd" (--backend).
+// Throws std::invalid_argument for another name.
+void select_backend(const std::string& name);
+
+// Weights from `weights_path`, or initialised from the config's seed when it is empty; computed
+// with the selected backend.
 Model load_model(const std::string& config_path, const std::string& weights_path);
 
 // "1, 2,3" -> {1, 2, 3}; throws std::invalid_argument naming the bad entry.

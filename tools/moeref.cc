@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "tools/commands.h"
+#include "tools/model_loading.h"
 
 int main(int argc, char** argv) {
   using namespace moeref::cli;
@@ -16,12 +17,16 @@ int main(int argc, char** argv) {
   int threads = 0;
   app.add_option("--threads", threads, "OpenMP threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
+  std::string backend = "ref";
+  app.add_option("--backend", backend, "Kernel set: ref (the oracle) or simd (fast)")
+      ->check(CLI::IsMember({"ref", "simd"}))
+      ->capture_default_str();
 
-  const std::vector<Command> commands = {register_stats(app),      register_init(app),
-                                         register_run(app),        register_export_hf(app),
-                                         register_import_hf(app),  register_trace(app),
-                                         register_golden(app),     register_compare(app),
-                                         register_tolerances(app), register_candidate(app)};
+  const std::vector<Command> commands = {
+      register_stats(app),     register_init(app),      register_run(app),
+      register_export_hf(app), register_import_hf(app), register_trace(app),
+      register_golden(app),    register_compare(app),   register_tolerances(app),
+      register_candidate(app), register_serve_sim(app)};
 
   try {
     app.parse(argc, argv);
@@ -35,6 +40,7 @@ int main(int argc, char** argv) {
   }
 
   if (threads > 0) omp_set_num_threads(threads);
+  select_backend(backend);
   for (const Command& command : commands) {
     if (!command.subcommand->parsed()) continue;
     try {

@@ -1,0 +1,29 @@
+// Highway kernels for the inner loops of simd/: dot products, matrix-vector products and axpy,
+// compiled for every SIMD target Highway knows and dispatched at run time to the best one the CPU
+// supports (Highway's skeleton pattern, simd/vector_ops.cc).
+//
+// Sums are in fp32 over four independent vector accumulators (so the loads of one don't wait on
+// the adds of another), combined at the end: a fixed order for a given target and size, so the
+// same inputs give the same bits run to run. The result differs from the reference's double sums
+// by fp32 rounding, within the tolerances of docs/golden-format.md. Unaligned pointers and any n
+// (0 included) are fine.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace moeref::simd {
+
+float dot(const float* a, const float* b, size_t n);
+
+// y[o] = dot(w + o * in, x, in) for o < out: a linear layer on one token, w: [out, in].
+// Rows are split over OpenMP threads when there is enough work; each row's sum is one thread's.
+void matvec(const float* w, const float* x, float* y, int64_t out, int64_t in);
+
+// y[i] += alpha * x[i]
+void axpy(float alpha, const float* x, float* y, size_t n);
+
+// The name of the target the dispatcher picks on this CPU, e.g. "AVX2".
+const char* chosen_target();
+
+}  // namespace moeref::simd

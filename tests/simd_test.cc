@@ -1,0 +1,186 @@
+// The SIMD kernel set against the reference (gemma.cpp's ops_test): each op over sizes 0..2N and
+// misaligned starts, on every Highway target this CPU supports, with tolerances that scale with
+// the inputs' magnitudes; then the whole model with simd/ against every golden model set through
+// the checker at fp32 precision, and identical results run to run.
+#include <gtest/gtest.h>
+#include <hwy/targets.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+#include "golden/candidate_runner.h"
+#include "golden/compare.h"
+#include "golden/golden_set.h"
+#include "ref/attention.h"
+#include "ref/matmul.h"
+#include "simd/simd_kernels.h"
+#include "simd/vector_ops.h"
+
+namespace moeref::simd {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr double kFp32Epsilon = 0x1.0p-23;
+
+std::vector<float> pattern(size_t n, float scale, float offset) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) {
+    v[i] = offset + scale * static_cast<float>(static_cast<int>((i * 37 + 11) % 23) - 11) / 11.0f;
+  }
+  return v;
+}
+
+// Runs `check` once for every SIMD target Highway compiled and this CPU supports.
+template <class Check>
+void for_each_target(Check check) {
+  const std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
+  ASSERT_FALSE(targets.empty());
+  for (int64_t target : targets) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    check();
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
+
+TEST(SimdDot, MatchesTheExactSumOnEveryTargetSizeAndAlignment) {
+  for_each_target([] {
+    const std::vector<float> a = pattern(300, 1.5f, 0.1f);
+    const std::vector<float> b = pattern(300, -0.75f, 0.2f);
+    for (size_t n = 0; n <= 2 * 64 + 5; ++n) {
+      for (size_t misalign = 0; misalign < 4; ++misalign) {
+        double exact = 0.0, magnitude = 0.0;
+        for (size_t i = 0; i < n; ++i) {
+          exact += static_cast<double>(a[misalign + i]) * b[misalign + 1 + i];
+          magnitude += std::fabs(static_cast<double>(a[misalign + i]) * b[misalign + 1 + i]);
+        }
+        const float got = dot(a.data() + misalign, b.data() + misalign + 1, n);
+        // fp32 summation: each partial sum rounds, bounded by n * eps * sum |a_i b_i|.
+        EXPECT_NEAR(got, exact, 2.0 * static_cast<double>(n + 1) * kFp32Epsilon * magnitude)
+            << "n " << n << " misalign " << misalign;
+      }
+    }
+  });
+}
+
+TEST(SimdAxpy, MatchesTheScalarLoop) {
+  for_each_target([] {
+    for (size_t n : {0, 1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 65, 100}) {
+      const std::vector<float> x = pattern(n + 3, 1.0f, 0.0f);
+      std::vector<float> y = pattern(n + 3, 0.5f, 1.0f);
+      std::vector<float> expected = y;
+      for (size_t i = 0; i < n; ++i) expected[i + 1] += 0.375f * x[i + 2];
+      axpy(0.375f, x.data() + 2, y.data() + 1, n);
+      for (size_t i = 0; i < n + 3; ++i) {
+        EXPECT_NEAR(y[i], expected[i], 1e-6 * (1.0 + std::fabs(expected[i]))) << "n " << n;
+      }
+    }
+  });
+}
+
+struct MatmulCase {
+  int64_t rows, in, out;
+};
+
+TEST(SimdMatmul, MatchesTheReferenceForMatrixVectorAndGemm) {
+  const std::vector<MatmulCase> cases = {{1, 1, 1},    {1, 7, 3},   {1, 64, 40},  {1, 513, 17},
+                                         {2, 8, 8},    {3, 33, 5},  {13, 96, 40}, {64, 64, 128},
+                                         {5, 1024, 3}, {0, 16, 16}, {4, 0, 4}};
+  for_each_target([&] {
+    for (const MatmulCase& c : cases) {
+      const std::vector<float> x = pattern(static_cast<size_t>(c.rows * c.in), 1.0f, 0.05f);
+      const std::vector<float> w = pattern(static_cast<size_t>(c.out * c.in), 0.1f, -0.01f);
+      std::vector<float> expected(static_cast<size_t>(c.rows * c.out), 7.0f);
+      std::vector<float> got(expected.size(), 7.0f);
+      ref::matmul(x.data(), w.data(), expected.data(), c.rows, c.in, c.out);
+      simd_kernels().matmul(x.data(), w.data(), got.data(), c.rows, c.in, c.out);
+      for (int64_t r = 0; r < c.rows; ++r) {
+        for (int64_t o = 0; o < c.out; ++o) {
+          double magnitude = 0.0;
+          for (int64_t i = 0; i < c.in; ++i) {
+            magnitude += std::fabs(static_cast<double>(x[r * c.in + i]) * w[o * c.in + i]);
+          }
+          EXPECT_NEAR(got[r * c.out + o], expected[r * c.out + o],
+                      2.0 * static_cast<double>(c.in + 1) * kFp32Epsilon * magnitude + 1e-30)
+              << c.rows << "x" << c.in << "x" << c.out << " at " << r << ", " << o;
+        }
+      }
+    }
+  });
+}
+
+TEST(SimdAttention, MatchesTheReferenceContiguousAndPaged) {
+  for_each_target([] {
+    const int64_t H = 4, hd = 24, capacity = 12, T = 3;
+    for (int64_t G : {1, 2, 4}) {
+      const std::vector<float> q = pattern(static_cast<size_t>(T * H * hd), 0.8f, 0.0f);
+      const std::vector<float> keys = pattern(static_cast<size_t>(G * capacity * hd), 0.6f, 0.1f);
+      const std::vector<float> values = pattern(static_cast<size_t>(G * capacity * hd), 1.0f, 0.0f);
+      const std::vector<int64_t> positions = {5, 6, 7};
+      // The same positions through a block table: 4 blocks of 3, in shuffled order.
+      const std::vector<int32_t> table = {2, 0, 3, 1};
+      std::vector<float> paged_keys(keys.size()), paged_values(values.size());
+      const ref::AttentionDims contiguous(H, G, hd, capacity);
+      const ref::AttentionDims paged(H, G, hd, capacity, table, 3);
+      for (int64_t g = 0; g < G; ++g) {
+        for (int64_t p = 0; p < capacity; ++p) {
+          std::memcpy(paged_keys.data() + ref::kv_row(paged, g, p),
+                      keys.data() + ref::kv_row(contiguous, g, p), hd * sizeof(float));
+          std::memcpy(paged_values.data() + ref::kv_row(paged, g, p),
+                      values.data() + ref::kv_row(contiguous, g, p), hd * sizeof(float));
+        }
+      }
+      std::vector<float> expected(q.size()), got(q.size()), got_paged(q.size());
+      std::vector<float> expected_probs(T * H * 8), got_probs(T * H * 8);
+      ref::attention(q.data(), keys.data(), values.data(), positions, contiguous, expected.data(),
+                     expected_probs.data(), 8);
+      simd_kernels().attention(q.data(), keys.data(), values.data(), positions, contiguous,
+                               got.data(), got_probs.data(), 8);
+      simd_kernels().attention(q.data(), paged_keys.data(), paged_values.data(), positions, paged,
+                               got_paged.data(), nullptr, 0);
+      for (size_t i = 0; i < q.size(); ++i) {
+        EXPECT_NEAR(got[i], expected[i], 1e-5 * (1.0 + std::fabs(expected[i]))) << "G " << G;
+        EXPECT_EQ(got_paged[i], got[i]) << "paged and contiguous must read the same rows";
+      }
+      for (size_t i = 0; i < got_probs.size(); ++i) {
+        EXPECT_NEAR(got_probs[i], expected_probs[i], 1e-6) << "G " << G;
+      }
+    }
+  });
+}
+
+const fs::path kSets = fs::path(MOEREF_SOURCE_DIR) / "golden" / "sets";
+
+TEST(SimdModel, EveryGoldenModelSetPassesAtFp32) {
+  int checked = 0;
+  for (const fs::path& dir : golden::find_golden_sets(kSets)) {
+    const golden::GoldenSet set = golden::GoldenSet::open(dir);
+    if (set.kind() != "model") continue;
+    const golden::CompareReport report =
+        golden::compare(set, golden::run_model_case(set, simd_kernels()));
+    EXPECT_TRUE(report.passed) << report.to_text();
+    ++checked;
+  }
+  EXPECT_GE(checked, 4);
+}
+
+TEST(SimdModel, IdenticalRunToRun) {
+  const golden::GoldenSet set = golden::GoldenSet::open(kSets / "tiny-gqa-mixed");
+  const golden::Candidate first = golden::run_model_case(set, simd_kernels());
+  const golden::Candidate second = golden::run_model_case(set, simd_kernels());
+  for (const auto& [name, record] : first) {
+    EXPECT_EQ(record.bytes, second.at(name).bytes) << name;
+  }
+}
+
+TEST(Backends, ChosenByName) {
+  EXPECT_STREQ(kernels_by_name("ref").name(), "ref");
+  EXPECT_STREQ(kernels_by_name("simd").name(), "simd");
+  EXPECT_THROW(kernels_by_name("cuda"), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace moeref::simd

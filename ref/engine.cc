@@ -63,6 +63,11 @@ void Engine::submit(EngineRequest request) {
     ++summary_.rejected;
     return;
   }
+  if (request.max_new_tokens == 0) {  // nothing to generate: done without a step, as generate()
+    outcome.status = RequestStatus::kFinished;
+    ++summary_.finished;
+    return;
+  }
   outcome.status = RequestStatus::kPending;
   pending_.push_back(std::move(request));
 }

@@ -23,7 +23,8 @@
 //
 // Requests that can never be served are rejected when submitted, with the reason, and the others
 // go on: an invalid prompt or sampling parameters, prompt + max_new_tokens past max_seq_len, or
-// more blocks than the whole pool holds. A repeated request id throws std::invalid_argument.
+// more blocks than the whole pool holds. A repeated request id throws std::invalid_argument. A
+// request for 0 new tokens finishes when submitted.
 #pragma once
 
 #include <cstdint>

@@ -31,7 +31,7 @@ void check_generation_request(const ModelConfig& config, const GenerationRequest
                                 std::to_string(request.max_new_tokens));
   }
   const int64_t prompt_length = static_cast<int64_t>(request.prompt.size());
-  if (prompt_length + request.max_new_tokens > config.max_seq_len) {
+  if (request.max_new_tokens > config.max_seq_len - prompt_length) {  // no overflow
     throw std::invalid_argument("a prompt of " + std::to_string(prompt_length) + " tokens plus " +
                                 std::to_string(request.max_new_tokens) +
                                 " new tokens exceeds the context of " +

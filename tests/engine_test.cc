@@ -250,6 +250,20 @@ TEST(EngineLimits, ARequestThatCanNeverFitIsRejectedAndTheOthersGoOn) {
   EXPECT_EQ(run.summary.rejected, 3);
 }
 
+TEST(EngineLimits, ZeroNewTokensFinishesAndHugeCountsAreRejectedWithoutOverflow) {
+  EngineRequest nothing = needle_request();
+  nothing.id = 1;
+  nothing.max_new_tokens = 0;
+  EngineRequest huge = needle_request();
+  huge.id = 2;
+  huge.max_new_tokens = INT64_MAX;
+  const EngineRun run = run_engine(tiny_model(), {nothing, huge}, {});
+  EXPECT_EQ(run.outcomes.at(1).status, RequestStatus::kFinished);
+  EXPECT_TRUE(run.outcomes.at(1).tokens.empty());
+  EXPECT_EQ(run.outcomes.at(2).status, RequestStatus::kRejected);
+  EXPECT_THAT(run.outcomes.at(2).error, ::testing::HasSubstr("exceeds the context of 128"));
+}
+
 TEST(EngineLimits, RepeatedRequestIdIsAnError) {
   Engine engine(tiny_model(), {});
   engine.submit(needle_request());

@@ -7,6 +7,9 @@
 #include <stdexcept>
 #include <vector>
 
+#include "simd/elementwise_ops.h"
+#include "simd/rope_ops.h"
+#include "simd/row_ops.h"
 #include "simd/vector_ops.h"
 
 namespace moeref::simd {
@@ -60,6 +63,33 @@ void SimdKernels::attention(const float* q, const float* keys, const float* valu
       }
     }
   }
+}
+
+void SimdKernels::rms_norm(const float* x, const float* weight, double eps, float* y, int64_t rows,
+                           int64_t d) const {
+  simd::rms_norm(x, weight, eps, y, rows, d);
+}
+
+void SimdKernels::layer_norm(const float* x, const float* weight, const float* bias, double eps,
+                             float* y, int64_t rows, int64_t d) const {
+  simd::layer_norm(x, weight, bias, eps, y, rows, d);
+}
+
+void SimdKernels::rope(float* x, std::span<const int64_t> positions, int64_t n_heads,
+                       int64_t head_dim, double theta) const {
+  simd::rope(x, positions, n_heads, head_dim, theta);
+}
+
+void SimdKernels::softmax(float* x, int64_t rows, int64_t n) const { simd::softmax(x, rows, n); }
+
+void SimdKernels::swiglu(const float* gate, const float* up, float* out, int64_t n) const {
+  simd::swiglu(gate, up, out, n);
+}
+
+void SimdKernels::gelu(float* x, int64_t n) const { simd::gelu(x, n); }
+
+void SimdKernels::residual_add(float* x, const float* branch, int64_t n) const {
+  simd::residual_add(x, branch, n);
 }
 
 const Kernels& simd_kernels() {

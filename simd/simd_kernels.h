@@ -1,11 +1,24 @@
-// The SIMD kernel set: the reference's ops computed fast, checked against them (tests/simd_test.cc)
-// and against every golden set at fp32 precision.
+// The SIMD kernel set: the reference's ops computed fast, checked against them (tests/simd_test.cc,
+// tests/simd_ops_test.cc) and against every golden set at fp32 precision.
 //
-// Replaced so far: matmul (one token: Highway matrix-vector products; several: OpenBLAS sgemm,
-// the path of prefill and of experts over their grouped tokens) and attention (Highway dot
-// products and axpy over the K/V rows, fp32 softmax; all query heads of a multi-query token read
-// the same K/V rows). The other ops are still the reference's (RefKernels); issue #7 lists what
-// remains. Results are fp32 sums in a fixed order for a given thread count: identical run to run.
+// Replaced, each in fp32 with Highway vector code dispatched to the best target the CPU supports:
+// - matmul: one token, Highway matrix-vector products (simd/vector_ops.h); several, OpenBLAS
+//   sgemm, the path of prefill and of experts over their grouped tokens;
+// - attention: Highway dot products and axpy over the K/V rows, fp32 softmax; all query heads of
+//   a multi-query token read the same K/V rows;
+// - rms_norm, layer_norm, softmax (simd/row_ops.h): fp32 row sums over four vector accumulators,
+//   the scale applied with Mul / MulAdd; softmax's exponentials through Highway's Exp;
+// - rope (simd/rope_ops.h): the reference's double angles, cosines and sines rounded to fp32
+//   tables per token, the rotate-half pairs rotated with MulAdd / MulSub;
+// - swiglu, gelu, residual_add (simd/elementwise_ops.h): silu through Exp in an overflow-free
+//   form; gelu's erf from its Maclaurin series for |x| < sqrt 2 and from a Chebyshev fit of erfc
+//   (Numerical Recipes' erfcc) beyond, about 1e-7 absolute; residual_add one vector Add (the
+//   reference's bits).
+// Kept from the reference (RefKernels): select_top_k, integer ranking over a few experts per token
+// whose work is too small to gain from vectors.
+// Rows, heads and chunks of elements are split over OpenMP threads once the work reaches
+// ref::kParallelWork; every sum stays one thread's, in a fixed order for a given target and thread
+// count, so results are identical run to run.
 #pragma once
 
 #include <string>
@@ -22,6 +35,16 @@ class SimdKernels : public RefKernels {
   void attention(const float* q, const float* keys, const float* values,
                  std::span<const int64_t> positions, const ref::AttentionDims& dims, float* context,
                  float* probs, int64_t probs_width) const override;
+  void rms_norm(const float* x, const float* weight, double eps, float* y, int64_t rows,
+                int64_t d) const override;
+  void layer_norm(const float* x, const float* weight, const float* bias, double eps, float* y,
+                  int64_t rows, int64_t d) const override;
+  void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
+            double theta) const override;
+  void softmax(float* x, int64_t rows, int64_t n) const override;
+  void swiglu(const float* gate, const float* up, float* out, int64_t n) const override;
+  void gelu(float* x, int64_t n) const override;
+  void residual_add(float* x, const float* branch, int64_t n) const override;
 };
 
 const Kernels& simd_kernels();

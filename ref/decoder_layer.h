@@ -26,7 +26,7 @@
 namespace moeref {
 
 // The consecutive tokens of one sequence in a forward call, and where its K/V live for this layer.
-// A single-sequence call has one slice; a batch (ref/batch_forward.h) one per sequence.
+// A single-sequence call has one slice; a batch (Model::forward_batch) one per sequence.
 struct SequenceSlice {
   int64_t n_tokens = 0;
   int64_t start_position = 0;  // of the slice's first token

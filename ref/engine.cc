@@ -79,6 +79,7 @@ void Engine::preempt_newest() {
   running_.pop_back();
   cache_.release(victim.request.id);
   victim.computed = 0;  // recomputed from its tokens when readmitted
+  victim.decoding = false;
   RequestOutcome& outcome = outcomes_[victim.request.id];
   outcome.status = RequestStatus::kWaiting;
   ++outcome.preemptions;
@@ -112,9 +113,7 @@ StepRecord Engine::step(Tracer* tracer) {
   // 2. Running sequences, oldest first: a decode token or the next prefill chunk each.
   int64_t budget = limits_.max_tokens_per_step;
   auto schedule = [&](const Sequence& seq, int64_t n_tokens) {
-    const bool decode = seq.tokens.size() > seq.request.prompt.size() &&
-                        seq.computed + 1 == static_cast<int64_t>(seq.tokens.size());
-    record.chunks.push_back({seq.request.id, seq.computed, n_tokens, !decode});
+    record.chunks.push_back({seq.request.id, seq.computed, n_tokens, !seq.decoding});
     budget -= n_tokens;
   };
   for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
@@ -182,6 +181,7 @@ StepRecord Engine::step(Tracer* tracer) {
     const int32_t token =
         sample_token(last, seq.request.sampling, position, static_cast<uint32_t>(seq.request.id));
     seq.tokens.push_back(token);
+    seq.decoding = true;
     RequestOutcome& outcome = outcomes_[seq.request.id];
     outcome.tokens.push_back(token);
     outcome.logits.insert(outcome.logits.end(), last.begin(), last.end());

@@ -120,6 +120,7 @@ class Engine {
     EngineRequest request;
     std::vector<int32_t> tokens;  // prompt and generated
     int64_t computed = 0;         // tokens whose K/V are in the cache
+    bool decoding = false;        // its known tokens were all computed since its last admission
   };
 
   std::string rejection(const EngineRequest& request) const;

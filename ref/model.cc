@@ -47,7 +47,12 @@ ForwardOutput Model::forward_batch(std::span<const SequenceInput> sequences, Tra
   std::vector<int32_t> tokens;
   std::vector<int64_t> positions;
   for (const SequenceInput& s : sequences) {
-    check_tokens(s.tokens, s.start_position, s.kv.empty() ? 0 : s.kv[0].capacity);
+    if (static_cast<int64_t>(s.kv.size()) != config_.n_layers) {
+      throw std::invalid_argument("a sequence of the batch has K/V views for " +
+                                  std::to_string(s.kv.size()) + " layers, the model has " +
+                                  std::to_string(config_.n_layers));
+    }
+    check_tokens(s.tokens, s.start_position, s.kv[0].capacity);
     tokens.insert(tokens.end(), s.tokens.begin(), s.tokens.end());
     for (size_t t = 0; t < s.tokens.size(); ++t) {
       positions.push_back(s.start_position + static_cast<int64_t>(t));

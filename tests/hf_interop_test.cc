@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -197,14 +198,15 @@ std::vector<std::pair<std::string, const Tensor*>> all_tensors(const ModelWeight
 }
 
 bool bitwise_equal(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() && a.numel() == b.numel() &&
-         std::memcmp(a.data(), b.data(), static_cast<size_t>(a.numel()) * sizeof(float)) == 0;
+  // Bytes, not floats: bitwise, and well defined for empty tensors (memcmp of null is not).
+  return a.shape() == b.shape() &&
+         std::ranges::equal(std::as_bytes(a.values()), std::as_bytes(b.values()));
 }
 
 bool bitwise_equal(const TensorRecord& record, const Tensor& tensor) {
   return record.dtype == DType::kF32 && record.shape == tensor.shape() &&
-         record.bytes.size() == static_cast<size_t>(tensor.numel()) * sizeof(float) &&
-         std::memcmp(record.bytes.data(), tensor.data(), record.bytes.size()) == 0;
+         std::ranges::equal(std::span<const std::byte>(record.bytes),
+                            std::as_bytes(tensor.values()));
 }
 
 class HfExportTest : public ::testing::Test {

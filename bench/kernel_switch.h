@@ -1,0 +1,59 @@
+// A kernel set that forwards every op to the set selected last: one Model, one copy of the
+// weights, run with ref or simd kernels in turn. The benchmark of the small config holds its
+// weights once this way, so the peak resident memory it reports is that of one model.
+//
+// Not thread-safe: select() between forward calls, never during one.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "ref/kernels.h"
+
+namespace moeref::bench {
+
+class KernelSwitch : public Kernels {
+ public:
+  explicit KernelSwitch(const Kernels& initial) : selected_(&initial) {}
+  void select(const Kernels& kernels) { selected_ = &kernels; }
+
+  const char* name() const override { return selected_->name(); }
+  void matmul(const float* x, const float* w, float* y, int64_t rows, int64_t in,
+              int64_t out) const override {
+    selected_->matmul(x, w, y, rows, in, out);
+  }
+  void rms_norm(const float* x, const float* weight, double eps, float* y, int64_t rows,
+                int64_t d) const override {
+    selected_->rms_norm(x, weight, eps, y, rows, d);
+  }
+  void layer_norm(const float* x, const float* weight, const float* bias, double eps, float* y,
+                  int64_t rows, int64_t d) const override {
+    selected_->layer_norm(x, weight, bias, eps, y, rows, d);
+  }
+  void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
+            double theta) const override {
+    selected_->rope(x, positions, n_heads, head_dim, theta);
+  }
+  void attention(const float* q, const float* keys, const float* values,
+                 std::span<const int64_t> positions, const ref::AttentionDims& dims, float* context,
+                 float* probs, int64_t probs_width) const override {
+    selected_->attention(q, keys, values, positions, dims, context, probs, probs_width);
+  }
+  void softmax(float* x, int64_t rows, int64_t n) const override { selected_->softmax(x, rows, n); }
+  void swiglu(const float* gate, const float* up, float* out, int64_t n) const override {
+    selected_->swiglu(gate, up, out, n);
+  }
+  void gelu(float* x, int64_t n) const override { selected_->gelu(x, n); }
+  void residual_add(float* x, const float* branch, int64_t n) const override {
+    selected_->residual_add(x, branch, n);
+  }
+  void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
+                    bool renormalize, int32_t* indices, float* weights) const override {
+    selected_->select_top_k(probs, n_tokens, n_experts, k, renormalize, indices, weights);
+  }
+
+ private:
+  const Kernels* selected_;
+};
+
+}  // namespace moeref::bench

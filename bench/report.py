@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""The roofline table of the small config (issue #7, docs/performance.md).
+
+Runs bench/roofline_bench once (or reads the JSON of an earlier run) and prints one row per
+result: its value, its roofline (the sgemm peak or the read bandwidth measured in the same run),
+the fraction of the roofline reached, and the issue's target where it sets one.
+
+  python3 bench/report.py                        run build/bench/roofline_bench, print the table
+  python3 bench/report.py --json                 the same rows as JSON
+  python3 bench/report.py --binary B -- ARGS     another binary; ARGS go to it (--benchmark_filter)
+  python3 bench/report.py --input run.json       a run saved with --benchmark_out=run.json
+
+Exit status: 0 once the table is printed, whether the targets are met or not (the table says);
+1 when the benchmark cannot be run or its output read.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The issue's targets on the small config, 2 threads.
+DECODE_FRACTION_TARGET = 0.75
+PREFILL_512_FRACTION_TARGET = 0.70
+PREFILL_SPEEDUP_TARGET = 30.0
+PEAK_MEMORY_RATIO_TARGET = 1.15
+# The read bandwidth at the end of the run within this fraction of the one at the start; else the
+# machine changed during the run (other work on it) and the fractions are not to be trusted.
+STEADY_TOLERANCE = 0.15
+
+
+def run_benchmark(binary, extra_args):
+    command = [binary, "--benchmark_format=json"] + extra_args
+    try:
+        completed = subprocess.run(command, stdout=subprocess.PIPE, check=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        sys.exit(f"report.py: cannot run {' '.join(command)}: {error}")
+    return json.loads(completed.stdout)
+
+
+def row(result, value, unit, roofline=None, fraction=None, target=None, met=None):
+    return {"result": result, "value": value, "unit": unit, "roofline": roofline,
+            "fraction": fraction, "target": target, "met": met}
+
+
+def rows_of(run):
+    """One row per benchmark (and one per speedup), in the order the benchmarks ran."""
+    rows = []
+    read_at_start = None
+    for bench in run["benchmarks"]:
+        if bench.get("run_type") == "aggregate" or "error_occurred" in bench:
+            continue
+        parts = bench["run_name"].split("/")
+        family = parts[0]
+        if family == "BM_0_SgemmPeak":
+            rows.append(row(f"sgemm {parts[1]}^3 (baseline)", bench["gflops"], "GFLOP/s"))
+        elif family == "BM_0_ReadBandwidth":
+            read_at_start = bench["gbytes_per_s"]
+            rows.append(row("read 1 GiB, all threads (baseline)", read_at_start, "GB/s"))
+        elif family == "BM_4_ReadBandwidthAfter" and read_at_start:
+            # Not a roofline: the same read at the end of the run, against the one at the start.
+            after = bench["gbytes_per_s"]
+            steady = abs(after / read_at_start - 1) <= STEADY_TOLERANCE
+            rows.append(row("read 1 GiB again at the end", after, "GB/s", read_at_start,
+                            after / read_at_start, f"1 +- {STEADY_TOLERANCE:g} (steady)", steady))
+        elif family == "BM_1_SimdMatvec":
+            rows.append(row(f"simd matvec {parts[1]}x{parts[2]}", bench["gbytes_per_s"], "GB/s",
+                            bench["roofline_gbytes_per_s"], bench["roofline_fraction"]))
+        elif family == "BM_1_SimdMatmul":
+            rows.append(row(f"simd matmul {parts[1]}x{parts[2]} -> {parts[3]}", bench["gflops"],
+                            "GFLOP/s", bench["roofline_gflops"], bench["roofline_fraction"]))
+        elif family in ("BM_2_Prefill", "BM_2_Decode"):
+            rows.extend(end_to_end_rows(family, parts[1], int(parts[2]), bench))
+        elif family == "BM_3_PeakResidentMemory":
+            ratio = bench["peak_over_weights_plus_kv"]
+            note = "" if bench["peak_reset"] else " (VmHWM not reset: includes the baselines)"
+            rows.append(row(f"peak RSS {bench['peak_rss_mib']:.0f} MiB / weights+KV "
+                            f"{bench['weights_plus_kv_mib']:.0f} MiB{note}", ratio, "x",
+                            target=f"<= {PEAK_MEMORY_RATIO_TARGET}",
+                            met=ratio <= PEAK_MEMORY_RATIO_TARGET))
+    return rows
+
+
+def end_to_end_rows(family, backend, tokens, bench):
+    fraction = bench["roofline_fraction"]
+    target = met = None
+    if family == "BM_2_Prefill":
+        name = f"prefill {tokens} {backend}"
+        if backend == "simd" and tokens == 512:
+            target, met = f">= {PREFILL_512_FRACTION_TARGET}", fraction >= PREFILL_512_FRACTION_TARGET
+    else:
+        name = f"decode {backend} ({tokens} after {bench['prompt_tokens']:.0f})"
+        if backend == "simd":
+            target, met = f">= {DECODE_FRACTION_TARGET}", fraction >= DECODE_FRACTION_TARGET
+    rows = [row(name, bench["tokens_per_s"], "tok/s", bench["roofline_tokens_per_s"], fraction,
+                target, met)]
+    if "adjacent_read_gbytes_per_s" in bench:
+        # Not the issue's roofline: the same tokens against a read of the weights in place just
+        # before and after, which shows how much of a shortfall the machine's state explains.
+        adjacent = bench["adjacent_read_gbytes_per_s"] * 1e9
+        rows.append(row(f"  against its weights read in place ({adjacent / 1e9:.1f} GB/s)",
+                        bench["tokens_per_s"], "tok/s", adjacent / bench["bytes_per_token"],
+                        bench["adjacent_fraction"]))
+    if "simd_over_ref" in bench:
+        speedup = bench["simd_over_ref"]
+        phase = name.split(" ")[0]
+        speedup_target = speedup_met = None
+        if phase == "prefill":
+            speedup_target = f">= {PREFILL_SPEEDUP_TARGET:g}"
+            speedup_met = speedup >= PREFILL_SPEEDUP_TARGET
+        rows.append(row(f"{phase} {tokens} simd / ref", speedup, "x", target=speedup_target,
+                        met=speedup_met))
+    return rows
+
+
+def number(value):
+    if value is None:
+        return ""
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def print_table(run, rows):
+    context = run.get("context", {})
+    print(f"{context.get('date', '')}  {context.get('host_name', '')}  "
+          f"{context.get('num_cpus', '?')} CPUs  {context.get('executable', '')}")
+    header = ("result", "value", "unit", "roofline", "fraction", "target", "met?")
+    lines = [[r["result"], number(r["value"]), r["unit"], number(r["roofline"]),
+              "" if r["fraction"] is None else f"{100 * r['fraction']:.1f}%", r["target"] or "",
+              "" if r["met"] is None else ("yes" if r["met"] else "NO")] for r in rows]
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *lines)]
+    for line in [header] + lines:
+        print("  ".join(str(x).ljust(w) if i == 0 else str(x).rjust(w)
+                        for i, (x, w) in enumerate(zip(line, widths))))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--binary", default=os.path.join(REPO, "build/bench/roofline_bench"))
+    parser.add_argument("--input", help="JSON of an earlier run (--benchmark_out) instead of a run")
+    parser.add_argument("benchmark_args", nargs="*", help="after --: passed to the benchmark")
+    args = parser.parse_args()
+    if args.input:
+        with open(args.input, encoding="utf-8") as file:
+            run = json.load(file)
+    else:
+        run = run_benchmark(args.binary, args.benchmark_args)
+    rows = rows_of(run)
+    if args.json:
+        json.dump({"context": run.get("context", {}), "rows": rows}, sys.stdout, indent=2)
+        print()
+    else:
+        print_table(run, rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,479 @@
+// The small config (configs/small.json) against its rooflines, measured in one run (issue #7,
+// docs/performance.md):
+//
+// - baselines: the OpenBLAS sgemm peak (the best of n^3 products) and the read bandwidth of a
+//   streaming SIMD read of 1 GiB over all threads (bench/read_bandwidth-inl.h);
+// - kernels: the simd one-token matmul (matrix-vector) at the small config's shapes, in GB/s of
+//   weights read from memory, and the simd matmul (sgemm) at the shapes of a 512-token prefill,
+//   in GFLOP/s;
+// - end to end: prefill of 128 and 512 tokens and decode, ref and simd, in tokens/s, each as a
+//   fraction of its roofline: prefill FLOPs per token x tokens/s / sgemm peak, decode bytes read
+//   per token x tokens/s / read bandwidth (bench/roofline_counts.h). Decode also reads the
+//   model's weights in place just before and after it runs: on a shared machine the bandwidth
+//   moves during a run, and decode's roofline is the best read of the run, never a slow moment's;
+// - the peak resident memory of the end-to-end part against weights + KV cache.
+//
+// Benchmarks run in the order they are registered: the baselines first, so that every fraction
+// uses the machine's figures of this run (a filtered run measures a missing baseline on demand).
+//
+//   build/bench/roofline_bench --benchmark_counters_tabular=true
+//   python3 bench/report.py [--json]       the table of results, rooflines, fractions, targets
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+#include <omp.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <new>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bench/kernel_switch.h"
+#include "bench/roofline_counts.h"
+#include "ref/config.h"
+#include "ref/kv_cache.h"
+#include "ref/model.h"
+#include "ref/stats.h"
+#include "ref/weights.h"
+#include "simd/simd_kernels.h"
+#include "simd/vector_ops.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "bench/read_bandwidth-inl.h"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+// The static target's pass; foreach_target.h compiled the others.
+#include "bench/read_bandwidth-inl.h"
+
+namespace moeref::bench {
+
+HWY_EXPORT(SumOfFloats);
+
+namespace {
+
+constexpr int64_t kReadBytes = int64_t{1} << 30;
+// Weights of the kernel benchmarks are copied until they span this much, well past the 32 MiB
+// of a large L3, and used in turn: each call reads its weights from memory, as decode does.
+constexpr int64_t kWeightPoolBytes = int64_t{256} << 20;
+constexpr int64_t kDecodePrompt = 128;  // the context decode starts from
+
+struct Baselines {
+  double sgemm_flops_per_second = 0;
+  double read_bytes_per_second = 0;
+};
+
+Baselines& baselines() {
+  static Baselines measured;
+  return measured;
+}
+
+double seconds_of(auto&& run) {
+  const auto start = std::chrono::steady_clock::now();
+  run();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+void fill_pattern(float* values, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) values[i] = 0.01f * static_cast<float>(i % 13) - 0.06f;
+}
+
+// y [rows, out] = x [rows, in] . w^T with w [out, in]: the layout of every matmul of the model.
+void sgemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
+              static_cast<int>(out), static_cast<int>(in), 1.0f, x, static_cast<int>(in), w,
+              static_cast<int>(in), 0.0f, y, static_cast<int>(out));
+}
+
+// The best FLOP/s of `repeats` n x n x n products after one untimed call; each timed call is
+// reported to `state` when given.
+double measure_sgemm(int64_t n, int64_t repeats, benchmark::State* state) {
+  std::vector<float> a(static_cast<size_t>(n * n)), b(a.size()), c(a.size());
+  fill_pattern(a.data(), n * n);
+  fill_pattern(b.data(), n * n);
+  sgemm_xwt(a.data(), b.data(), c.data(), n, n, n);
+  double best = 0;
+  auto timed_product = [&] {
+    const double seconds = seconds_of([&] { sgemm_xwt(a.data(), b.data(), c.data(), n, n, n); });
+    best = std::max(best, 2.0 * static_cast<double>(n * n) * static_cast<double>(n) / seconds);
+    return seconds;
+  };
+  if (state != nullptr) {
+    for (auto _ : *state) state->SetIterationTime(timed_product());
+  } else {
+    for (int64_t r = 0; r < repeats; ++r) timed_product();
+  }
+  benchmark::DoNotOptimize(c.data());
+  baselines().sgemm_flops_per_second = std::max(baselines().sgemm_flops_per_second, best);
+  return best;
+}
+
+// The best bytes/s of reading 1 GiB with every OpenMP thread, each its own contiguous part
+// (written first by the same thread, so that its pages sit near it). The buffer asks for 2 MiB
+// pages, which this kernel only grants on request (transparent huge pages in "madvise" mode):
+// fewer TLB misses, the best read this machine can do.
+double measure_read_bandwidth(int64_t repeats, benchmark::State* state) {
+  const int64_t n = kReadBytes / static_cast<int64_t>(sizeof(float));
+  constexpr size_t kHugePage = size_t{2} << 20;
+  const std::unique_ptr<float[], decltype(&std::free)> values(
+      static_cast<float*>(std::aligned_alloc(kHugePage, kReadBytes)), &std::free);
+  if (values == nullptr) throw std::bad_alloc();
+  madvise(values.get(), kReadBytes, MADV_HUGEPAGE);  // a hint: without it, 4 KiB pages
+  auto part = [n](int thread, int threads) {
+    const int64_t per_thread = (n / threads) / 16 * 16;  // whole 64-byte lines
+    const int64_t begin = per_thread * thread;
+    return std::pair(begin, thread + 1 == threads ? n : begin + per_thread);
+  };
+#pragma omp parallel
+  {
+    const auto [begin, end] = part(omp_get_thread_num(), omp_get_num_threads());
+    std::fill(values.get() + begin, values.get() + end, 1.0f);
+  }
+  double best = 0;
+  auto timed_read = [&] {
+    float total = 0;
+    const double seconds = seconds_of([&] {
+#pragma omp parallel reduction(+ : total)
+      {
+        const auto [begin, end] = part(omp_get_thread_num(), omp_get_num_threads());
+        total += HWY_DYNAMIC_DISPATCH(SumOfFloats)(values.get() + begin,
+                                                   static_cast<size_t>(end - begin));
+      }
+    });
+    benchmark::DoNotOptimize(total);
+    best = std::max(best, static_cast<double>(kReadBytes) / seconds);
+    return seconds;
+  };
+  timed_read();  // untimed: wakes the thread team and the memory controller
+  best = 0;
+  if (state != nullptr) {
+    for (auto _ : *state) state->SetIterationTime(timed_read());
+  } else {
+    for (int64_t r = 0; r < repeats; ++r) timed_read();
+  }
+  baselines().read_bytes_per_second = std::max(baselines().read_bytes_per_second, best);
+  return best;
+}
+
+// The best bytes/s of `repeats` reads of every weight of the model where it lies (on 4 KiB pages,
+// unlike the baseline's buffer), with every thread, in 1 MiB pieces: the bandwidth a decode
+// benchmark had just before and after it ran, which on a shared machine may be far from the
+// baseline's.
+double measure_weights_read(const ModelWeights& weights, int64_t repeats) {
+  const std::vector<std::span<const float>> pieces = weight_pieces(weights, int64_t{1} << 18);
+  const int64_t n = static_cast<int64_t>(pieces.size());
+  double bytes = 0;
+  for (const std::span<const float> piece : pieces)
+    bytes += 4.0 * static_cast<double>(piece.size());
+  double best = 0;
+  for (int64_t r = 0; r < repeats; ++r) {
+    float total = 0;
+    const double seconds = seconds_of([&] {
+#pragma omp parallel for schedule(static) reduction(+ : total)
+      for (int64_t i = 0; i < n; ++i) {
+        total += HWY_DYNAMIC_DISPATCH(SumOfFloats)(pieces[i].data(), pieces[i].size());
+      }
+    });
+    benchmark::DoNotOptimize(total);
+    best = std::max(best, bytes / seconds);
+  }
+  return best;
+}
+
+double sgemm_peak() {
+  if (baselines().sgemm_flops_per_second == 0) measure_sgemm(2048, 5, nullptr);
+  return baselines().sgemm_flops_per_second;
+}
+
+double read_bandwidth() {
+  if (baselines().read_bytes_per_second == 0) measure_read_bandwidth(5, nullptr);
+  return baselines().read_bytes_per_second;
+}
+
+void BM_0_SgemmPeak(benchmark::State& state) {
+  const double best = measure_sgemm(state.range(0), 0, &state);
+  state.counters["gflops"] = best / 1e9;
+  state.counters["blas_threads"] = openblas_get_num_threads();
+  state.SetLabel(openblas_get_config());
+}
+
+void BM_0_ReadBandwidth(benchmark::State& state) {
+  const double best = measure_read_bandwidth(0, &state);
+  state.counters["gbytes_per_s"] = best / 1e9;
+  state.counters["threads"] = omp_get_max_threads();
+  state.SetLabel(simd::chosen_target());
+}
+
+BENCHMARK(BM_0_SgemmPeak)
+    ->Arg(2048)
+    ->Arg(4096)
+    ->Iterations(4)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_0_ReadBandwidth)->Iterations(8)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+// Copies of one [out, in] matrix, together at least kWeightPoolBytes, used in turn.
+class WeightPool {
+ public:
+  WeightPool(int64_t out, int64_t in)
+      : matrix_values_(out * in),
+        count_(std::max<int64_t>(2, kWeightPoolBytes / (4 * matrix_values_))),
+        values_(static_cast<size_t>(matrix_values_ * count_)) {
+    fill_pattern(values_.data(), static_cast<int64_t>(values_.size()));
+  }
+  const float* next() { return values_.data() + (next_++ % count_) * matrix_values_; }
+
+ private:
+  int64_t matrix_values_;
+  int64_t count_;
+  std::vector<float> values_;
+  int64_t next_ = 0;
+};
+
+// The simd one-token matmul, y = w x with w [out, in]: GB/s of weights against the bandwidth.
+void BM_1_SimdMatvec(benchmark::State& state) {
+  const int64_t out = state.range(0), in = state.range(1);
+  WeightPool weights(out, in);
+  std::vector<float> x(static_cast<size_t>(in), 0.5f), y(static_cast<size_t>(out));
+  const Kernels& kernels = simd::simd_kernels();
+  double seconds = 0;
+  for (auto _ : state) {
+    const float* w = weights.next();
+    const double call = seconds_of([&] { kernels.matmul(x.data(), w, y.data(), 1, in, out); });
+    state.SetIterationTime(call);
+    seconds += call;
+  }
+  const double bytes_per_s =
+      4.0 * static_cast<double>(out * in) * static_cast<double>(state.iterations()) / seconds;
+  state.counters["gbytes_per_s"] = bytes_per_s / 1e9;
+  state.counters["roofline_gbytes_per_s"] = read_bandwidth() / 1e9;
+  state.counters["roofline_fraction"] = bytes_per_s / read_bandwidth();
+}
+
+// The simd matmul of several tokens (OpenBLAS sgemm): GFLOP/s against the sgemm peak.
+void BM_1_SimdMatmul(benchmark::State& state) {
+  const int64_t rows = state.range(0), in = state.range(1), out = state.range(2);
+  WeightPool weights(out, in);
+  std::vector<float> x(static_cast<size_t>(rows * in)), y(static_cast<size_t>(rows * out));
+  fill_pattern(x.data(), rows * in);
+  const Kernels& kernels = simd::simd_kernels();
+  double seconds = 0;
+  for (auto _ : state) {
+    const float* w = weights.next();
+    const double call = seconds_of([&] { kernels.matmul(x.data(), w, y.data(), rows, in, out); });
+    state.SetIterationTime(call);
+    seconds += call;
+  }
+  const double flops_per_s = 2.0 * static_cast<double>(rows * in * out) *
+                             static_cast<double>(state.iterations()) / seconds;
+  state.counters["gflops"] = flops_per_s / 1e9;
+  state.counters["roofline_gflops"] = sgemm_peak() / 1e9;
+  state.counters["roofline_fraction"] = flops_per_s / sgemm_peak();
+}
+
+// small's shapes {out, in}: q and o, k and v, expert gate and up, expert down, router, LM head.
+BENCHMARK(BM_1_SimdMatvec)
+    ->Args({512, 512})
+    ->Args({64, 512})
+    ->Args({1024, 512})
+    ->Args({512, 1024})
+    ->Args({16, 512})
+    ->Args({32000, 512})
+    ->MinTime(0.2)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+// A 512-token prefill's {rows, in, out}: q and o, k and v, an expert's gate and up and its down
+// (512 tokens x top-2 over 16 experts: 64 rows each on average), the router, the LM head.
+BENCHMARK(BM_1_SimdMatmul)
+    ->Args({512, 512, 512})
+    ->Args({512, 512, 64})
+    ->Args({64, 512, 1024})
+    ->Args({64, 1024, 512})
+    ->Args({512, 512, 16})
+    ->Args({512, 512, 32000})
+    ->MinTime(0.2)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+
+// The small config's model, built once with a kernel switch (one copy of the weights for both
+// backends). VmHWM is reset just before, so the peak it reports later is the end-to-end part's
+// and not the baselines' 1 GiB buffer (already freed by then).
+struct SmallModel {
+  ModelConfig config;
+  KernelSwitch kernels{ref_kernels()};
+  std::unique_ptr<Model> model;
+  bool peak_reset = false;
+};
+
+SmallModel& small_model() {
+  static SmallModel* const small = [] {
+    auto* s = new SmallModel;
+    s->config = load_config(std::string(MOEREF_SOURCE_DIR) + "/configs/small.json");
+    s->peak_reset = reset_peak_resident_memory();
+    s->model = std::make_unique<Model>(s->config, init_weights(s->config), s->kernels);
+    return s;
+  }();
+  return *small;
+}
+
+std::vector<int32_t> prompt_tokens(int64_t n, int64_t vocab_size) {
+  std::vector<int32_t> tokens(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t) tokens[t] = static_cast<int32_t>((t * 7919 + 1) % vocab_size);
+  return tokens;
+}
+
+// tokens/s of the ref runs, for simd_over_ref.
+std::map<std::pair<std::string, int64_t>, double>& ref_rates() {
+  static std::map<std::pair<std::string, int64_t>, double> rates;
+  return rates;
+}
+
+void report_speedup(benchmark::State& state, const std::string& backend, const std::string& phase,
+                    int64_t tokens, double tokens_per_s) {
+  state.counters["threads"] = omp_get_max_threads();
+  if (backend == "ref") {
+    ref_rates()[{phase, tokens}] = tokens_per_s;
+  } else if (ref_rates().contains({phase, tokens})) {
+    state.counters["simd_over_ref"] = tokens_per_s / ref_rates()[{phase, tokens}];
+  }
+}
+
+// One forward call of the whole prompt into an empty cache; the logits of every position are
+// computed and freed inside the timing, as Model::forward returns them.
+void BM_2_Prefill(benchmark::State& state, const char* backend) {
+  SmallModel& small = small_model();
+  small.kernels.select(kernels_by_name(backend));
+  const int64_t n = state.range(0);
+  const std::vector<int32_t> prompt = prompt_tokens(n, small.config.vocab_size);
+  double seconds = 0;
+  for (auto _ : state) {
+    KvCache cache = small.model->new_cache();
+    const double call = seconds_of([&] {
+      const ForwardOutput output = small.model->forward(prompt, cache);
+      benchmark::DoNotOptimize(output.logits.data());
+    });
+    state.SetIterationTime(call);
+    seconds += call;
+  }
+  const double tokens_per_s = static_cast<double>(n * state.iterations()) / seconds;
+  const double flops_per_token = prefill_flops_per_token(small.config, n);
+  state.counters["tokens_per_s"] = tokens_per_s;
+  state.counters["flops_per_token"] = flops_per_token;
+  state.counters["roofline_tokens_per_s"] = sgemm_peak() / flops_per_token;
+  state.counters["roofline_fraction"] = tokens_per_s * flops_per_token / sgemm_peak();
+  report_speedup(state, backend, "prefill", n, tokens_per_s);
+}
+
+// range(0) new tokens, one forward call each, after an untimed prefill of kDecodePrompt tokens
+// (with simd whatever the backend: the cache holds the same positions either way).
+void BM_2_Decode(benchmark::State& state, const char* backend) {
+  SmallModel& small = small_model();
+  const int64_t new_tokens = state.range(0);
+  const std::vector<int32_t> prompt = prompt_tokens(kDecodePrompt, small.config.vocab_size);
+  const std::vector<int32_t> fed =
+      prompt_tokens(new_tokens + kDecodePrompt, small.config.vocab_size);
+  double adjacent_read = measure_weights_read(small.model->weights(), 3);
+  double seconds = 0;
+  for (auto _ : state) {
+    KvCache cache = small.model->new_cache();
+    small.kernels.select(simd::simd_kernels());
+    small.model->forward(prompt, cache);
+    small.kernels.select(kernels_by_name(backend));
+    const double run = seconds_of([&] {
+      for (int64_t i = 0; i < new_tokens; ++i) {
+        const ForwardOutput output =
+            small.model->forward(std::span(&fed[kDecodePrompt + i], 1), cache);
+        benchmark::DoNotOptimize(output.logits.data());
+      }
+    });
+    state.SetIterationTime(run);
+    seconds += run;
+  }
+  adjacent_read = std::max(adjacent_read, measure_weights_read(small.model->weights(), 3));
+  const double tokens_per_s = static_cast<double>(new_tokens * state.iterations()) / seconds;
+  // Step i reads kDecodePrompt + i + 1 positions of K/V.
+  const double mean_context =
+      static_cast<double>(kDecodePrompt) + static_cast<double>(new_tokens + 1) / 2.0;
+  const double weight_bytes = decode_weight_bytes_per_token(small.config, small.model->weights());
+  const double kv_bytes = decode_kv_bytes_per_token(small.config, mean_context);
+  const double bytes_per_token = weight_bytes + kv_bytes;
+  state.counters["tokens_per_s"] = tokens_per_s;
+  state.counters["prompt_tokens"] = kDecodePrompt;
+  state.counters["bytes_per_token"] = bytes_per_token;
+  state.counters["kv_bytes_per_token"] = kv_bytes;
+  // The roofline is the best read seen in this run: the baseline, or the read of the weights in
+  // place next to this benchmark when the machine was faster then than at the baseline.
+  const double bandwidth = std::max(read_bandwidth(), adjacent_read);
+  state.counters["roofline_gbytes_per_s"] = bandwidth / 1e9;
+  state.counters["roofline_tokens_per_s"] = bandwidth / bytes_per_token;
+  state.counters["roofline_fraction"] = tokens_per_s * bytes_per_token / bandwidth;
+  state.counters["adjacent_read_gbytes_per_s"] = adjacent_read / 1e9;
+  state.counters["adjacent_fraction"] = tokens_per_s * bytes_per_token / adjacent_read;
+  report_speedup(state, backend, "decode", new_tokens, tokens_per_s);
+}
+
+// ref first, so that simd can report its speedup. The ref path is slow (double sums, no
+// blocking): one run of each prompt length.
+BENCHMARK_CAPTURE(BM_2_Prefill, ref, "ref")
+    ->Arg(128)
+    ->Arg(512)
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_2_Prefill, simd, "simd")
+    ->Arg(128)
+    ->Arg(512)
+    ->Iterations(5)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_2_Decode, ref, "ref")
+    ->Arg(32)
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_2_Decode, simd, "simd")
+    ->Arg(32)
+    ->Iterations(4)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+// The peak resident memory since the model was built (after a simd prefill of 512 tokens and
+// 32 decode steps here, so that it covers a generation even when run alone), against fp32
+// weights + one KV cache of max_seq_len positions (ref/stats.h).
+void BM_3_PeakResidentMemory(benchmark::State& state) {
+  SmallModel& small = small_model();
+  small.kernels.select(simd::simd_kernels());
+  const std::vector<int32_t> prompt = prompt_tokens(512 + 32, small.config.vocab_size);
+  for (auto _ : state) {
+    KvCache cache = small.model->new_cache();
+    small.model->forward(std::span(prompt).first(512), cache);
+    for (size_t i = 512; i < prompt.size(); ++i)
+      small.model->forward(std::span(&prompt[i], 1), cache);
+  }
+  const double peak = proc_status_bytes("VmHWM");
+  const double budget = static_cast<double>(required_memory_bytes(small.config));
+  state.counters["peak_rss_mib"] = peak / (1 << 20);
+  state.counters["weights_plus_kv_mib"] = budget / (1 << 20);
+  state.counters["peak_over_weights_plus_kv"] = peak / budget;
+  state.counters["peak_reset"] = small.peak_reset ? 1 : 0;
+}
+
+BENCHMARK(BM_3_PeakResidentMemory)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// The read bandwidth once more at the end (not used by any fraction): far from the first, the
+// machine was not the same during the run (other work, another tenant), and the run is noise.
+BENCHMARK(BM_0_ReadBandwidth)
+    ->Name("BM_4_ReadBandwidthAfter")
+    ->Iterations(8)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace moeref::bench

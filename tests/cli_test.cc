@@ -26,9 +26,17 @@
 #include "ref/model.h"
 #include "ref/safetensors.h"
 #include "ref/weights.h"
+#include "tests/test_support.h"
 
 namespace moeref {
 namespace {
+
+using test_support::CliResult;
+using test_support::describe;
+using test_support::quote;
+using test_support::read_file;
+using test_support::run_cli;
+using test_support::TempDir;
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -37,74 +45,6 @@ using ::testing::HasSubstr;
 const fs::path kSourceDir = MOEREF_SOURCE_DIR;
 const fs::path kTiny = kSourceDir / "configs/tiny.json";
 const fs::path kGpt4 = kSourceDir / "configs/gpt4-rumored.json";
-
-// A fresh directory under the system temp directory, removed with everything in it at the end.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("moeref_cli_test." + std::to_string(getpid()) + "." + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// Single-quoted for the shell.
-std::string quote(const std::string& text) {
-  std::string quoted = "'";
-  for (const char ch : text) {
-    if (ch == '\'') {
-      quoted += "'\\''";
-    } else {
-      quoted += ch;
-    }
-  }
-  quoted += '\'';
-  return quoted;
-}
-
-std::string quote(const fs::path& path) { return quote(path.string()); }
-
-struct CliResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-// Runs `moeref ARGS` (ARGS already quoted where needed), capturing stdout and stderr in files.
-CliResult run_cli(const std::string& args) {
-  const TempDir capture;
-  const fs::path out = capture.path() / "stdout";
-  const fs::path err = capture.path() / "stderr";
-  const std::string command =
-      quote(std::string(MOEREF_CLI)) + " " + args + " >" + quote(out) + " 2>" + quote(err);
-  const int status = std::system(command.c_str());
-  CliResult result;
-  if (status != -1 && WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  result.out = read_file(out);
-  result.err = read_file(err);
-  return result;
-}
-
-std::string describe(const CliResult& r) {
-  return "exit " + std::to_string(r.exit_code) + "\nstdout:\n" + r.out + "\nstderr:\n" + r.err;
-}
 
 // The tokens of `run ... --json`.
 std::vector<int32_t> json_tokens(const CliResult& r) {

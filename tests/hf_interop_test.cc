@@ -27,37 +27,18 @@
 #include "ref/model.h"
 #include "ref/safetensors.h"
 #include "ref/weights.h"
+#include "tests/test_support.h"
 
 namespace moeref {
 namespace {
+
+using test_support::TempDir;
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 using ::testing::HasSubstr;
 
 const fs::path kSourceDir = MOEREF_SOURCE_DIR;
-
-// A fresh directory under the system temp directory, removed with everything in it at the end.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() / ("moeref_hf_interop_test." + std::to_string(getpid()) +
-                                         "." + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 template <class E>
 std::string message_of(const std::function<void()>& action) {

@@ -18,9 +18,12 @@
 #include "golden/golden_set.h"
 #include "ref/philox.h"
 #include "ref/version.h"
+#include "tests/test_support.h"
 
 namespace moeref::golden {
 namespace {
+
+using test_support::TempDir;
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -41,22 +44,6 @@ const TensorRecord& input(const OpCase& c, const std::string& name) {
   }
   throw std::out_of_range("case has no input \"" + name + "\"");
 }
-
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            ("moeref_op_cases_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 // The count of (token, rank) assignments, or of rank-`rank` choices only, per expert.
 std::map<int32_t, int> chosen_by(const OpCase& c, int rank = -1) {

@@ -16,8 +16,16 @@
 #include <string>
 #include <vector>
 
+#include "tests/test_support.h"
+
 namespace moeref {
 namespace {
+
+using test_support::CliResult;
+using test_support::describe;
+using test_support::quote;
+using test_support::run_cli;
+using test_support::TempDir;
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -26,27 +34,6 @@ using ::testing::Not;
 
 const fs::path kSourceDir = MOEREF_SOURCE_DIR;
 const fs::path kTiny = kSourceDir / "configs/tiny.json";
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// Single-quoted for the shell.
-std::string quote(const std::string& text) {
-  std::string quoted = "'";
-  for (const char ch : text) {
-    if (ch == '\'') {
-      quoted += "'\\''";
-    } else {
-      quoted += ch;
-    }
-  }
-  quoted += '\'';
-  return quoted;
-}
-
-std::string quote(const fs::path& path) { return quote(path.string()); }
 
 // A fresh file under the test temp directory.
 fs::path temp_file(const std::string& name, const std::string& contents) {
@@ -58,31 +45,6 @@ fs::path temp_file(const std::string& name, const std::string& contents) {
   const fs::path path = dir / name;
   std::ofstream(path, std::ios::binary) << contents;
   return path;
-}
-
-struct CliResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-// Runs `moeref ARGS` (ARGS already quoted where needed), capturing stdout and stderr in files.
-CliResult run_cli(const std::string& args) {
-  const fs::path out = temp_file("stdout", "");
-  const fs::path err = out.parent_path() / "stderr";
-  const std::string command =
-      quote(std::string(MOEREF_CLI)) + " " + args + " >" + quote(out) + " 2>" + quote(err);
-  const int status = std::system(command.c_str());
-  CliResult result;
-  if (status != -1 && WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  result.out = read_file(out);
-  result.err = read_file(err);
-  fs::remove_all(out.parent_path());
-  return result;
-}
-
-std::string describe(const CliResult& r) {
-  return "exit " + std::to_string(r.exit_code) + "\nstdout:\n" + r.out + "\nstderr:\n" + r.err;
 }
 
 // `serve-sim tiny REQUESTS --json EXTRA`, parsed; fails the test on a non-zero exit.

@@ -24,9 +24,12 @@
 #include "ref/softmax.h"
 #include "simd/elementwise_ops.h"
 #include "simd/simd_kernels.h"
+#include "tests/simd_targets.h"
 
 namespace moeref::simd {
 namespace {
+
+using test_support::for_each_target;
 
 constexpr size_t kN = 64;  // sizes 0..2N cover the 4-vector, 1-vector and tail loops of AVX-512
 constexpr size_t kMisalignments = 4;  // floats past a vector-aligned address
@@ -93,19 +96,6 @@ class MaxError {
   const char* op_;
   double absolute_ = 0.0, share_ = 0.0;
 };
-
-// Runs check() once for every SIMD target Highway compiled and this CPU supports.
-template <class Check>
-void for_each_target(const Check& check) {
-  const std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
-  ASSERT_FALSE(targets.empty());
-  for (int64_t target : targets) {
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(hwy::TargetName(target));
-    check();
-  }
-  hwy::SetSupportedTargetsForTest(0);
-}
 
 // Runs check(n, misalign) for n in [0, 2N] and every misalignment, on every target.
 template <class Check>

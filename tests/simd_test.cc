@@ -17,9 +17,12 @@
 #include "ref/matmul.h"
 #include "simd/simd_kernels.h"
 #include "simd/vector_ops.h"
+#include "tests/simd_targets.h"
 
 namespace moeref::simd {
 namespace {
+
+using test_support::for_each_target;
 
 namespace fs = std::filesystem;
 
@@ -31,19 +34,6 @@ std::vector<float> pattern(size_t n, float scale, float offset) {
     v[i] = offset + scale * static_cast<float>(static_cast<int>((i * 37 + 11) % 23) - 11) / 11.0f;
   }
   return v;
-}
-
-// Runs `check` once for every SIMD target Highway compiled and this CPU supports.
-template <class Check>
-void for_each_target(Check check) {
-  const std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
-  ASSERT_FALSE(targets.empty());
-  for (int64_t target : targets) {
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(hwy::TargetName(target));
-    check();
-  }
-  hwy::SetSupportedTargetsForTest(0);
 }
 
 TEST(SimdDot, MatchesTheExactSumOnEveryTargetSizeAndAlignment) {

@@ -85,7 +85,6 @@ BatchingCase build_batching_case(const BatchingCaseSpec& spec) {
     c.inputs.push_back(make_i32_record("request." + std::to_string(r.id) + "/prompt",
                                        {static_cast<int64_t>(r.prompt.size())}, r.prompt));
   }
-  const EngineSummary& s = engine.summary();
   c.manifest = {
       {"format_version", kFormatVersion},
       {"kind", "batching"},
@@ -100,15 +99,7 @@ BatchingCase build_batching_case(const BatchingCaseSpec& spec) {
         {"max_tokens_per_step", spec.limits.max_tokens_per_step},
         {"n_blocks", spec.limits.n_blocks},
         {"block_size", spec.limits.block_size}}},
-      {"summary",
-       {{"steps", s.steps},
-        {"prefill_tokens", s.prefill_tokens},
-        {"decode_tokens", s.decode_tokens},
-        {"generated_tokens", s.generated_tokens},
-        {"peak_blocks", s.peak_blocks},
-        {"preemptions", s.preemptions},
-        {"finished", s.finished},
-        {"rejected", s.rejected}}},
+      {"summary", summary_json(engine.summary())},
   };
   c.weights = weight_records(spec.config, model.weights());
   c.trace = recorder.records();

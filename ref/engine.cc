@@ -24,6 +24,17 @@ const char* request_status_name(RequestStatus status) {
   return "?";
 }
 
+nlohmann::json summary_json(const EngineSummary& s) {
+  return {{"steps", s.steps},
+          {"prefill_tokens", s.prefill_tokens},
+          {"decode_tokens", s.decode_tokens},
+          {"generated_tokens", s.generated_tokens},
+          {"peak_blocks", s.peak_blocks},
+          {"preemptions", s.preemptions},
+          {"finished", s.finished},
+          {"rejected", s.rejected}};
+}
+
 Engine::Engine(const Model& model, EngineLimits limits)
     : model_(model), limits_(limits), cache_(model.config(), limits.n_blocks, limits.block_size) {
   if (limits.max_sequences < 1 || limits.max_tokens_per_step < 1) {

@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -97,6 +98,10 @@ struct EngineSummary {
   int64_t finished = 0;
   int64_t rejected = 0;
 };
+
+// Every field of the summary, under its own name: what golden sets and `moeref serve-sim --json`
+// record.
+nlohmann::json summary_json(const EngineSummary& summary);
 
 class Engine {
  public:

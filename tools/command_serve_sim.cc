@@ -309,24 +309,16 @@ void print_json(const std::vector<ParsedRequest>& requests, const Engine& engine
                          {"finished", record.finished},
                          {"sampled", std::move(sampled)}});
   }
-  const EngineSummary& s = engine.summary();
   const EngineLimits& limits = engine.limits();
+  json summary = summary_json(engine.summary());
+  summary["blocks"] = limits.n_blocks;
+  summary["block_size"] = limits.block_size;
+  summary["max_sequences"] = limits.max_sequences;
+  summary["max_tokens_per_step"] = limits.max_tokens_per_step;
   const json out = {
       {"requests", std::move(out_requests)},
       {"steps", std::move(out_steps)},
-      {"summary",
-       {{"steps", s.steps},
-        {"prefill_tokens", s.prefill_tokens},
-        {"decode_tokens", s.decode_tokens},
-        {"generated_tokens", s.generated_tokens},
-        {"peak_blocks", s.peak_blocks},
-        {"blocks", limits.n_blocks},
-        {"block_size", limits.block_size},
-        {"max_sequences", limits.max_sequences},
-        {"max_tokens_per_step", limits.max_tokens_per_step},
-        {"preemptions", s.preemptions},
-        {"finished", s.finished},
-        {"rejected", s.rejected}}},
+      {"summary", std::move(summary)},
   };
   std::cout << out.dump(2) << "\n";
 }

@@ -25,7 +25,7 @@ namespace {
 using nlohmann::json;
 
 // Every key a config may hold, in ModelConfig order (the order of docs/config.md's table).
-constexpr std::array<std::string_view, 24> kKeys = {"name",
+constexpr std::array<std::string_view, 25> kKeys = {"name",
                                                     "vocab_size",
                                                     "d_model",
                                                     "n_layers",
@@ -48,7 +48,28 @@ constexpr std::array<std::string_view, 24> kKeys = {"name",
                                                     "tied_embeddings",
                                                     "init_seed",
                                                     "init_std",
-                                                    "eos_token_id"};
+                                                    "eos_token_id",
+                                                    "vision"};
+
+// Every key of the "vision" object, in VisionConfig order.
+constexpr std::array<std::string_view, 18> kVisionKeys = {"image_size",
+                                                          "channels",
+                                                          "patch_size",
+                                                          "width",
+                                                          "layers",
+                                                          "heads",
+                                                          "mlp_size",
+                                                          "norm_eps",
+                                                          "mean",
+                                                          "std",
+                                                          "resampler_latents",
+                                                          "resampler_layers",
+                                                          "cross_attention_layers",
+                                                          "cross_attention_heads",
+                                                          "cross_attention_kv_heads",
+                                                          "cross_attention_d_ff",
+                                                          "cross_attention_qk_norm",
+                                                          "gate_init"};
 
 template <class Enum>
 struct EnumName {
@@ -109,34 +130,39 @@ size_t edit_distance(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
-// Reads typed fields out of the config object. Every failure throws
-//   <source>: key "<key>": <what is wrong> (<the value>)
+// Reads typed fields out of a config object (the top level, or the "vision" object, whose keys are
+// named with the prefix "vision."). Every failure throws
+//   <source>: key "<prefix><key>": <what is wrong> (<the value>)
 class FieldReader {
  public:
-  FieldReader(const json& object, const std::string& source) : object_(object), source_(source) {}
+  FieldReader(const json& object, const std::string& source,
+              std::span<const std::string_view> keys = kKeys, std::string prefix = "")
+      : object_(object), source_(source), keys_(keys), prefix_(std::move(prefix)) {}
 
   [[noreturn]] void fail(std::string_view key, const std::string& what,
                          const std::string& value) const {
-    throw ConfigError(source_ + ": key \"" + std::string(key) + "\": " + what + " (" + value + ")");
+    throw ConfigError(source_ + ": key \"" + prefix_ + std::string(key) + "\": " + what + " (" +
+                      value + ")");
   }
   [[noreturn]] void fail(std::string_view key, const std::string& what, int64_t value) const {
     fail(key, what, std::to_string(value));
   }
   [[noreturn]] void fail_missing(std::string_view key, const std::string& why = "") const {
-    throw ConfigError(source_ + ": key \"" + std::string(key) + "\": required key is missing" +
-                      why);
+    throw ConfigError(source_ + ": key \"" + prefix_ + std::string(key) +
+                      "\": required key is missing" + why);
   }
 
   bool has(const char* key) const { return object_.contains(key); }
 
   void reject_unknown_keys() const {
     for (const auto& [key, value] : object_.items()) {
-      if (std::find(kKeys.begin(), kKeys.end(), key) != kKeys.end()) continue;
-      const auto closest = std::min_element(kKeys.begin(), kKeys.end(), [&](auto a, auto b) {
+      if (std::find(keys_.begin(), keys_.end(), key) != keys_.end()) continue;
+      const auto closest = std::min_element(keys_.begin(), keys_.end(), [&](auto a, auto b) {
         return edit_distance(key, a) < edit_distance(key, b);
       });
       if (edit_distance(key, *closest) <= 2) {
-        fail(key, "unknown key; did you mean \"" + std::string(*closest) + "\"?", show(value));
+        fail(key, "unknown key; did you mean \"" + prefix_ + std::string(*closest) + "\"?",
+             show(value));
       }
       fail(key, "unknown key; docs/config.md lists the keys", show(value));
     }
@@ -195,6 +221,39 @@ class FieldReader {
     return value->get<std::string>();
   }
 
+  // A JSON array of numbers; empty when the key is absent and `required` is false.
+  std::vector<double> numbers(const char* key, bool required) const {
+    const json* value = find(key, !required);
+    if (value == nullptr) return {};
+    if (!value->is_array()) fail(key, "expected an array, got " + kind_of(*value), show(*value));
+    std::vector<double> result;
+    for (const json& element : *value) {
+      if (!element.is_number()) {
+        fail(key, "expected an array of numbers, found " + kind_of(element), show(*value));
+      }
+      result.push_back(element.get<double>());
+    }
+    return result;
+  }
+
+  // A JSON array of integers; empty when the key is absent and `required` is false.
+  std::vector<int64_t> integers(const char* key, bool required) const {
+    const json* value = find(key, !required);
+    if (value == nullptr) return {};
+    if (!value->is_array()) fail(key, "expected an array, got " + kind_of(*value), show(*value));
+    std::vector<int64_t> result;
+    for (const json& element : *value) {
+      if (!element.is_number_integer() ||
+          (element.is_number_unsigned() &&
+           element.get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()})) {
+        fail(key, "expected an array of integers, found " + kind_of(element) + " " + show(element),
+             show(*value));
+      }
+      result.push_back(element.get<int64_t>());
+    }
+    return result;
+  }
+
   template <class Enum>
   Enum enumeration(const char* key, std::span<const EnumName<Enum>> names, Enum fallback) const {
     const std::string text = string(key, enum_name(fallback, names));
@@ -230,6 +289,8 @@ class FieldReader {
 
   const json& object_;
   const std::string& source_;
+  std::span<const std::string_view> keys_;
+  std::string prefix_;
 };
 
 // The product of config fields, or a ConfigError naming the first factor's key if it overflows
@@ -352,7 +413,143 @@ void require_finite(const FieldReader& reader, const char* key, double value, bo
   }
 }
 
+// The "vision" object. Sizes are positive; the tower's shapes must tile (patch_size divides
+// image_size, heads divide width); mean and std have one entry per channel; the cross-attention
+// layers are distinct decoder layers in increasing order.
+VisionConfig vision_from_json(const json& object, const std::string& source,
+                              const ModelConfig& text) {
+  if (!object.is_object()) {
+    throw ConfigError(source + ": key \"vision\": expected an object of keys, got " +
+                      kind_of(object) + " (" + show(object) + ")");
+  }
+  const FieldReader reader(object, source, kVisionKeys, "vision.");
+  reader.reject_unknown_keys();
+  const VisionConfig defaults;
+  VisionConfig v;
+  v.image_size = reader.size("image_size");
+  v.channels = reader.size("channels");
+  v.patch_size = reader.size("patch_size");
+  v.width = reader.size("width");
+  v.layers = reader.size("layers");
+  v.heads = reader.size("heads");
+  v.mlp_size = reader.size("mlp_size");
+  v.norm_eps = reader.number("norm_eps", defaults.norm_eps);
+  require_finite(reader, "norm_eps", v.norm_eps, false);
+  v.mean = reader.numbers("mean", true);
+  v.std = reader.numbers("std", true);
+  v.resampler_latents = reader.integer("resampler_latents", defaults.resampler_latents);
+  v.resampler_layers = reader.integer("resampler_layers", defaults.resampler_layers);
+  v.cross_attention_layers = reader.integers("cross_attention_layers", true);
+  v.cross_attention_heads = reader.size("cross_attention_heads");
+  v.cross_attention_kv_heads = reader.size("cross_attention_kv_heads");
+  v.cross_attention_d_ff = reader.size("cross_attention_d_ff");
+  v.cross_attention_qk_norm =
+      reader.boolean("cross_attention_qk_norm", defaults.cross_attention_qk_norm);
+  v.gate_init = reader.number("gate_init", defaults.gate_init);
+  if (!std::isfinite(v.gate_init)) {
+    reader.fail("gate_init", "must be a finite number", show(json(v.gate_init)));
+  }
+
+  if (v.image_size % v.patch_size != 0) {
+    reader.fail("patch_size",
+                "must divide image_size (" + std::to_string(v.image_size) +
+                    "), so that the patches tile the image",
+                v.patch_size);
+  }
+  if (v.width % v.heads != 0) {
+    reader.fail("heads", "must divide width (" + std::to_string(v.width) + ")", v.heads);
+  }
+  for (const char* key : {"mean", "std"}) {
+    const std::vector<double>& values = std::string_view(key) == "mean" ? v.mean : v.std;
+    if (static_cast<int64_t>(values.size()) != v.channels) {
+      reader.fail(key,
+                  "must have one entry per channel (channels = " + std::to_string(v.channels) + ")",
+                  show(object.at(key)));
+    }
+    for (const double value : values) {
+      const bool bad = !std::isfinite(value) || (std::string_view(key) == "std" && value <= 0);
+      if (bad) {
+        reader.fail(key,
+                    std::string_view(key) == "std" ? "every entry must be a finite number > 0"
+                                                   : "every entry must be a finite number",
+                    show(object.at(key)));
+      }
+    }
+  }
+  if (v.resampler_latents < 0) {
+    reader.fail("resampler_latents", "must be 0 (no resampler) or positive", v.resampler_latents);
+  }
+  if (v.resampler_latents > 0 && v.resampler_layers <= 0) {
+    reader.fail("resampler_layers", "must be positive when resampler_latents > 0",
+                v.resampler_layers);
+  }
+  if (v.resampler_latents == 0 && v.resampler_layers != 0) {
+    reader.fail("resampler_layers", "must be 0 or absent when resampler_latents is 0",
+                v.resampler_layers);
+  }
+  if (v.cross_attention_layers.empty()) {
+    reader.fail("cross_attention_layers",
+                "must name at least one decoder layer, else the image is never read",
+                show(object.at("cross_attention_layers")));
+  }
+  for (size_t i = 0; i < v.cross_attention_layers.size(); ++i) {
+    const int64_t layer = v.cross_attention_layers[i];
+    if (layer < 0 || layer >= text.n_layers) {
+      reader.fail("cross_attention_layers",
+                  "layer " + std::to_string(layer) + " is not a decoder layer (0.." +
+                      std::to_string(text.n_layers - 1) + ")",
+                  show(object.at("cross_attention_layers")));
+    }
+    if (i > 0 && layer <= v.cross_attention_layers[i - 1]) {
+      reader.fail("cross_attention_layers", "layers must be distinct and in increasing order",
+                  show(object.at("cross_attention_layers")));
+    }
+  }
+  if (v.cross_attention_heads % v.cross_attention_kv_heads != 0) {
+    reader.fail("cross_attention_kv_heads",
+                "cross_attention_heads (" + std::to_string(v.cross_attention_heads) +
+                    ") must be a multiple of cross_attention_kv_heads",
+                v.cross_attention_kv_heads);
+  }
+  // Every vision weight count fits in int64 (the largest are the patch embedding, the tower's
+  // matrices, and the gated blocks' attention and FFN).
+  checked_product(reader, {{"channels", v.channels},
+                           {"patch_size", v.patch_size},
+                           {"patch_size", v.patch_size},
+                           {"width", v.width}});
+  checked_product(reader,
+                  {{"image_size", v.image_size}, {"image_size", v.image_size}, {"width", v.width}});
+  checked_product(reader, {{"mlp_size", v.mlp_size},
+                           {"width", v.width},
+                           {"layers", v.layers},
+                           {"6 (attention, MLP)", 6}});
+  checked_product(
+      reader, {{"cross_attention_d_ff", v.cross_attention_d_ff},
+               {"cross_attention_layers", static_cast<int64_t>(v.cross_attention_layers.size())},
+               {"d_model", text.d_model},
+               {"3 (gate, up, down)", 3}});
+  checked_product(
+      reader, {{"cross_attention_heads", v.cross_attention_heads},
+               {"head_dim", text.head_dim},
+               {"d_model", text.d_model},
+               {"4 (q, k, v, o)", 4},
+               {"cross_attention_layers", static_cast<int64_t>(v.cross_attention_layers.size())}});
+  if (v.resampler_latents > 0) {
+    checked_product(reader, {{"resampler_latents", v.resampler_latents}, {"width", v.width}});
+  }
+  return v;
+}
+
 }  // namespace
+
+bool VisionConfig::has_cross_attention(int64_t layer) const {
+  return cross_attention_index(layer) >= 0;
+}
+
+int64_t VisionConfig::cross_attention_index(int64_t layer) const {
+  const auto it = std::find(cross_attention_layers.begin(), cross_attention_layers.end(), layer);
+  return it == cross_attention_layers.end() ? -1 : it - cross_attention_layers.begin();
+}
 
 ModelConfig config_from_json(const json& object, const std::string& source) {
   if (!object.is_object()) {
@@ -397,6 +594,7 @@ ModelConfig config_from_json(const json& object, const std::string& source) {
 
   check_consistency(reader, c);
   check_sizes_fit(reader, c);
+  if (object.contains("vision")) c.vision = vision_from_json(object.at("vision"), source, c);
   return c;
 }
 
@@ -412,14 +610,17 @@ ModelConfig load_config(const std::filesystem::path& path) {
   if (in.bad()) throw ConfigError(source + ": cannot read: " + std::strerror(errno));
 
   // nlohmann keeps the last of repeated keys silently; a config that says two things about one
-  // field is rejected instead. Depth 1 is the top-level object's own keys.
+  // field is rejected instead. Depth 1 is the top-level object's own keys, depth 2 those of an
+  // object inside it ("vision"), named "<outer>.<inner>".
   std::set<std::string> seen_keys;
+  std::string outer_key;
   const json::parser_callback_t reject_repeated_keys = [&](int depth, json::parse_event_t event,
                                                            json& parsed) {
-    if (event == json::parse_event_t::key && depth == 1 &&
-        !seen_keys.insert(parsed.get<std::string>()).second) {
-      throw ConfigError(source + ": key \"" + parsed.get<std::string>() +
-                        "\": appears more than once");
+    if (event != json::parse_event_t::key || depth > 2) return true;
+    if (depth == 1) outer_key = parsed.get<std::string>();
+    const std::string key = depth == 1 ? outer_key : outer_key + "." + parsed.get<std::string>();
+    if (!seen_keys.insert(key).second) {
+      throw ConfigError(source + ": key \"" + key + "\": appears more than once");
     }
     return true;
   };
@@ -437,7 +638,7 @@ ModelConfig load_config(const std::filesystem::path& path) {
 }
 
 json config_to_json(const ModelConfig& c) {
-  return json{{"name", c.name},
+  json config{{"name", c.name},
               {"vocab_size", c.vocab_size},
               {"d_model", c.d_model},
               {"n_layers", c.n_layers},
@@ -461,6 +662,28 @@ json config_to_json(const ModelConfig& c) {
               {"init_seed", c.init_seed},
               {"init_std", c.init_std},
               {"eos_token_id", c.eos_token_id}};
+  if (c.vision) {
+    const VisionConfig& v = *c.vision;
+    config["vision"] = json{{"image_size", v.image_size},
+                            {"channels", v.channels},
+                            {"patch_size", v.patch_size},
+                            {"width", v.width},
+                            {"layers", v.layers},
+                            {"heads", v.heads},
+                            {"mlp_size", v.mlp_size},
+                            {"norm_eps", v.norm_eps},
+                            {"mean", v.mean},
+                            {"std", v.std},
+                            {"resampler_latents", v.resampler_latents},
+                            {"resampler_layers", v.resampler_layers},
+                            {"cross_attention_layers", v.cross_attention_layers},
+                            {"cross_attention_heads", v.cross_attention_heads},
+                            {"cross_attention_kv_heads", v.cross_attention_kv_heads},
+                            {"cross_attention_d_ff", v.cross_attention_d_ff},
+                            {"cross_attention_qk_norm", v.cross_attention_qk_norm},
+                            {"gate_init", v.gate_init}};
+  }
+  return config;
 }
 
 namespace {
@@ -470,13 +693,26 @@ auto fields(const ModelConfig& c) {
                   c.norm, c.norm_eps, c.positions, c.rope_theta, c.ffn_activation, c.n_experts,
                   c.top_k, c.router_renormalize, c.capacity_factor, c.moe_every, c.expert_d_ff,
                   c.dense_d_ff, c.max_seq_len, c.tied_embeddings, c.init_seed, c.init_std,
-                  c.eos_token_id);
+                  c.eos_token_id, c.vision);
+}
+
+auto vision_fields(const VisionConfig& v) {
+  return std::tie(v.image_size, v.channels, v.patch_size, v.width, v.layers, v.heads, v.mlp_size,
+                  v.norm_eps, v.mean, v.std, v.resampler_latents, v.resampler_layers,
+                  v.cross_attention_layers, v.cross_attention_heads, v.cross_attention_kv_heads,
+                  v.cross_attention_d_ff, v.cross_attention_qk_norm, v.gate_init);
 }
 
 }  // namespace
 
 static_assert(std::tuple_size_v<decltype(fields(ModelConfig{}))> == kKeys.size(),
               "every ModelConfig field is compared, and has a key");
+static_assert(std::tuple_size_v<decltype(vision_fields(VisionConfig{}))> == kVisionKeys.size(),
+              "every VisionConfig field is compared, and has a key");
+
+bool operator==(const VisionConfig& a, const VisionConfig& b) {
+  return vision_fields(a) == vision_fields(b);
+}
 
 bool operator==(const ModelConfig& a, const ModelConfig& b) { return fields(a) == fields(b); }
 

@@ -12,8 +12,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace moeref {
 
@@ -25,6 +27,40 @@ class ConfigError : public std::runtime_error {
 enum class NormKind { kRmsNorm, kLayerNorm };
 enum class PositionKind { kRope, kLearned };
 enum class Activation { kSwiGlu, kGelu };
+
+// The optional vision path (docs/vision.md): a ViT tower that turns one image into vision tokens,
+// read by gated cross-attention blocks placed in front of chosen decoder layers. Read from the
+// config's "vision" object; its keys are the field names below (errors name them "vision.<key>").
+struct VisionConfig {
+  int64_t image_size = 0;  // the tower's input is a square image_size x image_size image
+  int64_t channels = 0;
+  int64_t patch_size = 0;  // divides image_size
+  int64_t width = 0;       // the tower's model width
+  int64_t layers = 0;      // encoder blocks
+  int64_t heads = 0;       // divides width
+  int64_t mlp_size = 0;
+  double norm_eps = 1e-5;                       // of the tower's LayerNorms
+  std::vector<double> mean;                     // per channel, applied to pixel values in [0, 1]
+  std::vector<double> std;                      // per channel, positive
+  int64_t resampler_latents = 0;                // Perceiver Resampler latents; 0 = no resampler
+  int64_t resampler_layers = 0;                 // positive with latents, else 0
+  std::vector<int64_t> cross_attention_layers;  // decoder layers with a gated block in front
+  int64_t cross_attention_heads = 0;            // query heads; head_dim is the decoder's
+  int64_t cross_attention_kv_heads = 0;         // divides cross_attention_heads; 1 = multi-query
+  int64_t cross_attention_d_ff = 0;             // the gated FFN's hidden size
+  bool cross_attention_qk_norm = false;         // per-head RMSNorm on q and k (Mllama)
+  double gate_init = 0.0;  // attn gates start near +gate_init, FFN gates near -gate_init
+
+  int64_t patches_per_side() const { return image_size / patch_size; }
+  int64_t n_patches() const { return patches_per_side() * patches_per_side(); }
+  int64_t patch_dim() const { return channels * patch_size * patch_size; }
+  int64_t head_dim() const { return width / heads; }
+  // Vision tokens per image: the resampler's latents, or one per patch.
+  int64_t n_tokens() const { return resampler_latents > 0 ? resampler_latents : n_patches(); }
+  bool has_cross_attention(int64_t layer) const;
+  // The index of `layer` in cross_attention_layers; -1 when it has no gated block.
+  int64_t cross_attention_index(int64_t layer) const;
+};
 
 struct ModelConfig {
   std::string name;  // free text, e.g. "tiny"
@@ -60,6 +96,8 @@ struct ModelConfig {
 
   int64_t eos_token_id = -1;  // -1 = no end-of-sequence token
 
+  std::optional<VisionConfig> vision;  // absent: a text-only model
+
   bool is_moe_layer(int64_t layer) const { return (layer + 1) % moe_every == 0; }
   int64_t n_moe_layers() const { return n_layers / moe_every; }
   int64_t q_dim() const { return n_heads * head_dim; }
@@ -73,6 +111,7 @@ ModelConfig load_config(const std::filesystem::path& path);
 // The inverse of config_from_json: every field, so that a written config reads back equal.
 nlohmann::json config_to_json(const ModelConfig& config);
 
+bool operator==(const VisionConfig& a, const VisionConfig& b);
 bool operator==(const ModelConfig& a, const ModelConfig& b);
 
 }  // namespace moeref

@@ -136,7 +136,7 @@ class DecodeBatch {
     for (int64_t id = 0; id < batch_; ++id) {
       inputs.push_back(
           {std::span(tokens_[id]).subspan(static_cast<size_t>(first), static_cast<size_t>(count)),
-           first, cache_.views(id)});
+           first, cache_.views(id), SequenceImage{}});
     }
     const Tensor logits = model.forward_batch(inputs).logits;
     const auto vocab = static_cast<size_t>(model.config().vocab_size);

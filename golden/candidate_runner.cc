@@ -1,5 +1,6 @@
 #include "golden/candidate_runner.h"
 
+#include <optional>
 #include <span>
 
 #include "golden/model_case.h"
@@ -29,24 +30,36 @@ Candidate run_model_case(const GoldenSet& set, const Kernels& kernels,
   const std::vector<int32_t> golden_tokens = set.expected_tensor("greedy_tokens").to_i32();
 
   TraceRecorder recorder;
+  std::optional<Tensor> image;
+  ImageKv image_kv;
+  SequenceImage sequence_image;
+  if (spec.config.vision) {
+    const TensorRecord& record = set.inputs().at("image");
+    image = Tensor(record.shape, record.to_f32());
+    PrefixedTracer encoding(recorder, "image/");
+    image_kv = model.encode_image(*image, &encoding);
+    sequence_image = {&image_kv, spec.image_position};
+  }
   KvCache cache = model.new_cache();
   std::vector<int32_t> greedy;
   {
     PrefixedTracer prefill(recorder, "prefill/");
-    const Tensor logits = model.forward(spec.prompt, cache, &prefill).logits;
+    const Tensor logits = model.forward(spec.prompt, cache, sequence_image, &prefill).logits;
     greedy.push_back(
         greedy_token({logits.row(logits.dim(0) - 1), static_cast<size_t>(logits.dim(1))}));
   }
   for (int64_t i = 0; i < spec.decode_steps; ++i) {
     PrefixedTracer step(recorder, "decode." + std::to_string(i) + "/");
-    const Tensor logits = model.forward(std::span(&golden_tokens[i], 1), cache, &step).logits;
+    const Tensor logits =
+        model.forward(std::span(&golden_tokens[i], 1), cache, sequence_image, &step).logits;
     greedy.push_back(greedy_token({logits.data(), static_cast<size_t>(logits.dim(1))}));
   }
 
   Candidate candidate;
   for (const TensorRecord& record : recorder.records()) candidate.emplace(record.name, record);
   add_tokens(candidate, "greedy_tokens", greedy);
-  const GenerationRequest sampled{spec.prompt, spec.sampled_tokens, spec.sampling, 0};
+  const GenerationRequest sampled{spec.prompt, spec.sampled_tokens, spec.sampling, 0,
+                                  image,       spec.image_position};
   add_tokens(candidate, "sampled_tokens", generate(model, sampled).tokens);
   return candidate;
 }

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "ref/generate.h"
+#include "ref/image.h"
 #include "ref/model.h"
 #include "ref/philox.h"
 #include "ref/version.h"
@@ -20,6 +21,7 @@ using nlohmann::json;
 namespace {
 
 constexpr uint32_t kPromptStream = 0x50524F4D;  // "PROM"
+constexpr uint32_t kImageStream = 0x494D4147;   // "IMAG"
 
 struct Generations {
   TraceRecorder greedy_trace;
@@ -31,9 +33,15 @@ struct Generations {
 Generations run_generations(const Model& model, const ModelCaseSpec& spec,
                             const std::vector<int32_t>& prompt) {
   Generations runs;
-  GenerationRequest greedy{prompt, spec.decode_steps + 1, SamplingParams{}, 0};
+  GenerationRequest greedy{prompt, spec.decode_steps + 1, SamplingParams{}, 0, std::nullopt, 0};
+  if (spec.config.vision) {
+    greedy.image = synthetic_image(*spec.config.vision, spec.image_seed);
+    greedy.image_position = spec.image_position;
+  }
   runs.greedy = generate(model, greedy, &runs.greedy_trace);
-  GenerationRequest sampled{prompt, spec.sampled_tokens, spec.sampling, 0};
+  GenerationRequest sampled = greedy;
+  sampled.max_new_tokens = spec.sampled_tokens;
+  sampled.sampling = spec.sampling;
   runs.sampled = generate(model, sampled, &runs.sampled_trace);
   return runs;
 }
@@ -117,7 +125,7 @@ json finite_or_null(double value) { return std::isfinite(value) ? json(value) : 
 
 json manifest_for(const ModelCaseSpec& spec, const std::vector<int32_t>& prompt,
                   const Margins& margins, int64_t dropped) {
-  return {
+  json manifest = {
       {"format_version", 1},
       {"kind", "model"},
       {"case", spec.name},
@@ -144,6 +152,10 @@ json manifest_for(const ModelCaseSpec& spec, const std::vector<int32_t>& prompt,
       {"capacity",
        {{"capacity_factor", spec.config.capacity_factor}, {"dropped_assignments", dropped}}},
   };
+  if (spec.config.vision) {
+    manifest["inputs"]["image"] = {{"seed", spec.image_seed}, {"position", spec.image_position}};
+  }
+  return manifest;
 }
 
 }  // namespace
@@ -185,6 +197,10 @@ ModelCase build_model_case(const ModelCaseSpec& spec) {
   result.manifest = manifest_for(spec, prompt, margins, dropped_assignments(runs.greedy_trace));
   result.weights = weight_records(spec.config, model.weights());
   result.inputs.push_back(make_i32_record("prompt", {static_cast<int64_t>(prompt.size())}, prompt));
+  if (spec.config.vision) {
+    const Tensor image = synthetic_image(*spec.config.vision, spec.image_seed);
+    result.inputs.push_back(make_f32_record("image", image.shape(), image.values()));
+  }
   result.trace = runs.greedy_trace.records();
   result.trace.push_back(make_i32_record(
       "greedy_tokens", {static_cast<int64_t>(runs.greedy.tokens.size())}, runs.greedy.tokens));
@@ -203,6 +219,20 @@ std::vector<int32_t> prompt_candidate(uint64_t seed, int64_t length, int64_t voc
     prompt[i] = static_cast<int32_t>(bits[i % 4] % static_cast<uint32_t>(vocab_size));
   }
   return prompt;
+}
+
+Tensor synthetic_image(const VisionConfig& vision, uint64_t seed) {
+  PixelImage pixels{vision.channels, vision.image_size, vision.image_size, {}};
+  pixels.values.resize(
+      static_cast<size_t>(vision.channels * vision.image_size * vision.image_size));
+  const PhiloxKey key = philox_key_from_seed(seed);
+  for (size_t i = 0; i < pixels.values.size(); ++i) {
+    const uint64_t block = i / 4;
+    const PhiloxCounter bits = philox4x32_10(
+        {static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), 0, kImageStream}, key);
+    pixels.values[i] = uniform_from_bits(bits[i % 4]);
+  }
+  return normalize_image(pixels, vision);
 }
 
 ModelCaseSpec spec_from_manifest(const json& manifest, const std::string& source) {
@@ -228,6 +258,11 @@ ModelCaseSpec spec_from_manifest(const json& manifest, const std::string& source
     spec.sampling.top_p = field(sampling, "top_p").get<double>();
     spec.sampling.seed = field(sampling, "seed").get<uint64_t>();
     spec.margin_threshold = field(field(manifest, "margins"), "threshold").get<double>();
+    if (spec.config.vision) {
+      const json& image = field(inputs, "image");
+      spec.image_seed = field(image, "seed").get<uint64_t>();
+      spec.image_position = field(image, "position").get<int64_t>();
+    }
     return spec;
   } catch (const json::exception& e) {
     throw std::runtime_error(source + ": malformed manifest: " + e.what());

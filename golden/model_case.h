@@ -7,6 +7,10 @@
 // Building a case is deterministic: the same spec gives the same bits, which is what
 // `moeref golden --verify` relies on.
 //
+// With a vision config, both generations read one synthetic image (synthetic_image) placed before
+// prompt token image_position; its encoding is traced under "image/" and the image itself is an
+// input ("image", [channels, image_size, image_size], normalised).
+//
 // When no prompt is given, candidates are drawn from Philox (key = sampling seed, counter =
 // {i / 4, candidate, 0, 0x50524F4D}, word i % 4, token = bits mod vocab_size) until one reaches
 // every margin threshold: no routing decision, greedy token or sampled token is a near-tie.
@@ -20,6 +24,7 @@
 #include "ref/config.h"
 #include "ref/safetensors.h"
 #include "ref/sampling.h"
+#include "ref/tensor.h"
 
 namespace moeref::golden {
 
@@ -34,6 +39,8 @@ struct ModelCaseSpec {
   SamplingParams sampling{.temperature = 0.8, .top_k = 0, .top_p = 0.95, .seed = 1234};
   double margin_threshold = 1e-3;
   int64_t max_prompt_candidates = 2000;
+  uint64_t image_seed = 7;     // vision configs only
+  int64_t image_position = 4;  // vision configs only: prompt tokens before the image
 };
 
 // The smallest distance of each kind found in a generation. Router: the gap between consecutive
@@ -51,7 +58,7 @@ struct Margins {
 struct ModelCase {
   nlohmann::json manifest;  // without the "files" and "tensors" sections, which writing adds
   std::vector<TensorRecord> weights;
-  std::vector<TensorRecord> inputs;  // "prompt"
+  std::vector<TensorRecord> inputs;  // "prompt", and "image" with a vision config
   std::vector<TensorRecord> trace;   // in execution order
 };
 
@@ -61,6 +68,11 @@ ModelCase build_model_case(const ModelCaseSpec& spec);
 // Prompt candidate `candidate` of the search described above: `length` tokens below vocab_size.
 std::vector<int32_t> prompt_candidate(uint64_t seed, int64_t length, int64_t vocab_size,
                                       uint32_t candidate);
+
+// A deterministic test image: pixel i of the [channels, image_size, image_size] image is
+// uniform_from_bits of Philox word i % 4 (key = seed, counter = {i / 4 (low, high 32 bits), 0,
+// 0x494D4147}), in [0, 1); then normalised as a file's pixels are (ref/image.h).
+Tensor synthetic_image(const VisionConfig& vision, uint64_t seed);
 
 // The spec recorded in a manifest (prompt included), for regeneration. `source` prefixes errors.
 ModelCaseSpec spec_from_manifest(const nlohmann::json& manifest, const std::string& source);

@@ -24,6 +24,7 @@
 
 #include "ref/attention.h"
 #include "ref/config.h"
+#include "ref/cross_attention.h"
 #include "ref/feed_forward.h"
 #include "ref/kernels.h"
 #include "ref/matmul.h"
@@ -422,6 +423,112 @@ OpCase moe_case(const std::string& name, const MoeSpec& s) {
   return c.finish();
 }
 
+struct CrossAttentionSpec {
+  int64_t n_kv_heads;
+  int64_t head_dim;
+  int64_t vision_tokens;  // N_v
+  int64_t queries;        // T
+};
+
+// The attention of ref/cross_attention.h alone: every query sees every vision token.
+OpCase cross_attention_case(const std::string& name, const CrossAttentionSpec& s) {
+  constexpr int64_t kHeads = 4;
+  CaseBuilder c(name, "cross_attention",
+                "attention of T text queries over N_v vision tokens: no mask, no RoPE, scale "
+                "1/sqrt(head_dim); query head h reads K/V head h / (H / G)",
+                {{"n_heads", kHeads},
+                 {"n_kv_heads", s.n_kv_heads},
+                 {"head_dim", s.head_dim},
+                 {"vision_tokens", s.vision_tokens},
+                 {"queries", s.queries}});
+  const std::vector<float> q = c.random("q", {s.queries, kHeads, s.head_dim}, 1.0f);
+  const std::vector<float> keys =
+      c.random("keys", {s.n_kv_heads, s.vision_tokens, s.head_dim}, 1.0f);
+  const std::vector<float> values =
+      c.random("values", {s.n_kv_heads, s.vision_tokens, s.head_dim}, 1.0f);
+  std::vector<float> context(q.size());
+  std::vector<float> probs(static_cast<size_t>(s.queries * kHeads * s.vision_tokens));
+  const std::vector<int64_t> last_vision_token(static_cast<size_t>(s.queries), s.vision_tokens - 1);
+  ref::attention(q.data(), keys.data(), values.data(), last_vision_token,
+                 ref::AttentionDims(kHeads, s.n_kv_heads, s.head_dim, s.vision_tokens),
+                 context.data(), probs.data(), s.vision_tokens);
+  c.output(make_f32_record("context", {s.queries, kHeads, s.head_dim}, context),
+           ToleranceClass::kActivation);
+  c.output(make_f32_record("probs", {s.queries, kHeads, s.vision_tokens}, probs),
+           ToleranceClass::kProbability);
+  return c.finish();
+}
+
+// A whole gated cross-attention block (ref/cross_attention.h) with its vision K/V: tokens before
+// image_position pass through unchanged.
+OpCase gated_cross_attention_case(const std::string& name, bool qk_norm, int64_t n_kv_heads) {
+  ModelConfig config;
+  config.name = name;
+  config.d_model = 32;
+  config.head_dim = 8;
+  config.norm_eps = 1e-5;
+  VisionConfig v;
+  v.cross_attention_layers = {0};
+  v.cross_attention_heads = 4;
+  v.cross_attention_kv_heads = n_kv_heads;
+  v.cross_attention_d_ff = 48;
+  v.cross_attention_qk_norm = qk_norm;
+  config.vision = v;
+  constexpr int64_t kTokens = 6;
+  constexpr int64_t kVisionTokens = 5;
+  constexpr int64_t kImagePosition = 2;
+  const int64_t d = config.d_model;
+  const int64_t hd = config.head_dim;
+  const int64_t q_dim = v.cross_attention_heads * hd;
+  const int64_t kv_dim = n_kv_heads * hd;
+  CaseBuilder c(name, "gated_cross_attention",
+                "Flamingo's gated block: y += tanh(a_attn) XAttn(Norm y, vision), y += "
+                "tanh(a_ffn) FFN(Norm y), RMSNorm, SwiGLU; tokens at positions 0..5, the image "
+                "seen from position 2 on",
+                {{"tokens", kTokens},
+                 {"d_model", d},
+                 {"head_dim", hd},
+                 {"n_heads", v.cross_attention_heads},
+                 {"n_kv_heads", n_kv_heads},
+                 {"d_ff", v.cross_attention_d_ff},
+                 {"qk_norm", qk_norm},
+                 {"norm_eps", config.norm_eps},
+                 {"vision_tokens", kVisionTokens},
+                 {"image_position", kImagePosition}});
+  std::vector<float> x = c.random("x", {kTokens, d}, 1.0f);
+  const Tensor tokens({kVisionTokens, d}, c.random("vision_tokens", {kVisionTokens, d}, 1.0f));
+  CrossAttentionWeights w;
+  auto matrix = [&](const std::string& tensor, int64_t out, int64_t in) {
+    return Tensor({out, in}, c.random(tensor, {out, in}, 0.375f));
+  };
+  w.attn_norm = Tensor({d}, c.random("attn_norm.weight", {d}, 0.25f, 1.0f));
+  w.q_proj = matrix("q_proj.weight", q_dim, d);
+  w.k_proj = matrix("k_proj.weight", kv_dim, d);
+  w.v_proj = matrix("v_proj.weight", kv_dim, d);
+  w.o_proj = matrix("o_proj.weight", d, q_dim);
+  if (qk_norm) {
+    w.q_norm = Tensor({hd}, c.random("q_norm.weight", {hd}, 0.25f, 1.0f));
+    w.k_norm = Tensor({hd}, c.random("k_norm.weight", {hd}, 0.25f, 1.0f));
+  }
+  w.attn_gate = Tensor({1}, c.random("attn_gate", {1}, 0.125f, 0.5f));
+  w.ffn_norm = Tensor({d}, c.random("ffn_norm.weight", {d}, 0.25f, 1.0f));
+  w.ffn = random_ffn(c, "ffn.", ".weight", Activation::kSwiGlu, d, v.cross_attention_d_ff);
+  w.ffn_gate = Tensor({1}, c.random("ffn_gate", {1}, 0.125f, -0.5f));
+  std::vector<int32_t> positions(kTokens);
+  for (int64_t t = 0; t < kTokens; ++t) positions[t] = static_cast<int32_t>(t);
+  c.input(make_i32_record("positions", {kTokens}, positions), "token t at position t");
+
+  TraceRecorder recorder;
+  const ImageKv kv = image_kv(ref_kernels(), config, std::span(&w, 1), tokens, &recorder);
+  const std::vector<SequenceImage> images(kTokens, SequenceImage{&kv, kImagePosition});
+  gated_cross_attention(ref_kernels(), config, w, 0, to_int64(positions), images, x.data(),
+                        TraceScope(&recorder, "layers.0.xattn."));
+  for (const TensorRecord& record : recorder.records()) {
+    c.output(record, classify_model_tensor(record.name));
+  }
+  return c.finish();
+}
+
 OpCase sampling_case(const std::string& name) {
   constexpr int64_t kPositions = 32;
   constexpr int64_t kVocab = 50;
@@ -580,6 +687,19 @@ std::vector<CaseEntry> make_registry() {
   for (const auto& [name, spec] : moe_cases) {
     add(name, [spec](const std::string& n) { return moe_case(n, spec); });
   }
+  // H = 4 query heads; N_v not a multiple of 8 in most cases.
+  for (const CrossAttentionSpec x :
+       {CrossAttentionSpec{1, 8, 5, 3}, CrossAttentionSpec{2, 16, 9, 1},
+        CrossAttentionSpec{4, 64, 17, 2}, CrossAttentionSpec{1, 128, 33, 2}}) {
+    const char* kind = x.n_kv_heads == 1 ? "mqa" : x.n_kv_heads == 4 ? "mha" : "gqa";
+    add("cross-attention-" + std::string(kind) + "-hd" + std::to_string(x.head_dim) + "-n" +
+            std::to_string(x.vision_tokens) + "-t" + std::to_string(x.queries),
+        [x](const std::string& n) { return cross_attention_case(n, x); });
+  }
+  add("gated-cross-attention-mqa-qk-norm",
+      [](const std::string& n) { return gated_cross_attention_case(n, true, 1); });
+  add("gated-cross-attention-gqa",
+      [](const std::string& n) { return gated_cross_attention_case(n, false, 2); });
   add("sampling-top-k-top-p", sampling_case);
   add("sampling-greedy-ties", greedy_ties_case);
   return cases;

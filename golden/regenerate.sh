@@ -23,3 +23,5 @@ sets=golden/sets
 "$moeref" golden configs/golden/tiny-mqa-moe.json --batching --out "$sets/tiny-batching" \
   --name tiny-batching \
   --description "Continuous batching: 4 requests, chunked prefill, 3 preemptions, paged KV"
+"$moeref" golden configs/golden/tiny-vision.json --out "$sets/tiny-vision" \
+  --description "Vision: ViT tower, Perceiver Resampler, gated cross-attention (multi-query, q/k RMSNorm) in front of both layers; image after prompt token 4"

@@ -25,7 +25,7 @@ struct Run {
 
 Run run(const Model& target, const Model& draft, const SpeculativeCaseSpec& spec,
         const std::vector<int32_t>& prompt, bool greedy) {
-  GenerationRequest request{prompt, spec.new_tokens, spec.sampling, 0};
+  GenerationRequest request{prompt, spec.new_tokens, spec.sampling, 0, std::nullopt, 0};
   if (greedy) request.sampling = SamplingParams{};
   SpeculativeOptions options;
   options.gamma = spec.gamma;

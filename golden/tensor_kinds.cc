@@ -47,7 +47,37 @@ std::string_view traced_name(std::string_view name) {
 
 TensorKind classify_model_tensor(std::string_view name) {
   using C = ToleranceClass;
+  // The vision tower's names (ref/vision_encoder.h, ref/vision_block.h), under "vision.".
+  static const std::vector<std::pair<std::string_view, TensorKind>> vision_by_suffix = {
+      {"vision.pixels", {"image_input", C::kActivation}},
+      {"vision.patches", {"patchify", C::kActivation}},
+      {"vision.embed.out", {"patch_embedding", C::kActivation}},
+      {"norm.out", {"layer_norm", C::kActivation}},
+      {"attn.q", {"linear", C::kActivation}},
+      {"attn.k", {"linear", C::kActivation}},
+      {"attn.v", {"linear", C::kActivation}},
+      {"attn.probs", {"bidirectional_softmax", C::kProbability}},
+      {"attn.context", {"attention", C::kActivation}},
+      {"attn.out", {"linear", C::kActivation}},
+      {"attn.residual", {"residual_add", C::kActivation}},
+      {"mlp.hidden", {"linear_gelu", C::kActivation}},
+      {"mlp.out", {"linear", C::kActivation}},
+      {"vision.resampler.out", {"layer_norm", C::kActivation}},
+      {"vision.tokens", {"projector", C::kActivation}},
+      {".out", {"residual_add", C::kActivation}},
+  };
   static const std::vector<std::pair<std::string_view, TensorKind>> by_suffix = {
+      // The gated cross-attention blocks (ref/cross_attention.h), before "attn.q" and the like,
+      // which "xattn.q" also ends with.
+      {"xattn.q", {"linear_qk_norm", C::kActivation}},
+      {"xattn.k", {"linear_qk_norm", C::kActivation}},
+      {"xattn.v", {"linear", C::kActivation}},
+      {"xattn.probs", {"cross_attention_softmax", C::kProbability}},
+      {"xattn.context", {"cross_attention", C::kActivation}},
+      {"xattn.attn_out", {"linear", C::kActivation}},
+      {"xattn.attn_gated", {"tanh_gate", C::kActivation}},
+      {"xattn.attn_residual", {"residual_add", C::kActivation}},
+      {"xattn.ffn_gated", {"tanh_gate", C::kActivation}},
       {"embed.out", {"embedding", C::kActivation}},
       {"attn_norm.out", {"norm", C::kActivation}},
       {"ffn_norm.out", {"norm", C::kActivation}},
@@ -75,7 +105,8 @@ TensorKind classify_model_tensor(std::string_view name) {
       {".out", {"residual_add", C::kActivation}},  // layers.L.out, after the more specific names
   };
   const std::string_view traced = traced_name(name);
-  for (const auto& [suffix, kind] : by_suffix) {
+  const bool in_tower = traced.starts_with("vision.");
+  for (const auto& [suffix, kind] : in_tower ? vision_by_suffix : by_suffix) {
     if (ends_with(traced, suffix)) return kind;
   }
   throw std::invalid_argument("\"" + std::string(name) + "\" is not a traced tensor name");

@@ -9,6 +9,16 @@ namespace moeref {
 
 namespace {
 
+void cross_attention_block(const LayerContext& c, float* x) {
+  std::vector<SequenceImage> images;
+  for (const SequenceSlice& slice : c.sequences) {
+    images.insert(images.end(), static_cast<size_t>(slice.n_tokens), slice.image);
+  }
+  gated_cross_attention(c.kernels, c.config, *c.cross_attention,
+                        c.config.vision->cross_attention_index(c.layer), c.positions, images, x,
+                        c.trace.nested("xattn."));
+}
+
 void attention_block(const LayerContext& c, float* x) {
   const ModelConfig& config = c.config;
   const Kernels& kernels = c.kernels;
@@ -104,6 +114,7 @@ void apply_norm(const Kernels& kernels, const ModelConfig& config, const Tensor&
 }
 
 std::optional<RouterStats> decoder_layer_forward(const LayerContext& context, float* x) {
+  if (context.cross_attention != nullptr) cross_attention_block(context, x);
   attention_block(context, x);
   return ffn_block(context, x);
 }

@@ -1,5 +1,7 @@
 // One pre-norm decoder layer, as a pipeline of named steps over the residual stream x:
 //
+//   gated cross-attention (vision configs, layers of cross_attention_layers only):
+//                     ref/cross_attention.h, for the tokens that see their sequence's image
 //   attention block:  h = x + o_proj(Attention(RoPE(q_proj n), RoPE(k_proj n), v_proj n)),
 //                     n = Norm1(x); RoPE only with positions = rope
 //   FFN block:        x' = h + FFN(Norm2(h)),   FFN = MoE (ref/moe.h) or dense (ref/feed_forward.h)
@@ -17,6 +19,7 @@
 #include <span>
 
 #include "ref/config.h"
+#include "ref/cross_attention.h"
 #include "ref/kernels.h"
 #include "ref/kv_view.h"
 #include "ref/moe.h"
@@ -31,6 +34,7 @@ struct SequenceSlice {
   int64_t n_tokens = 0;
   int64_t start_position = 0;  // of the slice's first token
   KvView kv;
+  SequenceImage image;  // the sequence's image, if any
 };
 
 struct LayerContext {
@@ -38,11 +42,13 @@ struct LayerContext {
   const ModelConfig& config;
   int64_t layer;
   const LayerWeights& weights;
-  std::span<const int64_t> positions;        // of every token of the call, slice after slice
-  std::span<const SequenceSlice> sequences;  // in the order of the tokens
+  const CrossAttentionWeights* cross_attention;  // the gated block in front, or null
+  std::span<const int64_t> positions;            // of every token of the call, slice after slice
+  std::span<const SequenceSlice> sequences;      // in the order of the tokens
   const TraceScope& trace;
 };
 
+// Runs the gated cross-attention block (if any), the attention block and the FFN block.
 // Returns the router's statistics for an MoE layer, nothing for a dense one.
 std::optional<RouterStats> decoder_layer_forward(const LayerContext& context, float* x);
 

@@ -46,8 +46,8 @@ Engine::Engine(const Model& model, EngineLimits limits)
 
 std::string Engine::rejection(const EngineRequest& request) const {
   try {
-    check_generation_request(model_.config(),
-                             {request.prompt, request.max_new_tokens, request.sampling, 0});
+    check_generation_request(model_.config(), {request.prompt, request.max_new_tokens,
+                                               request.sampling, 0, std::nullopt, 0});
   } catch (const std::invalid_argument& e) {
     return e.what();
   }
@@ -173,7 +173,7 @@ StepRecord Engine::step(Tracer* tracer) {
     inputs.push_back({std::span(seq.tokens)
                           .subspan(static_cast<size_t>(chunk.start_position),
                                    static_cast<size_t>(chunk.n_tokens)),
-                      chunk.start_position, cache_.views(chunk.request)});
+                      chunk.start_position, cache_.views(chunk.request), SequenceImage{}});
   }
   Tensor logits;
   if (!inputs.empty()) logits = model_.forward_batch(inputs, tracer).logits;

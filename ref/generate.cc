@@ -31,6 +31,23 @@ void check_generation_request(const ModelConfig& config, const GenerationRequest
                                 std::to_string(request.max_new_tokens));
   }
   const int64_t prompt_length = static_cast<int64_t>(request.prompt.size());
+  if (request.image) {
+    if (!config.vision) {
+      throw std::invalid_argument("an image was given, but config \"" + config.name +
+                                  "\" has no vision section");
+    }
+    const VisionConfig& v = *config.vision;
+    const std::vector<int64_t> expected = {v.channels, v.image_size, v.image_size};
+    if (request.image->shape() != expected) {
+      throw std::invalid_argument("the image has shape " + shape_string(request.image->shape()) +
+                                  ", the vision config needs " + shape_string(expected));
+    }
+    if (request.image_position < 0 || request.image_position > prompt_length) {
+      throw std::invalid_argument("image_position " + std::to_string(request.image_position) +
+                                  " is outside the prompt (0.." + std::to_string(prompt_length) +
+                                  ")");
+    }
+  }
   if (request.max_new_tokens > config.max_seq_len - prompt_length) {  // no overflow
     throw std::invalid_argument("a prompt of " + std::to_string(prompt_length) + " tokens plus " +
                                 std::to_string(request.max_new_tokens) +
@@ -58,8 +75,15 @@ GenerationResult generate(const Model& model, const GenerationRequest& request, 
 
   KvCache cache = model.new_cache();
   const auto prefill_start = std::chrono::steady_clock::now();
+  ImageKv image_kv;
+  SequenceImage image;
+  if (request.image) {
+    std::optional<PrefixedTracer> image_tracer = call_tracer(tracer, "image/");
+    image_kv = model.encode_image(*request.image, get(image_tracer));
+    image = {&image_kv, request.image_position};
+  }
   std::optional<PrefixedTracer> prefill_tracer = call_tracer(tracer, "prefill/");
-  Tensor logits = model.forward(request.prompt, cache, get(prefill_tracer)).logits;
+  Tensor logits = model.forward(request.prompt, cache, image, get(prefill_tracer)).logits;
   result.prefill_seconds = seconds_since(prefill_start);
 
   const auto decode_start = std::chrono::steady_clock::now();
@@ -76,7 +100,8 @@ GenerationResult generate(const Model& model, const GenerationRequest& request, 
     if (static_cast<int64_t>(result.tokens.size()) == request.max_new_tokens) break;
     std::optional<PrefixedTracer> step_tracer =
         call_tracer(tracer, "decode." + std::to_string(result.tokens.size() - 1) + "/");
-    logits = model.forward(std::span<const int32_t>(&token, 1), cache, get(step_tracer)).logits;
+    logits =
+        model.forward(std::span<const int32_t>(&token, 1), cache, image, get(step_tracer)).logits;
   }
   result.decode_seconds = seconds_since(decode_start);
   return result;

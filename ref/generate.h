@@ -6,11 +6,19 @@
 // prompt token outside the vocabulary, max_new_tokens < 0, prompt length + max_new_tokens past
 // max_seq_len, invalid sampling parameters.
 //
-// With a tracer, the prefill is recorded under "prefill/" and the i-th decode call (which feeds
-// the i-th generated token back, i from 0) under "decode.i/", e.g. "decode.0/logits".
+// With an image (vision configs), the image is encoded once, before the prefill, and its K/V are
+// read by every forward call: the tokens at positions >= image_position see it
+// (ref/cross_attention.h). image_position may be 0 .. the prompt's length (then only the new
+// tokens see it). More errors: an image for a text-only config, an image of the wrong shape, an
+// image_position outside that range.
+//
+// With a tracer, the image's encoding is recorded under "image/", the prefill under "prefill/" and
+// the i-th decode call (which feeds the i-th generated token back, i from 0) under "decode.i/",
+// e.g. "decode.0/logits".
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "ref/model.h"
@@ -24,12 +32,15 @@ struct GenerationRequest {
   int64_t max_new_tokens = 16;
   SamplingParams sampling;
   uint32_t request_id = 0;  // counter word 2 of every sampling draw
+  // [channels, image_size, image_size], normalised (ref/image.h reads one from a file).
+  std::optional<Tensor> image;
+  int64_t image_position = 0;
 };
 
 struct GenerationResult {
   std::vector<int32_t> tokens;  // the new tokens only
   bool stopped_at_eos = false;
-  double prefill_seconds = 0.0;
+  double prefill_seconds = 0.0;  // the image's encoding included
   double decode_seconds = 0.0;
 };
 

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "ref/decoder_layer.h"
+#include "ref/vision_encoder.h"
 
 namespace moeref {
 
@@ -32,11 +33,25 @@ void Model::check_tokens(std::span<const int32_t> tokens, int64_t start_position
 
 ForwardOutput Model::forward(std::span<const int32_t> tokens, KvCache& cache,
                              Tracer* tracer) const {
-  SequenceInput sequence{tokens, cache.length(), {}};
+  return forward(tokens, cache, SequenceImage{}, tracer);
+}
+
+ForwardOutput Model::forward(std::span<const int32_t> tokens, KvCache& cache, SequenceImage image,
+                             Tracer* tracer) const {
+  SequenceInput sequence{tokens, cache.length(), {}, image};
   for (int64_t l = 0; l < config_.n_layers; ++l) sequence.kv.push_back(cache.view(l));
   ForwardOutput output = forward_batch(std::span(&sequence, 1), tracer);
   cache.advance(static_cast<int64_t>(tokens.size()));
   return output;
+}
+
+ImageKv Model::encode_image(const Tensor& image, Tracer* tracer) const {
+  if (!config_.vision) {
+    throw std::invalid_argument("config \"" + config_.name +
+                                "\" has no vision section, so it cannot read an image");
+  }
+  const Tensor tokens = moeref::encode_image(*kernels_, config_, weights_.vision, image, tracer);
+  return image_kv(*kernels_, config_, weights_.cross_attention, tokens, tracer);
 }
 
 ForwardOutput Model::forward_batch(std::span<const SequenceInput> sequences, Tracer* tracer) const {
@@ -53,6 +68,10 @@ ForwardOutput Model::forward_batch(std::span<const SequenceInput> sequences, Tra
                                   std::to_string(config_.n_layers));
     }
     check_tokens(s.tokens, s.start_position, s.kv[0].capacity);
+    if (s.image.kv != nullptr && !config_.vision) {
+      throw std::invalid_argument("a sequence has an image, but config \"" + config_.name +
+                                  "\" has no vision section");
+    }
     tokens.insert(tokens.end(), s.tokens.begin(), s.tokens.end());
     for (size_t t = 0; t < s.tokens.size(); ++t) {
       positions.push_back(s.start_position + static_cast<int64_t>(t));
@@ -77,11 +96,18 @@ ForwardOutput Model::forward_batch(std::span<const SequenceInput> sequences, Tra
   for (int64_t l = 0; l < config_.n_layers; ++l) {
     for (size_t s = 0; s < sequences.size(); ++s) {
       slices[s] = {static_cast<int64_t>(sequences[s].tokens.size()), sequences[s].start_position,
-                   sequences[s].kv[static_cast<size_t>(l)]};
+                   sequences[s].kv[static_cast<size_t>(l)], sequences[s].image};
     }
     const TraceScope layer_trace(tracer, "layers." + std::to_string(l) + ".");
-    const LayerContext context{kernels,   config_, l,          weights_.layers[l],
-                               positions, slices,  layer_trace};
+    const int64_t block = config_.vision ? config_.vision->cross_attention_index(l) : -1;
+    const LayerContext context{kernels,
+                               config_,
+                               l,
+                               weights_.layers[l],
+                               block >= 0 ? &weights_.cross_attention[block] : nullptr,
+                               positions,
+                               slices,
+                               layer_trace};
     if (auto router = decoder_layer_forward(context, x.data())) {
       output.routers.push_back(*router);
     }

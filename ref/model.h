@@ -10,8 +10,12 @@
 // than attention, which reads the cache in position order either way. The exception is a config
 // with capacity_factor > 0, whose dropping depends on the tokens of the call by definition.
 //
+// With a vision config, a sequence may carry one image (encode_image), read by the gated
+// cross-attention blocks of ref/cross_attention.h by the tokens at or after its position.
+//
 // Errors: std::invalid_argument for a token outside the vocabulary or a block that would run past
-// max_seq_len (the message says which token or how many positions); the cache is left unchanged.
+// max_seq_len (the message says which token or how many positions), or an image given to a
+// text-only model; the cache is left unchanged.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +23,7 @@
 #include <vector>
 
 #include "ref/config.h"
+#include "ref/cross_attention.h"
 #include "ref/kernels.h"
 #include "ref/kv_cache.h"
 #include "ref/kv_view.h"
@@ -35,6 +40,7 @@ struct SequenceInput {
   std::span<const int32_t> tokens;
   int64_t start_position = 0;
   std::vector<KvView> kv;  // one per layer
+  SequenceImage image;     // its image (encoded once by Model::encode_image), if any
 };
 
 struct ForwardOutput {
@@ -53,6 +59,15 @@ class Model {
 
   ForwardOutput forward(std::span<const int32_t> tokens, KvCache& cache,
                         Tracer* tracer = nullptr) const;
+  // The same for a sequence with an image (vision configs): the gated blocks read `image`.
+  ForwardOutput forward(std::span<const int32_t> tokens, KvCache& cache, SequenceImage image,
+                        Tracer* tracer = nullptr) const;
+
+  // Vision configs: runs the tower on `image` ([channels, image_size, image_size], normalised;
+  // ref/image.h reads one) and computes every gated block's K/V, once per image. Traced under
+  // "vision." and "layers.L.xattn.{k,v}". Throws std::invalid_argument for a text-only config or
+  // an image of the wrong shape.
+  ImageKv encode_image(const Tensor& image, Tracer* tracer = nullptr) const;
 
   // Several sequences in one call (continuous batching, ref/engine.h): their tokens are
   // concatenated in the order given, and the logits' rows follow that order. Each sequence

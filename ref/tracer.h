@@ -75,6 +75,10 @@ class TraceScope {
  public:
   TraceScope(Tracer* tracer, std::string scope) : tracer_(tracer), scope_(std::move(scope)) {}
   bool enabled() const { return tracer_ != nullptr; }
+  // A scope inside this one: "<scope><name>".
+  TraceScope nested(std::string_view name) const {
+    return TraceScope(tracer_, scope_ + std::string(name));
+  }
   template <class T>
   void operator()(std::string_view name, std::initializer_list<int64_t> shape,
                   std::span<const T> values) const {

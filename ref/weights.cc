@@ -13,6 +13,55 @@ namespace {
 
 constexpr uint32_t kWeightStream = 0x57454947;  // "WEIG"
 
+// The vision tower's tensors, in canonical order (the tail of visit_weights).
+template <class Vision, class Visit>
+void visit_vision_weights(const ModelConfig& c, Vision* vision, Visit visit) {
+  using LinearPtr = decltype(&vision->projector);
+  using LayerNormPtr = decltype(&vision->final_norm);
+  using BlockPtr = decltype(&vision->layers[0]);
+  const VisionConfig& v = *c.vision;
+  const int64_t w = v.width;
+  auto layer_norm = [&](const std::string& prefix, LayerNormPtr norm) {
+    visit(WeightSpec{prefix + ".weight", {w}, InitKind::kGain}, norm ? &norm->weight : nullptr);
+    visit(WeightSpec{prefix + ".bias", {w}, InitKind::kBias}, norm ? &norm->bias : nullptr);
+  };
+  auto linear = [&](const std::string& prefix, int64_t out, int64_t in, LinearPtr linear_weights) {
+    visit(WeightSpec{prefix + ".weight", {out, in}},
+          linear_weights ? &linear_weights->weight : nullptr);
+    visit(WeightSpec{prefix + ".bias", {out}, InitKind::kBias},
+          linear_weights ? &linear_weights->bias : nullptr);
+  };
+  auto block = [&](const std::string& prefix, bool resampler, BlockPtr b) {
+    if (resampler) layer_norm(prefix + ".media_norm", b ? &b->media_norm : nullptr);
+    layer_norm(prefix + (resampler ? ".latent_norm" : ".attn_norm"), b ? &b->attn_norm : nullptr);
+    linear(prefix + ".attn.q_proj", w, w, b ? &b->q_proj : nullptr);
+    linear(prefix + ".attn.k_proj", w, w, b ? &b->k_proj : nullptr);
+    linear(prefix + ".attn.v_proj", w, w, b ? &b->v_proj : nullptr);
+    linear(prefix + ".attn.o_proj", w, w, b ? &b->o_proj : nullptr);
+    layer_norm(prefix + ".mlp_norm", b ? &b->mlp_norm : nullptr);
+    linear(prefix + ".mlp.up_proj", v.mlp_size, w, b ? &b->up_proj : nullptr);
+    linear(prefix + ".mlp.down_proj", w, v.mlp_size, b ? &b->down_proj : nullptr);
+  };
+
+  linear("vision.patch_embed", w, v.patch_dim(), vision ? &vision->patch_embed : nullptr);
+  visit(WeightSpec{"vision.pos_embed.weight", {v.n_patches(), w}},
+        vision ? &vision->pos_embed : nullptr);
+  for (int64_t l = 0; l < v.layers; ++l) {
+    block("vision.layers." + std::to_string(l), false, vision ? &vision->layers[l] : nullptr);
+  }
+  layer_norm("vision.final_norm", vision ? &vision->final_norm : nullptr);
+  if (v.resampler_latents > 0) {
+    visit(WeightSpec{"vision.resampler.latents", {v.resampler_latents, w}},
+          vision ? &vision->latents : nullptr);
+    for (int64_t l = 0; l < v.resampler_layers; ++l) {
+      block("vision.resampler.layers." + std::to_string(l), true,
+            vision ? &vision->resampler_layers[l] : nullptr);
+    }
+    layer_norm("vision.resampler.final_norm", vision ? &vision->resampler_norm : nullptr);
+  }
+  linear("vision.projector", c.d_model, w, vision ? &vision->projector : nullptr);
+}
+
 // The one listing of the model's tensors. Calls visit(spec, tensor) for each, in canonical order;
 // tensor points into `weights` or is null when weights is null. A mutable ModelWeights is first
 // sized to the config; a const one must already have been built for it.
@@ -41,7 +90,14 @@ void visit_weights(const ModelConfig& c, Weights* weights, Visit visit) {
   };
 
   if constexpr (kMutable) {
-    if (weights) weights->layers.resize(static_cast<size_t>(c.n_layers));
+    if (weights) {
+      weights->layers.resize(static_cast<size_t>(c.n_layers));
+      if (c.vision) {
+        weights->cross_attention.resize(c.vision->cross_attention_layers.size());
+        weights->vision.layers.resize(static_cast<size_t>(c.vision->layers));
+        weights->vision.resampler_layers.resize(static_cast<size_t>(c.vision->resampler_layers));
+      }
+    }
   }
   visit(WeightSpec{"embed.weight", {c.vocab_size, d}}, weights ? &weights->embed : nullptr);
   if (c.positions == PositionKind::kLearned) {
@@ -51,6 +107,32 @@ void visit_weights(const ModelConfig& c, Weights* weights, Visit visit) {
   for (int64_t l = 0; l < c.n_layers; ++l) {
     auto* layer = weights ? &weights->layers[l] : nullptr;
     const std::string prefix = "layers." + std::to_string(l);
+    if (c.vision && c.vision->has_cross_attention(l)) {
+      const VisionConfig& v = *c.vision;
+      auto* block = weights ? &weights->cross_attention[v.cross_attention_index(l)] : nullptr;
+      const std::string x = prefix + ".xattn";
+      const int64_t q_dim = v.cross_attention_heads * c.head_dim;
+      const int64_t kv_dim = v.cross_attention_kv_heads * c.head_dim;
+      norm(x + ".attn_norm", block ? &block->attn_norm : nullptr,
+           block ? &block->attn_norm_bias : nullptr);
+      visit(WeightSpec{x + ".q_proj.weight", {q_dim, d}}, block ? &block->q_proj : nullptr);
+      visit(WeightSpec{x + ".k_proj.weight", {kv_dim, d}}, block ? &block->k_proj : nullptr);
+      visit(WeightSpec{x + ".v_proj.weight", {kv_dim, d}}, block ? &block->v_proj : nullptr);
+      visit(WeightSpec{x + ".o_proj.weight", {d, q_dim}}, block ? &block->o_proj : nullptr);
+      if (v.cross_attention_qk_norm) {
+        visit(WeightSpec{x + ".q_norm.weight", {c.head_dim}, InitKind::kGain},
+              block ? &block->q_norm : nullptr);
+        visit(WeightSpec{x + ".k_norm.weight", {c.head_dim}, InitKind::kGain},
+              block ? &block->k_norm : nullptr);
+      }
+      visit(WeightSpec{x + ".attn_gate", {1}, InitKind::kGate, -1, v.gate_init},
+            block ? &block->attn_gate : nullptr);
+      norm(x + ".ffn_norm", block ? &block->ffn_norm : nullptr,
+           block ? &block->ffn_norm_bias : nullptr);
+      feed_forward(x + ".ffn", v.cross_attention_d_ff, -1, block ? &block->ffn : nullptr);
+      visit(WeightSpec{x + ".ffn_gate", {1}, InitKind::kGate, -1, -v.gate_init},
+            block ? &block->ffn_gate : nullptr);
+    }
     norm(prefix + ".attn_norm", layer ? &layer->attn_norm : nullptr,
          layer ? &layer->attn_norm_bias : nullptr);
     visit(WeightSpec{prefix + ".attn.q_proj.weight", {c.q_dim(), d}},
@@ -82,6 +164,7 @@ void visit_weights(const ModelConfig& c, Weights* weights, Visit visit) {
   if (!c.tied_embeddings) {
     visit(WeightSpec{"lm_head.weight", {c.vocab_size, d}}, weights ? &weights->lm_head : nullptr);
   }
+  if (c.vision) visit_vision_weights(c, weights ? &weights->vision : nullptr, visit);
 }
 
 Tensor init_tensor(const WeightSpec& spec, uint64_t seed, double std) {
@@ -89,7 +172,9 @@ Tensor init_tensor(const WeightSpec& spec, uint64_t seed, double std) {
   const PhiloxKey key = philox_key_from_seed(seed);
   const uint32_t name_hash = fnv1a32(spec.name);
   const double half_width = std * std::sqrt(3.0);
-  const double offset = spec.init == InitKind::kGain ? 1.0 : 0.0;
+  const double offset = spec.init == InitKind::kGain   ? 1.0
+                        : spec.init == InitKind::kGate ? spec.gate_center
+                                                       : 0.0;
   float* values = tensor.data();
   const int64_t n = tensor.numel();
   for (int64_t block = 0; block * 4 < n; ++block) {

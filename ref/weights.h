@@ -16,13 +16,36 @@
 //   final_norm.weight (.bias)                  [d_model]
 //   lm_head.weight                             [vocab_size, d_model]       absent when tied
 //
+// With a "vision" config (docs/vision.md), a gated cross-attention block in front of each layer L
+// of cross_attention_layers (listed before layers.L.attn_norm), Gx = cross_attention_kv_heads:
+//   layers.L.xattn.attn_norm.weight (.bias)    [d_model]                   the decoder's norm
+//   layers.L.xattn.{q,o}_proj.weight           q: [Hx*hd, d], o: [d, Hx*hd] Hx = cross_attn. heads
+//   layers.L.xattn.{k,v}_proj.weight           [Gx*hd, d]
+//   layers.L.xattn.{q,k}_norm.weight           [head_dim]                  cross_attention_qk_norm
+//   layers.L.xattn.attn_gate                   [1]
+//   layers.L.xattn.ffn_norm.weight (.bias)     [d_model]
+//   layers.L.xattn.ffn.{gate,up,down}_proj.weight  as a dense FFN, with cross_attention_d_ff
+//   layers.L.xattn.ffn_gate                    [1]
+// and the vision tower, after everything else (W = width, M = mlp_size, N = patches, every
+// LayerNorm with .weight and .bias, every linear with .weight [out, in] and .bias [out]):
+//   vision.patch_embed                         [W, channels * patch_size^2]
+//   vision.pos_embed.weight                    [N, W]
+//   vision.layers.L.attn_norm, .attn.{q,k,v,o}_proj ([W, W]), .mlp_norm, .mlp.up_proj ([M, W]),
+//   vision.layers.L.mlp.down_proj ([W, M])
+//   vision.final_norm
+//   vision.resampler.latents                   [resampler_latents, W]      with a resampler
+//   vision.resampler.layers.L.{media_norm, latent_norm, attn.*, mlp_norm, mlp.*}  as a tower block
+//   vision.resampler.final_norm
+//   vision.projector                           [d_model, W]
+//
 // Initialisation (docs/model.md, "Weights"): element i of tensor N is drawn from Philox4x32-10
 // with key = init_seed and counter = {i / 4 (low, high 32 bits), fnv1a32(N), 0x57454947}, word
 // i % 4, so adding or renaming a tensor never changes another. With u in [0, 1) and
 // a = init_std * sqrt(3), r = a * (2u - 1) is uniform with standard deviation init_std; matrices
 // take r, norm gains 1 + r and norm biases r (not 1 and 0, so a backend that drops a gain or a
-// bias is caught). Every step is a correctly rounded IEEE operation (no libm call, no library
-// distribution), so the weights are the same bits on every machine.
+// bias is caught); attention gates gate_init + r and FFN gates -gate_init + r (so both signs of
+// tanh(gate) are exercised). Every step is a correctly rounded IEEE operation (no libm call, no
+// library distribution), so the weights are the same bits on every machine.
 #pragma once
 
 #include <cstdint>
@@ -38,13 +61,14 @@
 
 namespace moeref {
 
-enum class InitKind { kMatrix, kGain, kBias };
+enum class InitKind { kMatrix, kGain, kBias, kGate };
 
 struct WeightSpec {
   std::string name;
   std::vector<int64_t> shape;
   InitKind init = InitKind::kMatrix;
-  int64_t expert = -1;  // the routed expert this tensor belongs to, -1 for shared weights
+  int64_t expert = -1;       // the routed expert this tensor belongs to, -1 for shared weights
+  double gate_center = 0.0;  // kGate: the value the gate is drawn around
 };
 
 struct FeedForwardWeights {
@@ -62,12 +86,53 @@ struct LayerWeights {
   FeedForwardWeights dense;                 // dense layers
 };
 
+// A gated cross-attention block (ref/cross_attention.h), in the decoder's width.
+struct CrossAttentionWeights {
+  Tensor attn_norm, attn_norm_bias;
+  Tensor q_proj, k_proj, v_proj, o_proj;
+  Tensor q_norm, k_norm;  // cross_attention_qk_norm only
+  Tensor attn_gate;       // [1]
+  Tensor ffn_norm, ffn_norm_bias;
+  FeedForwardWeights ffn;
+  Tensor ffn_gate;  // [1]
+};
+
+struct LinearWeights {  // y = x W^T + b
+  Tensor weight, bias;
+};
+
+struct LayerNormWeights {
+  Tensor weight, bias;
+};
+
+// A pre-norm block of the vision tower (and, with media_norm, of the resampler).
+struct VisionBlockWeights {
+  LayerNormWeights media_norm;  // resampler layers only
+  LayerNormWeights attn_norm;   // the resampler's latent_norm
+  LinearWeights q_proj, k_proj, v_proj, o_proj;
+  LayerNormWeights mlp_norm;
+  LinearWeights up_proj, down_proj;
+};
+
+struct VisionWeights {
+  LinearWeights patch_embed;
+  Tensor pos_embed;
+  std::vector<VisionBlockWeights> layers;
+  LayerNormWeights final_norm;
+  Tensor latents;  // with a resampler
+  std::vector<VisionBlockWeights> resampler_layers;
+  LayerNormWeights resampler_norm;
+  LinearWeights projector;
+};
+
 struct ModelWeights {
   Tensor embed;
   Tensor pos_embed;
   std::vector<LayerWeights> layers;
   Tensor final_norm, final_norm_bias;
   Tensor lm_head;
+  std::vector<CrossAttentionWeights> cross_attention;  // one per vision.cross_attention_layers
+  VisionWeights vision;                                // with a vision config
 
   const Tensor& output_head() const { return lm_head.empty() ? embed : lm_head; }
 };

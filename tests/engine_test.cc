@@ -74,8 +74,9 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 TEST(Engine, SoloRunEqualsGenerate) {
   const EngineRequest needle = needle_request();
   const RequestOutcome& alone = solo(tiny_model(), needle);
-  GenerationRequest plain{needle.prompt, needle.max_new_tokens, needle.sampling,
-                          static_cast<uint32_t>(needle.id)};
+  GenerationRequest plain{needle.prompt,   needle.max_new_tokens,
+                          needle.sampling, static_cast<uint32_t>(needle.id),
+                          std::nullopt,    0};
   EXPECT_EQ(alone.tokens, generate(tiny_model(), plain).tokens);
   EXPECT_EQ(alone.status, RequestStatus::kFinished);
   EXPECT_EQ(alone.logits.size(), static_cast<size_t>(10 * 256));

@@ -18,9 +18,13 @@
 #include "ref/philox.h"
 #include "ref/stats.h"
 #include "ref/weights.h"
+#include "tests/scalar_oracle.h"
 
 namespace moeref {
 namespace {
+
+using test::oracle_last_logits;
+using test::Vec;
 
 ModelConfig tiny() { return load_config(std::string(MOEREF_SOURCE_DIR) + "/configs/tiny.json"); }
 
@@ -48,140 +52,6 @@ const std::vector<int32_t> kPrompt = {1, 17, 42, 99, 128, 200, 255, 3, 64, 77};
 
 bool bitwise_equal(const float* a, const float* b, int64_t n) {
   return std::memcmp(a, b, static_cast<size_t>(n) * sizeof(float)) == 0;
-}
-
-// ---- The scalar oracle: the model's math in double, straight from semantics.md section 2. ----
-using Vec = std::vector<double>;
-
-Vec linear(const Tensor& w, const Vec& x) {  // w: [out, in]
-  Vec y(static_cast<size_t>(w.dim(0)), 0.0);
-  for (int64_t o = 0; o < w.dim(0); ++o) {
-    for (int64_t i = 0; i < w.dim(1); ++i) y[o] += w.data()[o * w.dim(1) + i] * x[i];
-  }
-  return y;
-}
-
-Vec norm(const ModelConfig& c, const Tensor& gain, const Tensor& bias, const Vec& x) {
-  const double d = static_cast<double>(x.size());
-  double mean = 0;
-  if (c.norm == NormKind::kLayerNorm) {
-    for (double v : x) mean += v / d;
-  }
-  double ms = 0;
-  for (double v : x) ms += (v - mean) * (v - mean) / d;
-  Vec y(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    y[i] = (x[i] - mean) / std::sqrt(ms + c.norm_eps) * gain.data()[i];
-    if (c.norm == NormKind::kLayerNorm) y[i] += bias.data()[i];
-  }
-  return y;
-}
-
-void rotate(Vec& head, int64_t pos, double theta) {
-  const size_t half = head.size() / 2;
-  for (size_t i = 0; i < half; ++i) {
-    const double angle =
-        static_cast<double>(pos) *
-        std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head.size()));
-    const double a = head[i], b = head[i + half];
-    head[i] = a * std::cos(angle) - b * std::sin(angle);
-    head[i + half] = b * std::cos(angle) + a * std::sin(angle);
-  }
-}
-
-Vec ffn(const ModelConfig& c, const FeedForwardWeights& w, const Vec& x) {
-  Vec h = linear(w.up_proj, x);
-  if (c.ffn_activation == Activation::kSwiGlu) {
-    const Vec g = linear(w.gate_proj, x);
-    for (size_t i = 0; i < h.size(); ++i) h[i] *= g[i] / (1 + std::exp(-g[i]));
-  } else {
-    for (double& v : h) v = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
-  }
-  return linear(w.down_proj, h);
-}
-
-Vec moe(const ModelConfig& c, const LayerWeights& w, const Vec& x) {
-  const Vec logits = linear(w.router, x);
-  double max_logit = logits[0];
-  for (double v : logits) max_logit = std::max(max_logit, v);
-  Vec p(logits.size());
-  double sum = 0;
-  for (size_t e = 0; e < p.size(); ++e) sum += p[e] = std::exp(logits[e] - max_logit);
-  for (double& v : p) v /= sum;
-  std::vector<int> order(p.size());
-  for (size_t e = 0; e < p.size(); ++e) order[e] = static_cast<int>(e);
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return p[a] > p[b]; });
-  double chosen = 0;
-  for (int64_t j = 0; j < c.top_k; ++j) chosen += p[order[j]];
-  Vec out(x.size(), 0.0);
-  for (int64_t j = 0; j < c.top_k; ++j) {
-    const double weight = c.router_renormalize ? p[order[j]] / chosen : p[order[j]];
-    const Vec y = ffn(c, w.experts[order[j]], x);
-    for (size_t i = 0; i < out.size(); ++i) out[i] += weight * y[i];
-  }
-  return out;
-}
-
-// Logits of the last token of `tokens`, run from position 0.
-Vec oracle_last_logits(const ModelConfig& c, const ModelWeights& w,
-                       const std::vector<int32_t>& tokens) {
-  const int64_t T = static_cast<int64_t>(tokens.size());
-  const int64_t hd = c.head_dim;
-  std::vector<Vec> x(T);
-  for (int64_t t = 0; t < T; ++t) {
-    x[t].assign(w.embed.row(tokens[t]), w.embed.row(tokens[t]) + c.d_model);
-    if (c.positions == PositionKind::kLearned) {
-      for (int64_t i = 0; i < c.d_model; ++i) x[t][i] += w.pos_embed.row(t)[i];
-    }
-  }
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    const LayerWeights& lw = w.layers[l];
-    std::vector<Vec> q(T), k(T), v(T);
-    for (int64_t t = 0; t < T; ++t) {
-      const Vec n = norm(c, lw.attn_norm, lw.attn_norm_bias, x[t]);
-      q[t] = linear(lw.q_proj, n);
-      k[t] = linear(lw.k_proj, n);
-      v[t] = linear(lw.v_proj, n);
-      if (c.positions == PositionKind::kRope) {
-        for (int64_t h = 0; h < c.n_heads; ++h) {
-          Vec head(q[t].begin() + h * hd, q[t].begin() + (h + 1) * hd);
-          rotate(head, t, c.rope_theta);
-          std::copy(head.begin(), head.end(), q[t].begin() + h * hd);
-        }
-        for (int64_t g = 0; g < c.n_kv_heads; ++g) {
-          Vec head(k[t].begin() + g * hd, k[t].begin() + (g + 1) * hd);
-          rotate(head, t, c.rope_theta);
-          std::copy(head.begin(), head.end(), k[t].begin() + g * hd);
-        }
-      }
-    }
-    for (int64_t t = 0; t < T; ++t) {
-      Vec context(static_cast<size_t>(c.n_heads * hd), 0.0);
-      for (int64_t h = 0; h < c.n_heads; ++h) {
-        const int64_t g = h / (c.n_heads / c.n_kv_heads);
-        Vec scores(t + 1);
-        double max_score = -1e300, sum = 0;
-        for (int64_t s = 0; s <= t; ++s) {
-          scores[s] = 0;
-          for (int64_t i = 0; i < hd; ++i) scores[s] += q[t][h * hd + i] * k[s][g * hd + i];
-          scores[s] /= std::sqrt(static_cast<double>(hd));
-          max_score = std::max(max_score, scores[s]);
-        }
-        for (double& s : scores) sum += s = std::exp(s - max_score);
-        for (int64_t s = 0; s <= t; ++s) {
-          for (int64_t i = 0; i < hd; ++i)
-            context[h * hd + i] += scores[s] / sum * v[s][g * hd + i];
-        }
-      }
-      const Vec attn = linear(lw.o_proj, context);
-      for (int64_t i = 0; i < c.d_model; ++i) x[t][i] += attn[i];
-      const Vec n = norm(c, lw.ffn_norm, lw.ffn_norm_bias, x[t]);
-      const Vec f = c.is_moe_layer(l) ? moe(c, lw, n) : ffn(c, lw.dense, n);
-      for (int64_t i = 0; i < c.d_model; ++i) x[t][i] += f[i];
-    }
-  }
-  const Vec n = norm(c, w.final_norm, w.final_norm_bias, x[T - 1]);
-  return linear(c.tied_embeddings ? w.embed : w.lm_head, n);
 }
 
 class ModelVsOracle : public ::testing::TestWithParam<ModelConfig (*)()> {};

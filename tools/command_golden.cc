@@ -90,6 +90,13 @@ Command register_golden(CLI::App& app) {
   command->add_option("--seed", spec.sampling.seed, "Sampling and prompt-search seed")
       ->capture_default_str();
   command
+      ->add_option("--image-seed", spec.image_seed, "Seed of the synthetic image (vision configs)")
+      ->capture_default_str();
+  command
+      ->add_option("--image-position", spec.image_position,
+                   "Prompt tokens before the image (vision configs)")
+      ->capture_default_str();
+  command
       ->add_option("--margin", spec.margin_threshold,
                    "Smallest router, greedy and sampling margin to accept")
       ->capture_default_str();

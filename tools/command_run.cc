@@ -22,6 +22,7 @@ struct RunOptions {
   SpeculativeOptions speculative;
   std::string prompt;
   std::string token_list;
+  std::string image_path;
   GenerationRequest request;
   bool json = false;
 };
@@ -104,6 +105,12 @@ Command register_run(CLI::App& app) {
       ->capture_default_str();
   command->add_flag("--adaptive-gamma", options->speculative.adaptive_gamma,
                     "Grow gamma by 2 after a fully accepted block, else shrink it by 1");
+  command->add_option("--image", options->image_path,
+                      "An image (PNG, PPM, or a safetensors tensor \"image\") for a vision config");
+  command
+      ->add_option("--image-position", options->request.image_position,
+                   "Prompt tokens before the image; the tokens from there on see it")
+      ->capture_default_str();
   command->add_flag("--json", options->json, "Print JSON");
   return {command, [options, prompt, tokens] {
             const Model model = load_model(options->config_path, options->weights_path);
@@ -114,6 +121,9 @@ Command register_run(CLI::App& app) {
               request.prompt = bytes_to_tokens(options->prompt, model.config().vocab_size);
             } else {
               throw std::invalid_argument("give a prompt with --prompt TEXT or --tokens IDS");
+            }
+            if (!options->image_path.empty()) {
+              request.image = load_model_image(model.config(), options->image_path);
             }
             if (!options->draft_config_path.empty()) {
               return run_speculative(model, request, *options);

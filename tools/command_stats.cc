@@ -50,10 +50,25 @@ void print_table(const ModelConfig& config, const ModelStats& s) {
               format_bytes(static_cast<double>(s.weight_bytes_f32)).c_str());
   std::printf("  KV cache at %lld positions  %s fp32\n", static_cast<long long>(config.max_seq_len),
               format_bytes(static_cast<double>(s.kv_cache_bytes_f32)).c_str());
+  if (!config.vision) return;
+  const VisionConfig& v = *config.vision;
+  std::printf("  vision: %lldx%lld image, %lld patches, %lld vision tokens, %zu gated blocks\n",
+              static_cast<long long>(v.image_size), static_cast<long long>(v.image_size),
+              static_cast<long long>(v.n_patches()), static_cast<long long>(v.n_tokens()),
+              v.cross_attention_layers.size());
+  std::printf("    tower, resampler, projector %14lld  (%.3f B), once per image\n",
+              static_cast<long long>(s.params_vision), billions(s.params_vision));
+  std::printf("    gated cross-attention     %16lld  (%.3f B), in the active count\n",
+              static_cast<long long>(s.params_cross_attention), billions(s.params_cross_attention));
+  std::printf("    FLOPs / image             %16lld  (%.3f GFLOP)\n",
+              static_cast<long long>(s.vision_flops_per_image),
+              static_cast<double>(s.vision_flops_per_image) / 1e9);
+  std::printf("    cross-attention FLOPs / token  %lld\n",
+              static_cast<long long>(s.cross_attention_flops_per_token));
 }
 
 nlohmann::json stats_json(const ModelConfig& config, const ModelStats& s) {
-  return {
+  nlohmann::json out = {
       {"config", config.name},
       {"params_total", s.params_total},
       {"params_active_per_token", s.params_active},
@@ -67,6 +82,14 @@ nlohmann::json stats_json(const ModelConfig& config, const ModelStats& s) {
       {"weight_bytes_f32", s.weight_bytes_f32},
       {"kv_cache_bytes_f32_max_seq_len", s.kv_cache_bytes_f32},
   };
+  if (config.vision) {
+    out["vision"] = {{"params", s.params_vision},
+                     {"params_cross_attention", s.params_cross_attention},
+                     {"flops_per_image", s.vision_flops_per_image},
+                     {"cross_attention_flops_per_token", s.cross_attention_flops_per_token},
+                     {"vision_tokens_per_image", config.vision->n_tokens()}};
+  }
+  return out;
 }
 
 }  // namespace

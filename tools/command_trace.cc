@@ -1,5 +1,6 @@
 // moeref trace CONFIG --tokens IDS --out FILE: one prefill forward pass with every traced
-// intermediate (docs/tracing.md) written to a safetensors file, in execution order.
+// intermediate (docs/tracing.md) written to a safetensors file, in execution order. With --image
+// (vision configs), the image's encoding comes first.
 #include <iostream>
 
 #include "ref/generate.h"
@@ -15,6 +16,8 @@ struct TraceOptions {
   std::string weights_path;
   std::string token_list;
   std::string out_path;
+  std::string image_path;
+  int64_t image_position = 0;
 };
 
 }  // namespace
@@ -28,12 +31,25 @@ Command register_trace(CLI::App& app) {
                       "Weights (safetensors); default: initialised from the config's seed");
   command->add_option("--tokens", options->token_list, "Comma-separated token ids")->required();
   command->add_option("--out", options->out_path, "Safetensors file to write")->required();
+  command->add_option("--image", options->image_path,
+                      "An image for a vision config; its encoding is traced first");
+  command
+      ->add_option("--image-position", options->image_position,
+                   "Prompt tokens before the image; the tokens from there on see it")
+      ->capture_default_str();
   return {command, [options] {
             const Model model = load_model(options->config_path, options->weights_path);
             const std::vector<int32_t> tokens = parse_token_list(options->token_list);
             KvCache cache = model.new_cache();
             TraceRecorder recorder;
-            model.forward(tokens, cache, &recorder);
+            ImageKv image_kv;
+            SequenceImage image;
+            if (!options->image_path.empty()) {
+              image_kv = model.encode_image(load_model_image(model.config(), options->image_path),
+                                            &recorder);
+              image = {&image_kv, options->image_position};
+            }
+            model.forward(tokens, cache, image, &recorder);
             write_safetensors(options->out_path, recorder.records());
             std::cout << "wrote " << recorder.records().size() << " tensors to "
                       << options->out_path << "\n";

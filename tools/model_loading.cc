@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "ref/config.h"
+#include "ref/image.h"
 #include "ref/weights.h"
 #include "simd/simd_kernels.h"
 
@@ -22,6 +23,15 @@ Model load_model(const std::string& config_path, const std::string& weights_path
   ModelWeights weights =
       weights_path.empty() ? init_weights(config) : load_weights(config, weights_path);
   return Model(std::move(config), std::move(weights), *selected_kernels);
+}
+
+Tensor load_model_image(const ModelConfig& config, const std::string& path) {
+  if (!config.vision) {
+    throw std::invalid_argument("config \"" + config.name +
+                                "\" has no vision section, so it cannot read an image (" + path +
+                                ")");
+  }
+  return load_image(path, *config.vision);
 }
 
 std::vector<int32_t> parse_token_list(const std::string& text) {

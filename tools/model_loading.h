@@ -17,6 +17,10 @@ void select_backend(const std::string& name);
 // with the selected backend.
 Model load_model(const std::string& config_path, const std::string& weights_path);
 
+// The image file at `path` as the vision tower's input (ref/image.h). Throws std::invalid_argument
+// when the config has no vision section, ImageError for a bad file.
+Tensor load_model_image(const ModelConfig& config, const std::string& path);
+
 // "1, 2,3" -> {1, 2, 3}; throws std::invalid_argument naming the bad entry.
 std::vector<int32_t> parse_token_list(const std::string& text);
 

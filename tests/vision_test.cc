@@ -1,0 +1,352 @@
+// The vision path (issue 4, semantics.md section 3): the tower and the gated cross-attention
+// against the scalar oracle of tests/scalar_oracle.h, and the properties docs/vision.md promises:
+// gates at zero give the text-only model, text before the image is unaffected, cached vision K/V
+// equal recomputed ones, the patch order is pinned, multi-query cross-attention is multi-head with
+// the K/V head copied.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "ref/config.h"
+#include "ref/generate.h"
+#include "ref/model.h"
+#include "ref/philox.h"
+#include "ref/stats.h"
+#include "ref/vision_encoder.h"
+#include "ref/weights.h"
+#include "tests/scalar_oracle.h"
+
+namespace moeref {
+namespace {
+
+ModelConfig tiny_vision() {
+  return load_config(std::string(MOEREF_SOURCE_DIR) + "/configs/golden/tiny-vision.json");
+}
+
+// The other options: LayerNorm and GELU in the decoder, no resampler, no q/k norm, grouped
+// cross-attention K/V heads, one gated block in front of the last layer.
+ModelConfig tiny_vision_variant() {
+  ModelConfig c = load_config(std::string(MOEREF_SOURCE_DIR) + "/configs/tiny-vision.json");
+  c.norm = NormKind::kLayerNorm;
+  c.ffn_activation = Activation::kGelu;
+  c.vision->patch_size = 16;
+  return c;
+}
+
+ModelConfig text_only(ModelConfig c) {
+  c.vision.reset();
+  return c;
+}
+
+// An image [C, S, S] of Philox values in about [-2, 2], as a normalised image spans.
+Tensor test_image(const VisionConfig& v, uint32_t seed = 5) {
+  Tensor image({v.channels, v.image_size, v.image_size});
+  const PhiloxKey key = philox_key_from_seed(seed);
+  for (int64_t i = 0; i < image.numel(); ++i) {
+    const PhiloxCounter bits = philox4x32_10({static_cast<uint32_t>(i / 4), 0, 0, 0}, key);
+    image.data()[i] = 4.0f * uniform_from_bits(bits[i % 4]) - 2.0f;
+  }
+  return image;
+}
+
+const std::vector<int32_t> kPrompt = {1, 17, 42, 99, 128, 200, 255, 3, 64, 77};
+
+bool rows_equal(const Tensor& a, const Tensor& b, int64_t row) {
+  return std::memcmp(a.row(row), b.row(row), static_cast<size_t>(a.row_size()) * sizeof(float)) ==
+         0;
+}
+
+Tensor logits_with_image(const Model& model, const Tensor& image, int64_t position) {
+  const ImageKv kv = model.encode_image(image);
+  KvCache cache = model.new_cache();
+  return model.forward(kPrompt, cache, SequenceImage{&kv, position}).logits;
+}
+
+class VisionConfigs : public ::testing::TestWithParam<ModelConfig (*)()> {};
+
+TEST_P(VisionConfigs, LogitsMatchTheScalarOracle) {
+  const ModelConfig config = GetParam()();
+  const Model model(config, init_weights(config));
+  const Tensor image = test_image(*config.vision);
+  const int64_t position = 3;
+  const Tensor logits = logits_with_image(model, image, position);
+  const test::OracleImage oracle_image{test::vision_tokens(config, model.weights().vision, image),
+                                       position};
+  const test::Vec expected =
+      test::oracle_last_logits(config, model.weights(), kPrompt, &oracle_image);
+  const test::Vec text_only_expected =
+      test::oracle_last_logits(config, model.weights(), kPrompt, nullptr);
+  double max_abs = 0, max_err = 0, image_effect = 0;
+  const int64_t last = static_cast<int64_t>(kPrompt.size()) - 1;
+  for (int64_t v = 0; v < config.vocab_size; ++v) {
+    max_abs = std::max(max_abs, std::fabs(expected[v]));
+    max_err = std::max(max_err, std::fabs(logits.row(last)[v] - expected[v]));
+    image_effect = std::max(image_effect, std::fabs(expected[v] - text_only_expected[v]));
+  }
+  // As for the text model (model_test): fp32 rounding of each op's output, relative to the
+  // largest logit. A wrong patch order, a missing gate or a causal mask over the vision tokens
+  // moves the logits by far more; so does dropping the image altogether (image_effect).
+  EXPECT_LT(max_err, 1e-5 * max_abs) << "max |error| " << max_err << " of max |logit| " << max_abs;
+  EXPECT_GT(image_effect, 1000 * max_err) << "the image must matter for this test to mean much";
+}
+
+TEST_P(VisionConfigs, GatesAtZeroGiveTheTextOnlyModelBitwise) {
+  const ModelConfig config = GetParam()();
+  ModelWeights weights = init_weights(config);
+  for (CrossAttentionWeights& block : weights.cross_attention) {
+    block.attn_gate.data()[0] = 0.0f;
+    block.ffn_gate.data()[0] = 0.0f;
+  }
+  const Model model(config, std::move(weights));
+  const Tensor logits = logits_with_image(model, test_image(*config.vision), 0);
+
+  // The text weights are a function of (seed, name) alone, so the text-only config has them too.
+  const ModelConfig text = text_only(config);
+  const Model text_model(text, init_weights(text));
+  KvCache cache = text_model.new_cache();
+  const Tensor text_logits = text_model.forward(kPrompt, cache).logits;
+  ASSERT_EQ(logits.shape(), text_logits.shape());
+  for (int64_t t = 0; t < logits.dim(0); ++t) EXPECT_TRUE(rows_equal(logits, text_logits, t)) << t;
+}
+
+TEST_P(VisionConfigs, TextBeforeTheImageIsUnaffectedAndTextAfterItIs) {
+  const ModelConfig config = GetParam()();
+  const Model model(config, init_weights(config));
+  const ModelConfig text = text_only(config);
+  const Model text_model(text, init_weights(text));
+  KvCache cache = text_model.new_cache();
+  const Tensor text_logits = text_model.forward(kPrompt, cache).logits;
+
+  const int64_t position = 4;
+  const Tensor image = test_image(*config.vision);
+  Tensor one_pixel_changed = image;
+  one_pixel_changed.data()[image.numel() / 2] += 0.5f;
+  const Tensor logits = logits_with_image(model, image, position);
+  const Tensor changed = logits_with_image(model, one_pixel_changed, position);
+  for (int64_t t = 0; t < logits.dim(0); ++t) {
+    if (t < position) {
+      EXPECT_TRUE(rows_equal(logits, text_logits, t)) << "token " << t << " precedes the image";
+      EXPECT_TRUE(rows_equal(logits, changed, t)) << t;
+    } else {
+      EXPECT_FALSE(rows_equal(logits, text_logits, t)) << "token " << t << " sees the image";
+      EXPECT_FALSE(rows_equal(logits, changed, t)) << "token " << t << ": one pixel changed";
+    }
+  }
+}
+
+TEST_P(VisionConfigs, CachedVisionKvEqualsRecomputedKvBitwise) {
+  const ModelConfig config = GetParam()();
+  const Model model(config, init_weights(config));
+  const Tensor image = test_image(*config.vision);
+  const int64_t position = 2;
+
+  // Encoded once, read by a prefill and then one decode call per token.
+  const ImageKv cached = model.encode_image(image);
+  KvCache cache = model.new_cache();
+  std::vector<Tensor> once;
+  once.push_back(model.forward(std::span(kPrompt).first(5), cache, {&cached, position}).logits);
+  for (size_t t = 5; t < kPrompt.size(); ++t) {
+    once.push_back(
+        model.forward(std::span(kPrompt).subspan(t, 1), cache, {&cached, position}).logits);
+  }
+  // Encoded again before every call.
+  KvCache cache2 = model.new_cache();
+  std::vector<Tensor> again;
+  {
+    const ImageKv fresh = model.encode_image(image);
+    again.push_back(model.forward(std::span(kPrompt).first(5), cache2, {&fresh, position}).logits);
+  }
+  for (size_t t = 5; t < kPrompt.size(); ++t) {
+    const ImageKv fresh = model.encode_image(image);
+    again.push_back(
+        model.forward(std::span(kPrompt).subspan(t, 1), cache2, {&fresh, position}).logits);
+  }
+  ASSERT_EQ(once.size(), again.size());
+  for (size_t i = 0; i < once.size(); ++i) {
+    ASSERT_EQ(once[i].shape(), again[i].shape());
+    EXPECT_EQ(std::memcmp(once[i].data(), again[i].data(), once[i].values().size_bytes()), 0) << i;
+  }
+  // And the decode calls equal one prefill of the whole prompt (rows are computed alike).
+  KvCache whole = model.new_cache();
+  const Tensor all = model.forward(kPrompt, whole, {&cached, position}).logits;
+  for (size_t t = 5; t < kPrompt.size(); ++t) {
+    EXPECT_EQ(std::memcmp(all.row(static_cast<int64_t>(t)), once[t - 4].data(),
+                          static_cast<size_t>(all.dim(1)) * sizeof(float)),
+              0)
+        << t;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Configs, VisionConfigs,
+                         ::testing::Values(&tiny_vision, &tiny_vision_variant),
+                         [](const auto& param) {
+                           return param.index == 0 ? "TinyVision" : "LayerNormGeluGroupedKv";
+                         });
+
+TEST(Patchify, OrderIsPinnedByHand) {
+  // 2 channels of 4 x 4, patch 2: value = 100 c + 10 row + column.
+  Tensor image({2, 4, 4});
+  for (int64_t c = 0; c < 2; ++c) {
+    for (int64_t y = 0; y < 4; ++y) {
+      for (int64_t x = 0; x < 4; ++x)
+        image.data()[(c * 4 + y) * 4 + x] = float(100 * c + 10 * y + x);
+    }
+  }
+  const Tensor patches = patchify(image, 2);
+  ASSERT_EQ(patches.shape(), (std::vector<int64_t>{4, 8}));
+  const std::vector<std::vector<float>> expected = {
+      {0, 1, 10, 11, 100, 101, 110, 111},     // patch 0: top left
+      {2, 3, 12, 13, 102, 103, 112, 113},     // patch 1: top right (row-major over the grid)
+      {20, 21, 30, 31, 120, 121, 130, 131},   // patch 2: bottom left
+      {22, 23, 32, 33, 122, 123, 132, 133}};  // patch 3: bottom right
+  for (int64_t n = 0; n < 4; ++n) {
+    EXPECT_EQ(std::vector<float>(patches.row(n), patches.row(n) + 8), expected[n]) << n;
+  }
+}
+
+TEST(CrossAttention, MultiQueryEqualsMultiHeadWithTheKvHeadCopied) {
+  ModelConfig mqa = tiny_vision();
+  mqa.vision->cross_attention_kv_heads = 1;
+  ModelConfig mha = mqa;
+  mha.vision->cross_attention_kv_heads = mha.vision->cross_attention_heads;
+  const ModelWeights mqa_weights = init_weights(mqa);
+  ModelWeights mha_weights = init_weights(mha);
+  // Every K/V head of the multi-head model is a copy of the multi-query model's one head.
+  for (size_t b = 0; b < mha_weights.cross_attention.size(); ++b) {
+    for (auto [from, to] :
+         {std::pair{&mqa_weights.cross_attention[b].k_proj, &mha_weights.cross_attention[b].k_proj},
+          std::pair{&mqa_weights.cross_attention[b].v_proj,
+                    &mha_weights.cross_attention[b].v_proj}}) {
+      for (int64_t row = 0; row < to->dim(0); ++row) {
+        std::memcpy(to->row(row), from->row(row % from->dim(0)),
+                    static_cast<size_t>(to->dim(1)) * sizeof(float));
+      }
+    }
+    mha_weights.cross_attention[b].k_norm = mqa_weights.cross_attention[b].k_norm;
+  }
+  const Model a(mqa, mqa_weights);
+  const Model b(mha, std::move(mha_weights));
+  const Tensor image = test_image(*mqa.vision);
+  const Tensor la = logits_with_image(a, image, 1);
+  const Tensor lb = logits_with_image(b, image, 1);
+  for (int64_t t = 0; t < la.dim(0); ++t) EXPECT_TRUE(rows_equal(la, lb, t)) << t;
+}
+
+TEST(Vision, TracesEveryDocumentedName) {
+  const ModelConfig config = tiny_vision();
+  const Model model(config, init_weights(config));
+  TraceRecorder recorder;
+  GenerationRequest request{kPrompt, 2, SamplingParams{}, 0, test_image(*config.vision), 3};
+  generate(model, request, &recorder);
+  const VisionConfig& v = *config.vision;
+  const int64_t n = v.n_patches(), w = v.width, hd = v.head_dim(), L = v.resampler_latents;
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> expected = {
+      {"image/vision.pixels", {3, 16, 16}},
+      {"image/vision.patches", {n, 48}},
+      {"image/vision.embed.out", {n, w}},
+      {"image/vision.layers.0.attn_norm.out", {n, w}},
+      {"image/vision.layers.0.attn.q", {n, v.heads, hd}},
+      {"image/vision.layers.0.attn.probs", {n, v.heads, n}},
+      {"image/vision.layers.1.mlp.hidden", {n, v.mlp_size}},
+      {"image/vision.layers.1.out", {n, w}},
+      {"image/vision.final_norm.out", {n, w}},
+      {"image/vision.resampler.layers.0.media_norm.out", {n, w}},
+      {"image/vision.resampler.layers.0.latent_norm.out", {L, w}},
+      {"image/vision.resampler.layers.0.attn.k", {n + L, v.heads, hd}},
+      {"image/vision.resampler.layers.0.attn.probs", {L, v.heads, n + L}},
+      {"image/vision.resampler.out", {L, w}},
+      {"image/vision.tokens", {L, config.d_model}},
+      {"image/layers.0.xattn.k", {L, 1, config.head_dim}},
+      {"image/layers.1.xattn.v", {L, 1, config.head_dim}},
+      {"prefill/layers.0.xattn.attn_norm.out", {10, config.d_model}},
+      {"prefill/layers.0.xattn.q", {10, 4, config.head_dim}},
+      {"prefill/layers.0.xattn.probs", {10, 4, L}},
+      {"prefill/layers.1.xattn.attn_gated", {10, config.d_model}},
+      {"prefill/layers.1.xattn.ffn_gated", {10, config.d_model}},
+      {"prefill/layers.1.xattn.out", {10, config.d_model}},
+      {"decode.0/layers.1.xattn.probs", {1, 4, L}},
+  };
+  for (const auto& [name, shape] : expected) {
+    ASSERT_TRUE(recorder.contains(name)) << name;
+    EXPECT_EQ(recorder.at(name).shape, shape) << name;
+  }
+  // The gated block runs in front of its layer's attention.
+  std::vector<std::string> names;
+  for (const TensorRecord& r : recorder.records()) names.push_back(r.name);
+  const auto at = [&](const std::string& name) {
+    return std::find(names.begin(), names.end(), name) - names.begin();
+  };
+  EXPECT_LT(at("prefill/layers.1.xattn.out"), at("prefill/layers.1.attn_norm.out"));
+  EXPECT_LT(at("prefill/layers.0.out"), at("prefill/layers.1.xattn.attn_norm.out"));
+  // Rows before the image: zero probabilities and gated branches; rows after: a distribution.
+  const std::vector<float> probs = recorder.at("prefill/layers.0.xattn.probs").to_f32();
+  const std::vector<float> gated = recorder.at("prefill/layers.0.xattn.attn_gated").to_f32();
+  for (int64_t t = 0; t < 10; ++t) {
+    double sum = 0, gated_sum = 0;
+    for (int64_t j = 0; j < 4 * L; ++j) sum += probs[t * 4 * L + j];
+    for (int64_t i = 0; i < config.d_model; ++i)
+      gated_sum += std::fabs(gated[t * config.d_model + i]);
+    if (t < 3) {
+      EXPECT_EQ(sum, 0.0) << t;
+      EXPECT_EQ(gated_sum, 0.0) << t;
+    } else {
+      EXPECT_NEAR(sum, 4.0, 1e-5) << t;  // one distribution per head
+      EXPECT_GT(gated_sum, 0.0) << t;
+    }
+  }
+}
+
+TEST(Vision, GatesStartNearPlusAndMinusGateInit) {
+  const ModelConfig config = tiny_vision();
+  const ModelWeights weights = init_weights(config);
+  const double spread = config.init_std * std::sqrt(3.0);
+  for (const CrossAttentionWeights& block : weights.cross_attention) {
+    EXPECT_NEAR(block.attn_gate.data()[0], config.vision->gate_init, spread);
+    EXPECT_NEAR(block.ffn_gate.data()[0], -config.vision->gate_init, spread);
+  }
+}
+
+TEST(Vision, ErrorsNameTheProblem) {
+  const ModelConfig config = tiny_vision();
+  const Model model(config, init_weights(config));
+  try {
+    model.encode_image(Tensor({3, 8, 8}));
+    FAIL() << "a wrong-sized image was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("[3, 8, 8]"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("[3, 16, 16]"), std::string::npos) << e.what();
+  }
+  const ModelConfig text = text_only(config);
+  const Model text_model(text, init_weights(text));
+  EXPECT_THROW(text_model.encode_image(test_image(*config.vision)), std::invalid_argument);
+  GenerationRequest request{kPrompt, 1, SamplingParams{}, 0, test_image(*config.vision), 11};
+  EXPECT_THROW(generate(model, request), std::invalid_argument);  // past the prompt's end
+  request.image_position = 10;  // the prompt's length: only new tokens see the image
+  EXPECT_NO_THROW(generate(model, request));
+}
+
+TEST(Stats, VisionParametersMatchTheHandCount) {
+  const ModelConfig config = tiny_vision();  // width 32, mlp 64, 16 patches of 48, 8 latents
+  const ModelStats with = compute_stats(config);
+  const ModelStats without = compute_stats(text_only(config));
+  const int64_t block = 2 * 2 * 32 + 4 * (32 * 32 + 32) + (64 * 32 + 64) + (32 * 64 + 32);
+  const int64_t tower = (32 * 48 + 32) + 16 * 32 + 2 * block + 2 * 32;
+  const int64_t resampler = 8 * 32 + (block + 2 * 32) + 2 * 32;
+  const int64_t projector = 32 * 32 + 32;  // d_model 32
+  EXPECT_EQ(with.params_vision, tower + resampler + projector);
+  // Two gated blocks: RMSNorm gains, q/k/v/o (4 query heads, 1 K/V head of 8), q/k norms, gates,
+  // a SwiGLU FFN of 32.
+  const int64_t gated = 32 + 32 * 32 + 2 * 8 * 32 + 32 * 32 + 2 * 8 + 1 + 32 + 3 * 32 * 32 + 1;
+  EXPECT_EQ(with.params_cross_attention, 2 * gated);
+  EXPECT_EQ(with.params_total, without.params_total + with.params_vision + 2 * gated);
+  // Per token: everything of the gated blocks but k_proj and v_proj (once per image).
+  EXPECT_EQ(with.params_active, without.params_active + 2 * (gated - 2 * 8 * 32));
+  EXPECT_EQ(with.cross_attention_flops_per_token, 2 * 4 * 4 * 8 * 8);
+  EXPECT_GT(with.vision_flops_per_image, 2 * 16 * 48 * 32);
+}
+
+}  // namespace
+}  // namespace moeref

@@ -56,6 +56,7 @@ void check_mixtral_compatible(const ModelConfig& c, const std::string& source) {
   }
   if (!c.router_renormalize) refuse("router_renormalize", "false", "must be true");
   if (c.tied_embeddings) refuse("tied_embeddings", "true", "must be false");
+  if (c.vision) refuse("vision", "a vision section", "must be absent (Mixtral is text-only)");
 }
 
 std::string hf_tensor_name(const std::string& name) {

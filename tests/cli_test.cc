@@ -25,6 +25,7 @@
 #include "ref/generate.h"
 #include "ref/model.h"
 #include "ref/safetensors.h"
+#include "ref/stats.h"
 #include "ref/weights.h"
 #include "tests/test_support.h"
 
@@ -356,6 +357,99 @@ TEST(CliTrace, WritesSafetensorsWithTheLogits) {
   const Tensor expected = model.forward(std::vector<int32_t>{1, 2, 3}, cache).logits;
   ASSERT_EQ(logits.bytes.size(), static_cast<size_t>(expected.numel()) * sizeof(float));
   EXPECT_EQ(std::memcmp(logits.bytes.data(), expected.data(), logits.bytes.size()), 0);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Vision (docs/vision.md).
+
+const fs::path kTinyVision = kSourceDir / "configs/tiny-vision.json";
+
+// A binary PPM of width x height whose pixel (x, y) is (x * 7 + seed, y * 5, (x + y) * 3) mod 256.
+fs::path write_ppm(const fs::path& dir, int width, int height, int seed = 0) {
+  std::string bytes = "P6\n" + std::to_string(width) + " " + std::to_string(height) + "\n255\n";
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      for (const int v : {x * 7 + seed, y * 5, (x + y) * 3}) bytes += static_cast<char>(v % 256);
+    }
+  }
+  const fs::path path = dir / ("image" + std::to_string(seed) + ".ppm");
+  std::ofstream(path, std::ios::binary) << bytes;
+  return path;
+}
+
+TEST(CliVision, RunReadsTheImageAndItChangesTheTokensAfterIt) {
+  const TempDir temp;
+  const std::string base =
+      "run " + quote(kTinyVision) + " --tokens 1,2,3,4 --max-new-tokens 6 --json";
+  const std::vector<int32_t> without = json_tokens(run_cli(base));
+  const std::vector<int32_t> with =
+      json_tokens(run_cli(base + " --image " + quote(write_ppm(temp.path(), 40, 24))));
+  const std::vector<int32_t> other =
+      json_tokens(run_cli(base + " --image " + quote(write_ppm(temp.path(), 40, 24, 100))));
+  ASSERT_EQ(with.size(), 6u);
+  EXPECT_NE(with, without);
+  EXPECT_NE(with, other);
+  // The same image again, on 1 thread: the same tokens.
+  EXPECT_EQ(json_tokens(run_cli("--threads 1 " + base + " --image " +
+                                quote(write_ppm(temp.path(), 40, 24)))),
+            with);
+}
+
+TEST(CliVision, BadImagesExitOneNamingTheFile) {
+  const TempDir temp;
+  const fs::path missing = temp.path() / "missing.png";
+  const fs::path truncated = temp.path() / "truncated.ppm";
+  std::ofstream(truncated, std::ios::binary) << "P6\n4 4\n255\n\x01\x02";
+  const fs::path image = write_ppm(temp.path(), 8, 8);
+  struct Case {
+    fs::path config;
+    std::string args;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {kTinyVision, "--image " + quote(missing), missing.string()},
+      {kTinyVision, "--image " + quote(truncated), truncated.string()},
+      {kTiny, "--image " + quote(image), "has no vision section"},
+      {kTinyVision, "--image " + quote(image) + " --image-position 5", "image_position 5"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.args);
+    const CliResult r = run_cli("run " + quote(c.config) + " --tokens 1,2,3 " + c.args);
+    EXPECT_EQ(r.exit_code, 1) << describe(r);
+    EXPECT_THAT(r.err, HasSubstr(c.expected));
+  }
+  const CliResult speculative = run_cli("run " + quote(kTinyVision) + " --tokens 1,2,3 --image " +
+                                        quote(image) + " --draft " + quote(kTinyVision));
+  EXPECT_EQ(speculative.exit_code, 1) << describe(speculative);
+  EXPECT_THAT(speculative.err, HasSubstr("does not read images"));
+}
+
+TEST(CliVision, StatsCountTheVisionParametersAndFlops) {
+  const CliResult r = run_cli("stats " + quote(kTinyVision) + " --json");
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  const json stats = json::parse(r.out);
+  const ModelStats expected = compute_stats(load_config(kTinyVision));
+  ASSERT_TRUE(stats.contains("vision")) << r.out;
+  EXPECT_EQ(stats["vision"]["params"], expected.params_vision);
+  EXPECT_EQ(stats["vision"]["flops_per_image"], expected.vision_flops_per_image);
+  EXPECT_EQ(stats["vision"]["vision_tokens_per_image"], 16);  // (32 / 8)^2 patches
+  const CliResult table = run_cli("stats " + quote(kTinyVision));
+  EXPECT_THAT(table.out, HasSubstr("FLOPs / image"));
+  EXPECT_FALSE(json::parse(run_cli("stats " + quote(kTiny) + " --json").out).contains("vision"));
+}
+
+TEST(CliVision, TraceRecordsTheImageEncodingFirst) {
+  const TempDir temp;
+  const fs::path out = temp.path() / "trace.safetensors";
+  const CliResult r =
+      run_cli("trace " + quote(kTinyVision) + " --tokens 1,2,3 --image " +
+              quote(write_ppm(temp.path(), 32, 32)) + " --image-position 1 --out " + quote(out));
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  const SafetensorsFile file = SafetensorsFile::read(out);
+  EXPECT_EQ(file.tensors().front().name, "vision.pixels");
+  EXPECT_EQ(file.at("vision.tokens").shape, (std::vector<int64_t>{16, 64}));
+  EXPECT_EQ(file.at("layers.1.xattn.probs").shape, (std::vector<int64_t>{3, 4, 16}));
+  EXPECT_FALSE(file.contains("layers.0.xattn.probs"));  // the gated block is in front of layer 1
 }
 
 }  // namespace

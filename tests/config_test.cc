@@ -36,6 +36,18 @@ json base_config() {
     "init_std": 0.08, "eos_token_id": -1})");
 }
 
+// base_config() with a vision section naming every vision key.
+json vision_config() {
+  json config = base_config();
+  config["vision"] = json::parse(R"({
+    "image_size": 32, "channels": 3, "patch_size": 8, "width": 64, "layers": 2, "heads": 4,
+    "mlp_size": 128, "norm_eps": 1e-5, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],
+    "resampler_latents": 0, "resampler_layers": 0, "cross_attention_layers": [1],
+    "cross_attention_heads": 4, "cross_attention_kv_heads": 2, "cross_attention_d_ff": 128,
+    "cross_attention_qk_norm": false, "gate_init": 0.5})");
+  return config;
+}
+
 // Only the keys docs/config.md calls required.
 const std::vector<std::string> kRequiredKeys = {"vocab_size",  "d_model",    "n_layers",  "n_heads",
                                                 "n_kv_heads",  "head_dim",   "n_experts", "top_k",
@@ -130,7 +142,7 @@ TEST(ConfigPresets, Gpt4RumoredMatchesTheReportedShape) {
 
 // Presets name every key, in canonical form: what config_to_json writes back is the file.
 TEST(ConfigPresets, FilesHoldEveryKeyAndReadBackEqual) {
-  for (const char* name : {"tiny", "small", "gpt4-rumored"}) {
+  for (const char* name : {"tiny", "small", "gpt4-rumored", "tiny-vision"}) {
     SCOPED_TRACE(name);
     const fs::path path = kSourceDir / "configs" / (std::string(name) + ".json");
     std::ifstream in(path);
@@ -432,6 +444,90 @@ std::vector<BadConfigCase> bad_config_cases() {
       {"total weight count overflows", [=](json& j) { j["vocab_size"] = two_to_the_56; }, "d_model",
        "the total weight count (embeddings, attention, FFNs) overflows int64", "64"},
   };
+  // The vision section (cases start from vision_config(): see BadVisionConfig below).
+  const std::vector<BadConfigCase> vision_cases = {
+      {"vision not an object", [](json& j) { j["vision"] = 3; }, "vision",
+       "expected an object of keys, got an integer", "3"},
+      {"vision misspelt key", [](json& j) { j["vision"]["patch_sise"] = 8; }, "vision.patch_sise",
+       "unknown key; did you mean \"vision.patch_size\"?", "8"},
+      {"vision patch_size does not divide image_size",
+       [](json& j) { j["vision"]["patch_size"] = 5; }, "vision.patch_size",
+       "must divide image_size (32)", "5"},
+      {"vision heads do not divide width", [](json& j) { j["vision"]["heads"] = 3; },
+       "vision.heads", "must divide width (64)", "3"},
+      {"vision mean of the wrong length",
+       [](json& j) {
+         j["vision"]["mean"] = {0.5, 0.5};
+       },
+       "vision.mean", "one entry per channel (channels = 3)", "[0.5,0.5]"},
+      {"vision std zero",
+       [](json& j) {
+         j["vision"]["std"] = {0.25, 0.0, 0.25};
+       },
+       "vision.std", "every entry must be a finite number > 0", "[0.25,0.0,0.25]"},
+      {"vision mean not numbers",
+       [](json& j) {
+         j["vision"]["mean"] = {0.5, "x", 0.5};
+       },
+       "vision.mean", "expected an array of numbers, found a string", "[0.5,\"x\",0.5]"},
+      {"vision resampler without layers", [](json& j) { j["vision"]["resampler_latents"] = 8; },
+       "vision.resampler_layers", "must be positive when resampler_latents > 0", "0"},
+      {"vision resampler layers without latents",
+       [](json& j) { j["vision"]["resampler_layers"] = 2; }, "vision.resampler_layers",
+       "must be 0 or absent when resampler_latents is 0", "2"},
+      {"vision negative latents", [](json& j) { j["vision"]["resampler_latents"] = -1; },
+       "vision.resampler_latents", "must be 0 (no resampler) or positive", "-1"},
+      {"vision no cross-attention layer",
+       [](json& j) { j["vision"]["cross_attention_layers"] = json::array(); },
+       "vision.cross_attention_layers", "must name at least one decoder layer", "[]"},
+      {"vision cross-attention layer past the model",
+       [](json& j) {
+         j["vision"]["cross_attention_layers"] = {0, 2};
+       },
+       "vision.cross_attention_layers", "layer 2 is not a decoder layer (0..1)", "[0,2]"},
+      {"vision cross-attention layers repeated",
+       [](json& j) {
+         j["vision"]["cross_attention_layers"] = {1, 1};
+       },
+       "vision.cross_attention_layers", "distinct and in increasing order", "[1,1]"},
+      {"vision cross-attention layer not an integer",
+       [](json& j) { j["vision"]["cross_attention_layers"] = {0.5}; },
+       "vision.cross_attention_layers", "expected an array of integers", "[0.5]"},
+      {"vision kv heads do not divide heads",
+       [](json& j) { j["vision"]["cross_attention_kv_heads"] = 3; },
+       "vision.cross_attention_kv_heads", "must be a multiple of cross_attention_kv_heads", "3"},
+      {"vision gate_init infinite", [](json& j) { j["vision"]["gate_init"] = INFINITY; },
+       "vision.gate_init", "must be a finite number", "inf"},
+      {"vision norm_eps zero", [](json& j) { j["vision"]["norm_eps"] = 0.0; }, "vision.norm_eps",
+       "must be a finite number > 0", "0.0"},
+      {"vision qk_norm not a boolean", [](json& j) { j["vision"]["cross_attention_qk_norm"] = 1; },
+       "vision.cross_attention_qk_norm", "expected true or false, got an integer", "1"},
+      {"vision patch embedding overflows",
+       [=](json& j) {
+         j["vision"]["image_size"] = two_to_the_62;
+         j["vision"]["patch_size"] = two_to_the_62;
+       },
+       "vision.channels", "channels * patch_size * patch_size * width", "3"},
+  };
+  for (const BadConfigCase& vision_case : vision_cases) {
+    cases.push_back({vision_case.description,
+                     [mutate = vision_case.mutate](json& j) {
+                       j = vision_config();
+                       mutate(j);
+                     },
+                     vision_case.key, vision_case.expected, vision_case.value});
+  }
+  for (const std::string key :
+       {"image_size", "channels", "patch_size", "width", "layers", "heads", "mlp_size", "mean",
+        "std", "cross_attention_layers", "cross_attention_heads", "cross_attention_kv_heads",
+        "cross_attention_d_ff"}) {
+    cases.push_back({"vision missing " + key,
+                     [key](json& j) {
+                       j = vision_config();
+                       j["vision"].erase(key);
+                     },
+                     "vision." + key, "required key is missing", ""});
+  }
   for (const std::string& key : kRequiredKeys) {
     cases.push_back(
         {"missing " + key, [key](json& j) { j.erase(key); }, key, "required key is missing", ""});
@@ -471,6 +567,7 @@ INSTANTIATE_TEST_SUITE_P(Rules, BadConfig, testing::ValuesIn(bad_config_cases())
 // valid.
 TEST(ConfigJson, BaseConfigsAreValid) {
   EXPECT_NO_THROW(config_from_json(base_config(), "test.json"));
+  EXPECT_NO_THROW(config_from_json(vision_config(), "test.json"));
   EXPECT_NO_THROW(config_from_json(required_only(), "test.json"));
 }
 
@@ -514,6 +611,64 @@ TEST(LoadConfig, RepeatedKeyIsAnError) {
   const fs::path path = write_temp("moeref_repeated.json", text);
   const std::string message = message_of([&] { load_config(path); });
   EXPECT_EQ(message, path.string() + ": key \"d_model\": appears more than once");
+}
+
+TEST(LoadConfig, RepeatedVisionKeyIsAnError) {
+  std::string text = vision_config().dump();
+  const size_t vision = text.find("\"vision\":{");
+  ASSERT_NE(vision, std::string::npos);
+  text.insert(vision + 10, "\"width\": 16, ");
+  const fs::path path = write_temp("moeref_repeated_vision.json", text);
+  const std::string message = message_of([&] { load_config(path); });
+  EXPECT_EQ(message, path.string() + ": key \"vision.width\": appears more than once");
+}
+
+TEST(ConfigJson, VisionRoundTripsAndEveryVisionFieldIsCompared) {
+  const ModelConfig base = config_from_json(vision_config(), "test.json");
+  EXPECT_EQ(config_to_json(base), vision_config());
+  EXPECT_EQ(config_from_json(json::parse(config_to_json(base).dump()), "round trip"), base);
+  const std::vector<std::function<void(VisionConfig&)>> changes = {
+      [](VisionConfig& v) { v.image_size += 8; },
+      [](VisionConfig& v) { v.channels += 1; },
+      [](VisionConfig& v) { v.patch_size += 1; },
+      [](VisionConfig& v) { v.width += 1; },
+      [](VisionConfig& v) { v.layers += 1; },
+      [](VisionConfig& v) { v.heads += 1; },
+      [](VisionConfig& v) { v.mlp_size += 1; },
+      [](VisionConfig& v) { v.norm_eps *= 2; },
+      [](VisionConfig& v) { v.mean[1] += 0.1; },
+      [](VisionConfig& v) { v.std[2] += 0.1; },
+      [](VisionConfig& v) { v.resampler_latents += 1; },
+      [](VisionConfig& v) { v.resampler_layers += 1; },
+      [](VisionConfig& v) {
+        v.cross_attention_layers = {0, 1};
+      },
+      [](VisionConfig& v) { v.cross_attention_heads += 1; },
+      [](VisionConfig& v) { v.cross_attention_kv_heads += 1; },
+      [](VisionConfig& v) { v.cross_attention_d_ff += 1; },
+      [](VisionConfig& v) { v.cross_attention_qk_norm = !v.cross_attention_qk_norm; },
+      [](VisionConfig& v) { v.gate_init = -v.gate_init; },
+  };
+  for (size_t i = 0; i < changes.size(); ++i) {
+    ModelConfig changed = base;
+    changes[i](*changed.vision);
+    EXPECT_FALSE(changed == base) << "change " << i;
+  }
+  ModelConfig text_only = base;
+  text_only.vision.reset();
+  EXPECT_FALSE(text_only == base);
+  // Optional vision keys take the struct's defaults.
+  json minimal = vision_config();
+  for (const char* key : {"norm_eps", "resampler_latents", "resampler_layers",
+                          "cross_attention_qk_norm", "gate_init"}) {
+    minimal["vision"].erase(key);
+  }
+  const VisionConfig defaults;
+  const VisionConfig v = *config_from_json(minimal, "test.json").vision;
+  EXPECT_EQ(v.norm_eps, defaults.norm_eps);
+  EXPECT_EQ(v.resampler_latents, 0);
+  EXPECT_FALSE(v.cross_attention_qk_norm);
+  EXPECT_EQ(v.gate_init, 0.0);
 }
 
 TEST(LoadConfig, ValidationErrorsNameTheFile) {

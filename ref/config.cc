@@ -15,6 +15,7 @@
 #include <span>
 #include <string_view>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -221,35 +222,26 @@ class FieldReader {
     return value->get<std::string>();
   }
 
-  // A JSON array of numbers; empty when the key is absent and `required` is false.
-  std::vector<double> numbers(const char* key, bool required) const {
-    const json* value = find(key, !required);
-    if (value == nullptr) return {};
+  // A required JSON array of numbers (T = double) or integers (T = int64_t).
+  template <class T>
+  std::vector<T> array(const char* key) const {
+    const json* value = find(key, false);
     if (!value->is_array()) fail(key, "expected an array, got " + kind_of(*value), show(*value));
-    std::vector<double> result;
+    constexpr bool kIntegers = std::is_integral_v<T>;
+    std::vector<T> result;
     for (const json& element : *value) {
-      if (!element.is_number()) {
-        fail(key, "expected an array of numbers, found " + kind_of(element), show(*value));
-      }
-      result.push_back(element.get<double>());
-    }
-    return result;
-  }
-
-  // A JSON array of integers; empty when the key is absent and `required` is false.
-  std::vector<int64_t> integers(const char* key, bool required) const {
-    const json* value = find(key, !required);
-    if (value == nullptr) return {};
-    if (!value->is_array()) fail(key, "expected an array, got " + kind_of(*value), show(*value));
-    std::vector<int64_t> result;
-    for (const json& element : *value) {
-      if (!element.is_number_integer() ||
-          (element.is_number_unsigned() &&
-           element.get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()})) {
-        fail(key, "expected an array of integers, found " + kind_of(element) + " " + show(element),
+      const bool fits =
+          kIntegers ? element.is_number_integer() &&
+                          !(element.is_number_unsigned() &&
+                            element.get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()})
+                    : element.is_number();
+      if (!fits) {
+        fail(key,
+             std::string("expected an array of ") + (kIntegers ? "integers" : "numbers") +
+                 ", found " + kind_of(element),
              show(*value));
       }
-      result.push_back(element.get<int64_t>());
+      result.push_back(element.get<T>());
     }
     return result;
   }
@@ -435,11 +427,11 @@ VisionConfig vision_from_json(const json& object, const std::string& source,
   v.mlp_size = reader.size("mlp_size");
   v.norm_eps = reader.number("norm_eps", defaults.norm_eps);
   require_finite(reader, "norm_eps", v.norm_eps, false);
-  v.mean = reader.numbers("mean", true);
-  v.std = reader.numbers("std", true);
+  v.mean = reader.array<double>("mean");
+  v.std = reader.array<double>("std");
   v.resampler_latents = reader.integer("resampler_latents", defaults.resampler_latents);
   v.resampler_layers = reader.integer("resampler_layers", defaults.resampler_layers);
-  v.cross_attention_layers = reader.integers("cross_attention_layers", true);
+  v.cross_attention_layers = reader.array<int64_t>("cross_attention_layers");
   v.cross_attention_heads = reader.size("cross_attention_heads");
   v.cross_attention_kv_heads = reader.size("cross_attention_kv_heads");
   v.cross_attention_d_ff = reader.size("cross_attention_d_ff");

@@ -1,6 +1,5 @@
 #include "ref/vision_block.h"
 
-#include <algorithm>
 #include <vector>
 
 #include "ref/kv_view.h"

@@ -713,6 +713,19 @@ class AgreesWithCppTest(unittest.TestCase):
         self.check(TINY, rounded, "bf16", expect_pass=True)
         self.check(TINY, rounded, "fp32", expect_pass=False)
 
+    def test_the_committed_vision_set(self):
+        """tiny-vision: its image is an input, and a perturbed vision tensor is reported alike."""
+        vision_dir = SOURCE_DIR / "golden" / "sets" / "tiny-vision"
+        vision = mg.GoldenSet(vision_dir)
+        self.assertEqual(vision.inputs["image"].shape, (3, 16, 16))
+        self.assertEqual(vision.manifest["inputs"]["image"]["position"], 4)
+        candidate = copy_of_trace(vision)
+        self.check(vision_dir, candidate, "fp32", expect_pass=True)
+        candidate["image/vision.resampler.out"][3, 7] += 0.5
+        cpp = self.check(vision_dir, candidate, "fp32", expect_pass=False)
+        self.assertEqual(cpp["first_failure"], "image/vision.resampler.out")
+        self.check(vision_dir, candidate, "bf16")
+
     def test_mixed_dtypes_written_here_are_read_by_moeref(self):
         candidate = copy_of_trace(self.golden)
         names = [e["name"] for e in self.golden.expected]

@@ -9,6 +9,7 @@
 #include "simd/elementwise_ops.h"
 #include "simd/gemm.h"
 #include "simd/rope_ops.h"
+#include "simd/router_ops.h"
 #include "simd/row_ops.h"
 #include "simd/vector_ops.h"
 
@@ -54,6 +55,11 @@ void SimdKernels::gelu(float* x, int64_t n) const { simd::gelu(x, n); }
 
 void SimdKernels::residual_add(float* x, const float* branch, int64_t n) const {
   simd::residual_add(x, branch, n);
+}
+
+void SimdKernels::select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
+                               bool renormalize, int32_t* indices, float* weights) const {
+  simd::select_top_k(probs, n_tokens, n_experts, k, renormalize, indices, weights);
 }
 
 const Kernels& simd_kernels() {

@@ -43,6 +43,7 @@
 #include "ref/model.h"
 #include "ref/stats.h"
 #include "ref/weights.h"
+#include "simd/gemm.h"
 #include "simd/simd_kernels.h"
 #include "simd/vector_ops.h"
 
@@ -94,9 +95,12 @@ void sgemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64_t i
 
 // The best FLOP/s of `repeats` n x n x n products after one untimed call; each timed call is
 // reported to `state` when given.
-// OpenBLAS runs on every OpenMP thread's core here, whatever the simd kernels set it to for their
-// own calls (one thread per call, simd/gemm.h): the peak of the whole machine.
+// OpenBLAS with the kernels simd/ selects (simd/gemm.h: on an AVX-512 CPU that OpenBLAS 0.3.21
+// does not know, its AVX-512 kernels rather than its AVX2 fallback, twice as fast) and on every
+// OpenMP thread's core, whatever simd/ sets it to for its own calls (one thread per call): the
+// peak of the whole machine.
 double measure_sgemm(int64_t n, int64_t repeats, benchmark::State* state) {
+  simd::configure_blas();
   const int blas_threads = openblas_get_num_threads();
   openblas_set_num_threads(omp_get_max_threads());
   std::vector<float> a(static_cast<size_t>(n * n)), b(a.size()), c(a.size());

@@ -4,11 +4,38 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <mutex>
+#include <string>
+
+// OpenBLAS's DYNAMIC_ARCH entry points (exported by its dynamic builds, absent from others: weak,
+// so that a build without them links and keeps its kernels).
+extern "C" {
+void gotoblas_dynamic_init(void) __attribute__((weak));
+void gotoblas_dynamic_quit(void) __attribute__((weak));
+}
 
 namespace moeref::simd {
 
 namespace {
+
+// The CPU has what OpenBLAS's SkylakeX kernels use, but OpenBLAS chose an AVX2 kernel set.
+bool fell_back_from_avx512() {
+  const std::string core = openblas_get_corename();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+         (core == "Haswell" || core == "Zen");
+}
+
+void select_avx512_kernels() {
+  if (gotoblas_dynamic_init == nullptr || gotoblas_dynamic_quit == nullptr) return;
+  if (!fell_back_from_avx512()) return;
+  // OpenBLAS's initialisation exports the core it chose as OPENBLAS_CORETYPE, and
+  // gotoblas_dynamic_init reads that variable, but returns at once unless quit cleared the choice.
+  setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+  gotoblas_dynamic_quit();
+  gotoblas_dynamic_init();
+}
 
 // Below this many multiply-adds a split costs more than it saves.
 constexpr int64_t kSplitWork = int64_t{1} << 20;
@@ -33,9 +60,18 @@ void split(int64_t n, int64_t align, int part, int parts, int64_t& begin, int64_
 
 }  // namespace
 
+void configure_blas() {
+  static std::once_flag configured;
+  std::call_once(configured, [] {
+    select_avx512_kernels();
+    openblas_set_num_threads(1);
+  });
+}
+
+const char* blas_core_name() { return openblas_get_corename(); }
+
 void sgemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out) {
-  static std::once_flag one_blas_thread;
-  std::call_once(one_blas_thread, [] { openblas_set_num_threads(1); });
+  configure_blas();
   if (rows == 0 || out == 0) return;
   if (in == 0) {
     std::fill(y, y + rows * out, 0.0f);

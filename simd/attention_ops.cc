@@ -8,12 +8,14 @@
 #include <vector>
 
 #include "ref/parallel.h"
-#include "simd/row_ops.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "simd/attention_ops.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
+// After highway.h: the math header and SoftmaxRow are per target too.
+#include "hwy/contrib/math/math-inl.h"
+#include "simd/softmax-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace moeref::simd {
@@ -97,9 +99,7 @@ void AttendGroup(const float* q, size_t heads, size_t hd, const float* kt, size_
     ScoreHeads<k>(q + h * hd, hd, kt, kt_stride, n_keys, scale, scores + h * scores_stride,
                   scores_stride);
   });
-  for (size_t h = 0; h < heads; ++h) {
-    softmax(scores + h * scores_stride, 1, static_cast<int64_t>(n_keys));
-  }
+  for (size_t h = 0; h < heads; ++h) SoftmaxRow(scores + h * scores_stride, n_keys);
   ForHeadChunks(heads, [&]<size_t k>(size_t h) {
     WeightHeads<k>(scores + h * scores_stride, scores_stride, values, rows, n_keys, hd,
                    context + h * hd);

@@ -185,23 +185,28 @@ TEST(SimdAttention, MatchesTheReferenceForGroupsPrefillAndBidirectional) {
   struct Case {
     int64_t H, G, hd, T;
     bool all_at_last;
+    int64_t first_position = 0;  // of the first token; > 0: a cache that holds earlier positions
   };
-  const std::vector<Case> cases = {{8, 1, 64, 40, false}, {8, 2, 24, 40, false},
-                                   {16, 1, 33, 9, false}, {12, 4, 64, 5, false},
-                                   {8, 1, 64, 70, true},  {6, 3, 20, 17, true}};
+  const std::vector<Case> cases = {{8, 1, 64, 40, false},     {8, 2, 24, 40, false},
+                                   {16, 1, 33, 9, false},     {12, 4, 64, 5, false},
+                                   {8, 1, 64, 70, true},      {6, 3, 20, 17, true},
+                                   {8, 1, 64, 1, false, 150}, {8, 2, 24, 1, false, 37},
+                                   {4, 1, 17, 1, false, 0},   {8, 1, 64, 2, false, 150}};
   for_each_target([&] {
     for (const Case& c : cases) {
       SCOPED_TRACE("H " + std::to_string(c.H) + " G " + std::to_string(c.G) + " hd " +
-                   std::to_string(c.hd) + " T " + std::to_string(c.T));
-      const int64_t capacity = c.T + 3;
+                   std::to_string(c.hd) + " T " + std::to_string(c.T) + " from " +
+                   std::to_string(c.first_position));
+      const int64_t capacity = c.first_position + c.T + 3;
       const std::vector<float> q = pattern(static_cast<size_t>(c.T * c.H * c.hd), 0.9f, 0.02f);
       const std::vector<float> keys =
           pattern(static_cast<size_t>(c.G * capacity * c.hd), 0.7f, 0.1f);
       const std::vector<float> values = pattern(keys.size(), 1.0f, -0.05f);
       std::vector<int64_t> positions(static_cast<size_t>(c.T));
-      for (int64_t t = 0; t < c.T; ++t) positions[t] = c.all_at_last ? c.T - 1 : t;
+      for (int64_t t = 0; t < c.T; ++t)
+        positions[t] = c.first_position + (c.all_at_last ? c.T - 1 : t);
       const ref::AttentionDims dims(c.H, c.G, c.hd, capacity);
-      const int64_t width = c.T + 1;
+      const int64_t width = c.first_position + c.T + 1;
       std::vector<float> expected(q.size()), expected_probs(static_cast<size_t>(c.T * c.H * width));
       ref::attention(q.data(), keys.data(), values.data(), positions, dims, expected.data(),
                      expected_probs.data(), width);

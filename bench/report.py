@@ -55,7 +55,8 @@ def rows_of(run):
         parts = bench["run_name"].split("/")
         family = parts[0]
         if family == "BM_0_SgemmPeak":
-            rows.append(row(f"sgemm {parts[1]}^3 (baseline)", bench["gflops"], "GFLOP/s"))
+            rows.append(row(f"sgemm {parts[1]}^3 (baseline{blas_core(bench)})", bench["gflops"],
+                            "GFLOP/s"))
         elif family == "BM_0_ReadBandwidth":
             read_at_start = bench["gbytes_per_s"]
             rows.append(row("read 1 GiB, all threads (baseline)", read_at_start, "GB/s"))
@@ -81,6 +82,15 @@ def rows_of(run):
                             target=f"<= {PEAK_MEMORY_RATIO_TARGET}",
                             met=ratio <= PEAK_MEMORY_RATIO_TARGET))
     return rows
+
+
+def blas_core(bench):
+    """", Core" from the benchmark's label, openblas_get_config(): "... <core> MAX_THREADS=n"."""
+    words = bench.get("label", "").split()
+    for before, word in zip(words, words[1:]):
+        if word.startswith("MAX_THREADS="):
+            return f", {before}"
+    return ""
 
 
 def end_to_end_rows(family, backend, tokens, bench):

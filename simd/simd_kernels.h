@@ -3,9 +3,10 @@
 //
 // Replaced, each in fp32 with Highway vector code dispatched to the best target the CPU supports:
 // - matmul: one token, Highway matrix-vector products (simd/vector_ops.h); several, OpenBLAS
-//   sgemm, the path of prefill and of experts over their grouped tokens;
-// - attention: Highway dot products and axpy over the K/V rows, fp32 softmax; all query heads of
-//   a multi-query token read the same K/V rows;
+//   sgemm on one thread per call, split over the OpenMP threads (simd/gemm.h), the path of
+//   prefill and of experts over their grouped tokens;
+// - attention (simd/attention_ops.h): the query heads that share a K/V head computed together over
+//   each K and V row, Highway scores, softmax and weighted sum;
 // - rms_norm, layer_norm, softmax (simd/row_ops.h): fp32 row sums over four vector accumulators,
 //   the scale applied with Mul / MulAdd; softmax's exponentials through Highway's Exp;
 // - rope (simd/rope_ops.h): the reference's double angles, cosines and sines rounded to fp32
@@ -13,9 +14,9 @@
 // - swiglu, gelu, residual_add (simd/elementwise_ops.h): silu through Exp in an overflow-free
 //   form; gelu's erf from its Maclaurin series for |x| < sqrt 2 and from a Chebyshev fit of erfc
 //   (Numerical Recipes' erfcc) beyond, about 1e-7 absolute; residual_add one vector Add (the
-//   reference's bits).
-// Kept from the reference (RefKernels): select_top_k, integer ranking over a few experts per token
-// whose work is too small to gain from vectors.
+//   reference's bits);
+// - select_top_k (simd/router_ops.h): vector max and first-match search, the reference's results
+//   to the bit.
 // Rows, heads and chunks of elements are split over OpenMP threads once the work reaches
 // ref::kParallelWork; every sum stays one thread's, in a fixed order for a given target and thread
 // count, so results are identical run to run.
@@ -45,6 +46,8 @@ class SimdKernels : public RefKernels {
   void swiglu(const float* gate, const float* up, float* out, int64_t n) const override;
   void gelu(float* x, int64_t n) const override;
   void residual_add(float* x, const float* branch, int64_t n) const override;
+  void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
+                    bool renormalize, int32_t* indices, float* weights) const override;
 };
 
 const Kernels& simd_kernels();

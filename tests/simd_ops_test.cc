@@ -9,11 +9,14 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <limits>
 #include <random>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -21,8 +24,10 @@
 #include "ref/norm.h"
 #include "ref/residual.h"
 #include "ref/rope.h"
+#include "ref/router.h"
 #include "ref/softmax.h"
 #include "simd/elementwise_ops.h"
+#include "simd/router_ops.h"
 #include "simd/simd_kernels.h"
 #include "tests/simd_targets.h"
 
@@ -331,6 +336,85 @@ TEST(SimdOps, ResidualAddIsTheReferenceBitForBit) {
     EXPECT_TRUE(std::equal(expected.begin(), expected.end(), sum.data()));
     EXPECT_TRUE(sum.guards_intact());
   });
+}
+
+// select_top_k must give the reference's indices and weights to the bit: compared with ==.
+void expect_top_k_as_reference(const std::vector<float>& probs, int64_t n_experts, int64_t k,
+                               bool renormalize) {
+  const int64_t n_tokens = static_cast<int64_t>(probs.size()) / n_experts;
+  const size_t chosen = static_cast<size_t>(n_tokens * k);
+  std::vector<int32_t> expected_indices(chosen), got_indices(chosen, -7);
+  std::vector<float> expected_weights(chosen), got_weights(chosen, kSentinel);
+  ref::select_top_k(probs.data(), n_tokens, n_experts, k, renormalize, expected_indices.data(),
+                    expected_weights.data());
+  simd_kernels().select_top_k(probs.data(), n_tokens, n_experts, k, renormalize, got_indices.data(),
+                              got_weights.data());
+  EXPECT_EQ(got_indices, expected_indices) << n_experts << " experts, k " << k;
+  for (size_t i = 0; i < chosen; ++i) {
+    EXPECT_TRUE(std::bit_cast<uint32_t>(got_weights[i]) ==
+                    std::bit_cast<uint32_t>(expected_weights[i]) ||
+                (std::isnan(got_weights[i]) && std::isnan(expected_weights[i])))
+        << "weight " << i << ": " << got_weights[i] << " vs " << expected_weights[i];
+  }
+}
+
+struct TopKCase {
+  std::vector<float> probs;  // one token
+  int64_t k;
+  std::vector<int32_t> expected;
+};
+
+TEST(SimdOps, TopKBreaksTiesTowardTheLowerIndexOnATableOfCases) {
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<TopKCase> cases = {
+      {{0.25f, 0.25f, 0.25f, 0.25f}, 2, {0, 1}},
+      {{0.1f, 0.3f, 0.3f, 0.3f}, 3, {1, 2, 3}},
+      {{0.5f}, 1, {0}},
+      {{0.0f, -0.0f, 0.0f}, 2, {0, 1}},
+      {{-0.0f, 0.0f, 1.0f}, 3, {2, 0, 1}},
+      {{-kInf, -kInf, -kInf}, 3, {0, 1, 2}},
+      {{-kInf, 2.0f, -kInf, kInf}, 4, {3, 1, 0, 2}},
+      {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20}, 3, {19, 18, 17}},
+      // 17 experts: the winner and its tie in the tail that does not fill an AVX-512 vector.
+      {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.5f, 0.5f}, 2, {15, 16}},
+      {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.5f}, 2, {16, 0}},
+      // NaN: the reference's strict > never lets a NaN win, except as the first candidate.
+      {{kNaN, 0.5f, 0.7f}, 2, {0, 2}},
+      {{0.5f, kNaN, 0.7f}, 3, {2, 0, 1}},
+  };
+  for_each_target([&] {
+    for (const TopKCase& c : cases) {
+      const int64_t n = static_cast<int64_t>(c.probs.size());
+      std::vector<int32_t> indices(static_cast<size_t>(c.k));
+      std::vector<float> weights(indices.size());
+      simd_kernels().select_top_k(c.probs.data(), 1, n, c.k, false, indices.data(), weights.data());
+      EXPECT_EQ(indices, c.expected) << n << " experts, k " << c.k;
+      for (bool renormalize : {false, true})
+        expect_top_k_as_reference(c.probs, n, c.k, renormalize);
+    }
+  });
+}
+
+TEST(SimdOps, TopKMatchesTheReferenceWithManyTies) {
+  for_each_target([&] {
+    for (int64_t n = 1; n <= static_cast<int64_t>(kN) + 3; ++n) {
+      for (int64_t k : {int64_t{1}, int64_t{2}, int64_t{3}, n / 2 + 1, n}) {
+        if (k > n) continue;
+        // Five levels over 7 tokens: ties at every rank.
+        std::vector<float> probs =
+            uniform(static_cast<size_t>(7 * n), 0.0f, 5.0f, static_cast<unsigned>(n * 131 + k));
+        for (float& p : probs) p = std::floor(p) / 8.0f;
+        for (bool renormalize : {false, true}) expect_top_k_as_reference(probs, n, k, renormalize);
+      }
+    }
+  });
+  std::vector<int32_t> indices(4);
+  std::vector<float> probs(4, 0.25f), weights(4);
+  EXPECT_THROW(select_top_k(probs.data(), 1, 4, 0, true, indices.data(), weights.data()),
+               std::invalid_argument);
+  EXPECT_THROW(select_top_k(probs.data(), 1, 4, 5, true, indices.data(), weights.data()),
+               std::invalid_argument);
 }
 
 // Above ref::kParallelWork the ops split rows, heads or chunks over threads; every output is

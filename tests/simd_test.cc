@@ -4,10 +4,12 @@
 // the checker at fp32 precision, and identical results run to run.
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
+#include <omp.h>
 
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <string>
 #include <vector>
 
 #include "golden/candidate_runner.h"
@@ -102,6 +104,39 @@ TEST(SimdMatmul, MatchesTheReferenceForMatrixVectorAndGemm) {
   });
 }
 
+// Large enough to be split over threads (simd/gemm.h): by columns (many outputs) and by token
+// rows (few). Close to the reference at any thread count, identical run to run at each.
+TEST(SimdMatmul, SplitGemmMatchesTheReferenceAtAnyThreadCount) {
+  const std::vector<MatmulCase> cases = {{70, 300, 1000}, {300, 400, 40}, {64, 1024, 517}};
+  const int threads = omp_get_max_threads();
+  for (const MatmulCase& c : cases) {
+    const std::vector<float> x = pattern(static_cast<size_t>(c.rows * c.in), 1.0f, 0.05f);
+    const std::vector<float> w = pattern(static_cast<size_t>(c.out * c.in), 0.1f, -0.01f);
+    std::vector<float> expected(static_cast<size_t>(c.rows * c.out));
+    ref::matmul(x.data(), w.data(), expected.data(), c.rows, c.in, c.out);
+    for (int n_threads : {1, threads}) {
+      omp_set_num_threads(n_threads);
+      std::vector<float> got(expected.size(), 7.0f), again(expected.size(), 8.0f);
+      simd_kernels().matmul(x.data(), w.data(), got.data(), c.rows, c.in, c.out);
+      simd_kernels().matmul(x.data(), w.data(), again.data(), c.rows, c.in, c.out);
+      EXPECT_EQ(got, again) << n_threads << " threads";
+      for (int64_t r = 0; r < c.rows; ++r) {
+        for (int64_t o = 0; o < c.out; ++o) {
+          double magnitude = 0.0;
+          for (int64_t i = 0; i < c.in; ++i) {
+            magnitude += std::fabs(static_cast<double>(x[r * c.in + i]) * w[o * c.in + i]);
+          }
+          ASSERT_NEAR(got[r * c.out + o], expected[r * c.out + o],
+                      2.0 * static_cast<double>(c.in + 1) * kFp32Epsilon * magnitude + 1e-30)
+              << c.rows << "x" << c.in << "x" << c.out << " at " << r << ", " << o << ", "
+              << n_threads << " threads";
+        }
+      }
+    }
+    omp_set_num_threads(threads);
+  }
+}
+
 TEST(SimdAttention, MatchesTheReferenceContiguousAndPaged) {
   for_each_target([] {
     const int64_t H = 4, hd = 24, capacity = 12, T = 3;
@@ -137,6 +172,64 @@ TEST(SimdAttention, MatchesTheReferenceContiguousAndPaged) {
       }
       for (size_t i = 0; i < got_probs.size(); ++i) {
         EXPECT_NEAR(got_probs[i], expected_probs[i], 1e-6) << "G " << G;
+      }
+    }
+  });
+}
+
+// The model's shapes and more: 8 query heads per K/V head (the widest chunk of heads the kernel
+// computes together), head_dims that do and do not fill vectors, a causal prefill large enough to
+// be split over threads, and every query at the last position (bidirectional or cross-attention
+// over a contiguous [G, N, head_dim]). One thread and all of them give the same bits.
+TEST(SimdAttention, MatchesTheReferenceForGroupsPrefillAndBidirectional) {
+  struct Case {
+    int64_t H, G, hd, T;
+    bool all_at_last;
+    int64_t first_position = 0;  // of the first token; > 0: a cache that holds earlier positions
+  };
+  const std::vector<Case> cases = {{8, 1, 64, 40, false},     {8, 2, 24, 40, false},
+                                   {16, 1, 33, 9, false},     {12, 4, 64, 5, false},
+                                   {8, 1, 64, 70, true},      {6, 3, 20, 17, true},
+                                   {8, 1, 64, 1, false, 150}, {8, 2, 24, 1, false, 37},
+                                   {4, 1, 17, 1, false, 0},   {8, 1, 64, 2, false, 150}};
+  for_each_target([&] {
+    for (const Case& c : cases) {
+      SCOPED_TRACE("H " + std::to_string(c.H) + " G " + std::to_string(c.G) + " hd " +
+                   std::to_string(c.hd) + " T " + std::to_string(c.T) + " from " +
+                   std::to_string(c.first_position));
+      const int64_t capacity = c.first_position + c.T + 3;
+      const std::vector<float> q = pattern(static_cast<size_t>(c.T * c.H * c.hd), 0.9f, 0.02f);
+      const std::vector<float> keys =
+          pattern(static_cast<size_t>(c.G * capacity * c.hd), 0.7f, 0.1f);
+      const std::vector<float> values = pattern(keys.size(), 1.0f, -0.05f);
+      std::vector<int64_t> positions(static_cast<size_t>(c.T));
+      for (int64_t t = 0; t < c.T; ++t)
+        positions[t] = c.first_position + (c.all_at_last ? c.T - 1 : t);
+      const ref::AttentionDims dims(c.H, c.G, c.hd, capacity);
+      const int64_t width = c.first_position + c.T + 1;
+      std::vector<float> expected(q.size()), expected_probs(static_cast<size_t>(c.T * c.H * width));
+      ref::attention(q.data(), keys.data(), values.data(), positions, dims, expected.data(),
+                     expected_probs.data(), width);
+      auto run = [&](std::vector<float>& probs) {
+        std::vector<float> context(q.size(), -1.0f);
+        probs.assign(expected_probs.size(), -1.0f);
+        simd_kernels().attention(q.data(), keys.data(), values.data(), positions, dims,
+                                 context.data(), probs.data(), width);
+        return context;
+      };
+      const int threads = omp_get_max_threads();
+      std::vector<float> probs_one, probs_all;
+      omp_set_num_threads(1);
+      const std::vector<float> one_thread = run(probs_one);
+      omp_set_num_threads(threads);
+      const std::vector<float> got = run(probs_all);
+      EXPECT_EQ(got, one_thread);
+      EXPECT_EQ(probs_all, probs_one);
+      for (size_t i = 0; i < q.size(); ++i) {
+        ASSERT_NEAR(got[i], expected[i], 1e-5 * (1.0 + std::fabs(expected[i]))) << "at " << i;
+      }
+      for (size_t i = 0; i < expected_probs.size(); ++i) {
+        ASSERT_NEAR(probs_all[i], expected_probs[i], 1e-6) << "at " << i;
       }
     }
   });

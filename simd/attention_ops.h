@@ -1,0 +1,33 @@
+// Highway attention, the contract of ref/attention.h: causal scaled dot-product attention of H
+// query heads over G K/V heads, contiguous or paged cache, optional probabilities.
+//
+// The H / G query heads that share a K/V head are computed together, so that each K and V row is
+// read once per group and token rather than once per head (multi-query attention's saving, for
+// the arithmetic as well as for the cache):
+// - with several tokens, the keys of each K/V head are first copied transposed, [head_dim, keys]
+//   (one pass over the cache per call), so that a vector holds one head's scores against several
+//   consecutive keys and the dot products need no horizontal sums:
+//   score[h][j..j+lanes) += q[h][i] * kT[i][j..); a single token (decode) reads the K rows in
+//   place instead, each row once for the group's heads, one horizontal sum per score;
+// - softmax per head over its n_keys = position + 1 scores (simd/row_ops.h);
+// - context[h] = sum_j p[h][j] v_j, the V rows read in key order with one vector accumulator per
+//   head and slice of head_dim.
+// The scores and the context are fp32 sums in a fixed order (i ascending, j ascending); each
+// (token, K/V head) is one thread's, split over OpenMP threads in a fixed round-robin when there
+// is enough work, so the bits do not depend on the thread count. Nothing is allocated per token or
+// head: the transposed keys, the row offsets and each thread's scores live in buffers reused across
+// calls.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "ref/attention.h"
+
+namespace moeref::simd {
+
+void attention(const float* q, const float* keys, const float* values,
+               std::span<const int64_t> positions, const ref::AttentionDims& dims, float* context,
+               float* probs, int64_t probs_width);
+
+}  // namespace moeref::simd

@@ -17,11 +17,15 @@ struct Assignment {
 };
 
 // Runs every expert over the tokens assigned to it, writing expert_outputs [tokens, k, d].
+// Experts run in parallel, one per thread at a time: each writes only its own (token, rank) rows,
+// and the kernels it calls run on that one thread (a nested OpenMP region has one thread), so
+// the results do not depend on which thread runs which expert.
 void run_experts(const Kernels& kernels, const ModelConfig& config, const LayerWeights& weights,
                  const float* x, int64_t n_tokens, const std::vector<int32_t>& indices,
                  const std::vector<int32_t>& kept, std::vector<float>& expert_outputs) {
   const int64_t d = config.d_model;
   const int64_t k = config.top_k;
+#pragma omp parallel for schedule(dynamic, 1)
   for (int64_t e = 0; e < config.n_experts; ++e) {
     std::vector<Assignment> assigned;
     for (int64_t t = 0; t < n_tokens; ++t) {

@@ -516,6 +516,20 @@ VisionConfig vision_from_json(const json& object, const std::string& source,
                            {"layers", v.layers},
                            {"6 (attention, MLP)", 6}});
   checked_product(
+      reader,
+      {{"width", v.width}, {"width", v.width}, {"layers", v.layers}, {"4 (q, k, v, o)", 4}});
+  checked_product(reader, {{"width", v.width}, {"d_model (the projector)", text.d_model}});
+  // The tower's attention FLOPs (ref/stats.h): 4 * N^2 * width * layers, N = (image_size /
+  // patch_size)^2 patches.
+  const int64_t grid = v.image_size / v.patch_size;
+  checked_product(reader, {{"width", v.width},
+                           {"image_size / patch_size", grid},
+                           {"image_size / patch_size", grid},
+                           {"image_size / patch_size", grid},
+                           {"image_size / patch_size", grid},
+                           {"layers", v.layers},
+                           {"4 (q.k and p.v)", 4}});
+  checked_product(
       reader, {{"cross_attention_d_ff", v.cross_attention_d_ff},
                {"cross_attention_layers", static_cast<int64_t>(v.cross_attention_layers.size())},
                {"d_model", text.d_model},

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 #include <string>
 
 #include "ref/decoder_layer.h"
@@ -32,6 +33,24 @@ void add_gated_branch(const Kernels& kernels, const float* branch, float g,
 }
 
 }  // namespace
+
+void check_image_kv(const ModelConfig& config, const ImageKv& kv) {
+  const VisionConfig& v = config.vision.value();
+  const size_t blocks = v.cross_attention_layers.size();
+  const std::vector<int64_t> shape = {v.cross_attention_kv_heads, kv.n_tokens, config.head_dim};
+  bool fits = kv.n_tokens > 0 && kv.keys.size() == blocks && kv.values.size() == blocks;
+  for (size_t b = 0; fits && b < blocks; ++b) {
+    fits = kv.keys[b].shape() == shape && kv.values[b].shape() == shape;
+  }
+  if (!fits) {
+    throw std::invalid_argument("an image's K/V do not fit config \"" + config.name +
+                                "\": it needs " + std::to_string(blocks) +
+                                " K and V tensors of shape [" +
+                                std::to_string(v.cross_attention_kv_heads) + ", N_v > 0, " +
+                                std::to_string(config.head_dim) +
+                                "], one per gated block (Model::encode_image makes them)");
+  }
+}
 
 ImageKv image_kv(const Kernels& kernels, const ModelConfig& config,
                  std::span<const CrossAttentionWeights> blocks, const Tensor& tokens,

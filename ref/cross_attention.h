@@ -5,7 +5,9 @@
 //   y += tanh(attn_gate) * o_proj(XAttn(q = q_norm(q_proj Norm(y)), K, V))
 //   y += tanh(ffn_gate)  * FFN(Norm(y))
 // Every other token is left exactly as it is: both branches are skipped, so text before the image
-// (and every token of a sequence without one) is computed exactly as by the text-only model.
+// (and every token of a sequence without one) is computed exactly as by the text-only model (in a
+// dropless config; with capacity_factor > 0 routing depends on every token of the call, those
+// after the image included, as ref/model.h says).
 // A token sees its sequence's image when its position is >= the image's position, the index of
 // the first prompt token after the image (Flamingo: a token reads only the image before it).
 //
@@ -51,6 +53,10 @@ struct SequenceImage {
 
   bool seen_at(int64_t token_position) const { return kv != nullptr && token_position >= position; }
 };
+
+// Throws std::invalid_argument unless `kv` fits the config: N_v > 0, one K and one V per gated
+// block, each [Gx, N_v, head_dim].
+void check_image_kv(const ModelConfig& config, const ImageKv& kv);
 
 // tokens: the vision tokens [N_v, d_model] (ref/vision_encoder.h). Traces layers.L.xattn.k and .v.
 ImageKv image_kv(const Kernels& kernels, const ModelConfig& config,

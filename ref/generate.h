@@ -8,8 +8,9 @@
 //
 // With an image (vision configs), the image is encoded once, before the prefill, and its K/V are
 // read by every forward call: the tokens at positions >= image_position see it
-// (ref/cross_attention.h). image_position may be 0 .. the prompt's length (then only the new
-// tokens see it). More errors: an image for a text-only config, an image of the wrong shape, an
+// (ref/cross_attention.h). image_position may be 0 .. the prompt's length (then no prompt token
+// sees it: the first new token comes from the last prompt row, and the tokens fed back after it
+// see the image). More errors: an image for a text-only config, an image of the wrong shape, an
 // image_position outside that range.
 //
 // With a tracer, the image's encoding is recorded under "image/", the prefill under "prefill/" and

@@ -105,14 +105,12 @@ struct DecodedImage {
 
 DecodedImage decode_image_file(const fs::path& path) {
   // The safetensors reader reads its file itself; PNG and PPM are decoded from memory.
-  if (detect_format(path, read_file_bytes(path, kSignatureBytes)) == ImageFormat::kSafetensors) {
-    return {ImageFormat::kSafetensors, read_safetensors_image(path)};
-  }
+  const ImageFormat format = detect_format(path, read_file_bytes(path, kSignatureBytes));
+  if (format == ImageFormat::kSafetensors) return {format, read_safetensors_image(path)};
   const std::string file = read_file_bytes(path);
-  const ImageFormat format = detect_format(path, file);
   if (format == ImageFormat::kPng) return {format, decode_png(path, file)};
-  if (format == ImageFormat::kPpm) return {format, decode_ppm(path, file)};
-  return {format, read_safetensors_image(path)};
+  if (file.size() < 2) image_error(path, "truncated: the file ends inside the PPM magic number");
+  return {format, decode_ppm(path, file)};
 }
 
 // The operations' own arguments: a PixelImage built by a caller must be consistent.

@@ -68,9 +68,12 @@ ForwardOutput Model::forward_batch(std::span<const SequenceInput> sequences, Tra
                                   std::to_string(config_.n_layers));
     }
     check_tokens(s.tokens, s.start_position, s.kv[0].capacity);
-    if (s.image.kv != nullptr && !config_.vision) {
-      throw std::invalid_argument("a sequence has an image, but config \"" + config_.name +
-                                  "\" has no vision section");
+    if (s.image.kv != nullptr) {
+      if (!config_.vision) {
+        throw std::invalid_argument("a sequence has an image, but config \"" + config_.name +
+                                    "\" has no vision section");
+      }
+      check_image_kv(config_, *s.image.kv);
     }
     tokens.insert(tokens.end(), s.tokens.begin(), s.tokens.end());
     for (size_t t = 0; t < s.tokens.size(); ++t) {

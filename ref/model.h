@@ -14,8 +14,9 @@
 // cross-attention blocks of ref/cross_attention.h by the tokens at or after its position.
 //
 // Errors: std::invalid_argument for a token outside the vocabulary or a block that would run past
-// max_seq_len (the message says which token or how many positions), or an image given to a
-// text-only model; the cache is left unchanged.
+// max_seq_len (the message says which token or how many positions), an image given to a
+// text-only model, or image K/V that do not fit the config (check_image_kv); the cache is left
+// unchanged.
 #pragma once
 
 #include <cstdint>

@@ -136,12 +136,12 @@ SpeculativeDecoder::SpeculativeDecoder(const Model& target, const Model& draft,
       draft_cache_(draft.new_cache()),
       gamma_(options.gamma) {
   check_pairing(target.config(), draft.config());
-  check_generation_request(target.config(), request_);
-  check_generation_request(draft.config(), request_);
   if (request_.image) {
     throw std::invalid_argument(
         "speculative decoding does not read images: generate without a draft (docs/vision.md)");
   }
+  check_generation_request(target.config(), request_);
+  check_generation_request(draft.config(), request_);
   if (options_.gamma < 1) {
     throw std::invalid_argument("gamma must be at least 1, got " + std::to_string(options_.gamma));
   }

@@ -1,9 +1,8 @@
 // The building blocks of the vision tower and of the Perceiver Resampler (docs/vision.md).
 //
-//   linear:      y = x W^T + b                   x: [rows, in], W: [out, in], b: [out], y: [rows,
-//   out] attention:   q = linear_q(a), k = linear_k(c), v = linear_v(c), split into `heads` heads
-//   of
-//                width / heads; every query attends to every key (no mask, no positions, the
+//   linear:      y = x W^T + b      x: [rows, in], W: [out, in], b: [out], y: [rows, out]
+//   attention:   q = linear_q(a), k = linear_k(c), v = linear_v(c), split into `heads` heads
+//                of width / heads; every query attends to every key (no mask, no positions,
 //                scale 1/sqrt(head_dim)); out = linear_o(context)
 //   tower block: x += attention(a = c = LN_attn(x));  x += MLP(LN_mlp(x))
 //   resampler block (Flamingo): with l = LN_latent(x) and m = LN_media(features),

@@ -9,6 +9,12 @@
 namespace moeref {
 
 Tensor patchify(const Tensor& image, int64_t patch_size) {
+  const std::vector<int64_t>& shape = image.shape();
+  if (shape.size() != 3 || shape[1] != shape[2] || patch_size <= 0 || shape[1] % patch_size != 0) {
+    throw std::invalid_argument("patchify: an image of shape " + shape_string(shape) +
+                                " does not split into square patches of " +
+                                std::to_string(patch_size) + " (it needs [C, S, S], S a multiple)");
+  }
   const int64_t channels = image.dim(0);
   const int64_t size = image.dim(1);
   const int64_t grid = size / patch_size;

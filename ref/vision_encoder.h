@@ -31,7 +31,8 @@
 
 namespace moeref {
 
-// image: [C, S, S] with S a multiple of patch_size -> [(S/P)^2, C*P*P].
+// image: [C, S, S] with S a multiple of patch_size -> [(S/P)^2, C*P*P]. Throws
+// std::invalid_argument for another shape or a patch size that does not divide S.
 Tensor patchify(const Tensor& image, int64_t patch_size);
 
 // Requires config.vision. Returns the vision tokens [n_tokens, d_model].

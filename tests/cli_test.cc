@@ -419,9 +419,29 @@ TEST(CliVision, BadImagesExitOneNamingTheFile) {
     EXPECT_THAT(r.err, HasSubstr(c.expected));
   }
   const CliResult speculative = run_cli("run " + quote(kTinyVision) + " --tokens 1,2,3 --image " +
-                                        quote(image) + " --draft " + quote(kTinyVision));
+                                        quote(image) + " --draft " + quote(kTiny));
   EXPECT_EQ(speculative.exit_code, 1) << describe(speculative);
   EXPECT_THAT(speculative.err, HasSubstr("does not read images"));
+}
+
+TEST(CliVision, ImagePositionIsCheckedAndNeedsAnImage) {
+  const TempDir temp;
+  const fs::path image = write_ppm(temp.path(), 8, 8);
+  const fs::path out = temp.path() / "trace.safetensors";
+  const CliResult past_the_end =
+      run_cli("trace " + quote(kTinyVision) + " --tokens 1,2,3 --image " + quote(image) +
+              " --image-position 4 --out " + quote(out));
+  EXPECT_EQ(past_the_end.exit_code, 1) << describe(past_the_end);
+  EXPECT_THAT(past_the_end.err, HasSubstr("image_position 4 is outside the prompt (0..3)"));
+  EXPECT_FALSE(fs::exists(out));
+  for (const std::string& command :
+       {"run " + quote(kTinyVision) + " --tokens 1,2,3",
+        "trace " + quote(kTinyVision) + " --tokens 1,2,3 --out " + quote(out)}) {
+    SCOPED_TRACE(command);
+    const CliResult alone = run_cli(command + " --image-position 1");
+    EXPECT_EQ(alone.exit_code, 2) << describe(alone);
+    EXPECT_THAT(alone.err, HasSubstr("--image"));
+  }
 }
 
 TEST(CliVision, StatsCountTheVisionParametersAndFlops) {

@@ -508,6 +508,9 @@ std::vector<BadConfigCase> bad_config_cases() {
          j["vision"]["patch_size"] = two_to_the_62;
        },
        "vision.channels", "channels * patch_size * patch_size * width", "3"},
+      {"vision tower attention matrices overflow",
+       [](json& j) { j["vision"]["width"] = int64_t{1} << 32; }, "vision.width",
+       "width * width * layers * 4 (q, k, v, o)", "4294967296"},
   };
   for (const BadConfigCase& vision_case : vision_cases) {
     cases.push_back({vision_case.description,

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -186,6 +187,78 @@ INSTANTIATE_TEST_SUITE_P(Configs, VisionConfigs,
                            return param.index == 0 ? "TinyVision" : "LayerNormGeluGroupedKv";
                          });
 
+TEST(VisionBatch, EachSequenceEqualsItsSoloRunBitwise) {
+  const ModelConfig config = tiny_vision();
+  const Model model(config, init_weights(config));
+  const ImageKv first = model.encode_image(test_image(*config.vision, 5));
+  const ImageKv second = model.encode_image(test_image(*config.vision, 6));
+  const std::vector<int32_t> a = {5, 6, 7, 8, 9, 10};
+  const std::vector<int32_t> b = {11, 12, 13, 14};
+  const std::vector<int32_t> c = {15, 16, 17};
+  struct Solo {
+    const std::vector<int32_t>* tokens;
+    SequenceImage image;
+  };
+  const std::vector<Solo> solos = {{&a, {&first, 2}}, {&b, {}}, {&c, {&second, 0}}};
+  std::vector<KvCache> caches;
+  std::vector<SequenceInput> batch;
+  for (size_t s = 0; s < solos.size(); ++s) caches.push_back(model.new_cache());
+  for (size_t s = 0; s < solos.size(); ++s) {
+    SequenceInput input{*solos[s].tokens, 0, {}, solos[s].image};
+    for (int64_t l = 0; l < config.n_layers; ++l) input.kv.push_back(caches[s].view(l));
+    batch.push_back(std::move(input));
+  }
+  const Tensor together = model.forward_batch(batch).logits;
+  int64_t row = 0;
+  for (const Solo& solo : solos) {
+    KvCache cache = model.new_cache();
+    const Tensor alone = model.forward(*solo.tokens, cache, solo.image).logits;
+    for (int64_t t = 0; t < alone.dim(0); ++t, ++row) {
+      EXPECT_EQ(std::memcmp(together.row(row), alone.row(t),
+                            static_cast<size_t>(alone.dim(1)) * sizeof(float)),
+                0)
+          << "row " << row;
+    }
+  }
+}
+
+TEST(VisionGenerate, AnImageAfterThePromptIsSeenByTheTokensFedBack) {
+  const ModelConfig config = tiny_vision();
+  const Model model(config, init_weights(config));
+  const ModelConfig text = text_only(config);
+  const Model text_model(text, init_weights(text));
+  TraceRecorder with_image, without;
+  const int64_t end = static_cast<int64_t>(kPrompt.size());
+  generate(model, {kPrompt, 4, SamplingParams{}, 0, test_image(*config.vision), end}, &with_image);
+  generate(text_model, {kPrompt, 4, SamplingParams{}, 0, std::nullopt, 0}, &without);
+  // The prefill: no token sees the image, the text model's bits.
+  EXPECT_EQ(with_image.at("prefill/logits").bytes, without.at("prefill/logits").bytes);
+  EXPECT_FALSE(with_image.contains("prefill/layers.0.xattn.out"));
+  // The first token is the same (from the last prompt row); the calls that feed it back see the
+  // image.
+  ASSERT_TRUE(with_image.contains("decode.0/layers.0.xattn.out"));
+  EXPECT_NE(with_image.at("decode.0/logits").bytes, without.at("decode.0/logits").bytes);
+}
+
+TEST(VisionErrors, ImageKvThatDoesNotFitTheModelIsRefused) {
+  const ModelConfig config = tiny_vision();
+  const Model model(config, init_weights(config));
+  ImageKv kv = model.encode_image(test_image(*config.vision));
+  KvCache cache = model.new_cache();
+  std::vector<ImageKv> bad(3, kv);
+  bad[0].keys.pop_back();                                        // one block short
+  bad[1].values[1] = Tensor({2, kv.n_tokens, config.head_dim});  // two K/V heads, not one
+  bad[2] = ImageKv{};                                            // no vision tokens
+  for (const ImageKv& b : bad) {
+    EXPECT_THROW(model.forward(kPrompt, cache, {&b, 0}), std::invalid_argument);
+    EXPECT_EQ(cache.length(), 0);
+  }
+  EXPECT_NO_THROW(model.forward(kPrompt, cache, {&kv, 0}));
+  EXPECT_THROW(patchify(Tensor({3, 16, 12}), 4), std::invalid_argument);
+  EXPECT_THROW(patchify(Tensor({3, 16, 16}), 5), std::invalid_argument);
+  EXPECT_THROW(patchify(Tensor({16, 16}), 4), std::invalid_argument);
+}
+
 TEST(Patchify, OrderIsPinnedByHand) {
   // 2 channels of 4 x 4, patch 2: value = 100 c + 10 row + column.
   Tensor image({2, 4, 4});
@@ -345,7 +418,16 @@ TEST(Stats, VisionParametersMatchTheHandCount) {
   // Per token: everything of the gated blocks but k_proj and v_proj (once per image).
   EXPECT_EQ(with.params_active, without.params_active + 2 * (gated - 2 * 8 * 32));
   EXPECT_EQ(with.cross_attention_flops_per_token, 2 * 4 * 4 * 8 * 8);
-  EXPECT_GT(with.vision_flops_per_image, 2 * 16 * 48 * 32);
+  // FLOPs per image, by hand (N = 16 patches of 48 values, W = 32, M = 64, 8 latents, d = 32):
+  //   patch embedding      2 * 16 * 48 * 32                                      =  49,152
+  //   2 tower blocks       2 * (2 * 16 * (4 * 32 * 32 + 2 * 32 * 64) + 4 * 16 * 16 * 32)
+  //                                                                              = 589,824
+  //   1 resampler layer    2 * 8 * (2 * 32 * 32 + 2 * 32 * 64)    q, o, MLP on the latents
+  //                      + 2 * 24 * 2 * 32 * 32                   k, v on 16 + 8 rows
+  //                      + 4 * 8 * 24 * 32                        q.k and p.v    = 221,184
+  //   projector            2 * 8 * 32 * 32                                       =  16,384
+  //   K/V of 2 blocks      2 * (2 * 8 * 2 * 8 * 32)               1 K/V head     =  16,384
+  EXPECT_EQ(with.vision_flops_per_image, 892'928);
 }
 
 }  // namespace

@@ -105,12 +105,14 @@ Command register_run(CLI::App& app) {
       ->capture_default_str();
   command->add_flag("--adaptive-gamma", options->speculative.adaptive_gamma,
                     "Grow gamma by 2 after a fully accepted block, else shrink it by 1");
-  command->add_option("--image", options->image_path,
-                      "An image (PNG, PPM, or a safetensors tensor \"image\") for a vision config");
+  auto* image = command->add_option(
+      "--image", options->image_path,
+      "An image (PNG, PPM, or a safetensors tensor \"image\") for a vision config");
   command
       ->add_option("--image-position", options->request.image_position,
                    "Prompt tokens before the image; the tokens from there on see it")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->needs(image);
   command->add_flag("--json", options->json, "Print JSON");
   return {command, [options, prompt, tokens] {
             const Model model = load_model(options->config_path, options->weights_path);

@@ -58,7 +58,7 @@ void print_table(const ModelConfig& config, const ModelStats& s) {
               v.cross_attention_layers.size());
   std::printf("    tower, resampler, projector %14lld  (%.3f B), once per image\n",
               static_cast<long long>(s.params_vision), billions(s.params_vision));
-  std::printf("    gated cross-attention     %16lld  (%.3f B), in the active count\n",
+  std::printf("    gated cross-attention     %16lld  (%.3f B), active but k_proj, v_proj\n",
               static_cast<long long>(s.params_cross_attention), billions(s.params_cross_attention));
   std::printf("    FLOPs / image             %16lld  (%.3f GFLOP)\n",
               static_cast<long long>(s.vision_flops_per_image),

@@ -2,6 +2,8 @@
 // intermediate (docs/tracing.md) written to a safetensors file, in execution order. With --image
 // (vision configs), the image's encoding comes first.
 #include <iostream>
+#include <stdexcept>
+#include <string>
 
 #include "ref/generate.h"
 #include "tools/commands.h"
@@ -31,12 +33,13 @@ Command register_trace(CLI::App& app) {
                       "Weights (safetensors); default: initialised from the config's seed");
   command->add_option("--tokens", options->token_list, "Comma-separated token ids")->required();
   command->add_option("--out", options->out_path, "Safetensors file to write")->required();
-  command->add_option("--image", options->image_path,
-                      "An image for a vision config; its encoding is traced first");
+  auto* image_option = command->add_option(
+      "--image", options->image_path, "An image for a vision config; its encoding is traced first");
   command
       ->add_option("--image-position", options->image_position,
                    "Prompt tokens before the image; the tokens from there on see it")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->needs(image_option);
   return {command, [options] {
             const Model model = load_model(options->config_path, options->weights_path);
             const std::vector<int32_t> tokens = parse_token_list(options->token_list);
@@ -47,6 +50,12 @@ Command register_trace(CLI::App& app) {
             if (!options->image_path.empty()) {
               image_kv = model.encode_image(load_model_image(model.config(), options->image_path),
                                             &recorder);
+              if (options->image_position < 0 ||
+                  options->image_position > static_cast<int64_t>(tokens.size())) {
+                throw std::invalid_argument(
+                    "image_position " + std::to_string(options->image_position) +
+                    " is outside the prompt (0.." + std::to_string(tokens.size()) + ")");
+              }
               image = {&image_kv, options->image_position};
             }
             model.forward(tokens, cache, image, &recorder);

@@ -163,9 +163,19 @@ class Model:
 
 def read_ppm(path):
     data = open(path, "rb").read()
-    magic, width, height, maxval, raster = data.split(maxsplit=4)
+    fields, end = [], 0
+    while len(fields) < 4:  # magic, width, height, maxval, each ended by one whitespace byte
+        start = end
+        while data[end:end + 1].isspace():
+            start = end = end + 1
+        while not data[end:end + 1].isspace():
+            end += 1
+        fields.append(data[start:end])
+        end += 1
+    magic, width, height, maxval = fields
     if magic != b"P6" or int(maxval) != 255:
-        raise SystemExit(f"{path}: expected a P6 PPM with maxval 255")
+        raise SystemExit(f"{path}: expected a P6 PPM with maxval 255 and no comments")
+    raster = data[end:end + int(width) * int(height) * 3]
     hwc = torch.frombuffer(bytearray(raster), dtype=torch.uint8).view(int(height), int(width), 3)
     return hwc.permute(2, 0, 1).to(torch.float64) / 255
 

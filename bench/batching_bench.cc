@@ -25,8 +25,10 @@
 // generated, the tokens the B workload generated in its timed steps. Each benchmark also checks
 // that request 0's tokens equal those of its B = 1 run (batch invariance) and fails otherwise.
 //
-// On the ref path every row costs the same arithmetic whatever the batch, so batching gains little
-// (docs/batching.md section 12 has a measured table and its reading).
+// On the ref path every row costs the same arithmetic whatever the batch, so batching gains little;
+// on the simd path a decode step of B rows reads the weights about once per 4 rows (simd/'s
+// matvec_rows up to 8 rows), so it gains (docs/batching.md section 12 has measured tables and
+// their reading).
 //
 //   OMP_WAIT_POLICY=passive build-bench/bench/batching_bench --benchmark_counters_tabular=true
 // (On a machine shared with other jobs, libgomp's default spinning at barriers made decode 10 times
@@ -41,12 +43,14 @@
 #include <string>
 #include <vector>
 
+#include "bench/kernel_switch.h"
 #include "ref/config.h"
 #include "ref/engine.h"
 #include "ref/model.h"
 #include "ref/paged_kv_cache.h"
 #include "ref/sampling.h"
 #include "ref/weights.h"
+#include "simd/simd_kernels.h"
 
 namespace moeref {
 namespace {
@@ -57,12 +61,22 @@ constexpr int64_t kMixedPrompt = 64;
 constexpr int64_t kMixedNewTokens = 8;
 constexpr int64_t kBlockSize = 16;
 
+// The kernel set every benchmark selects first (its "simd" argument): one copy of the weights.
+bench::KernelSwitch& kernel_switch() {
+  static bench::KernelSwitch kernels(ref_kernels());
+  return kernels;
+}
+
 const Model& small_model() {
   static const std::unique_ptr<Model> model = [] {
     const ModelConfig config = load_config(std::string(MOEREF_SOURCE_DIR) + "/configs/small.json");
-    return std::make_unique<Model>(config, init_weights(config));
+    return std::make_unique<Model>(config, init_weights(config), kernel_switch());
   }();
   return *model;
+}
+
+void select_kernels(const benchmark::State& state) {
+  kernel_switch().select(kernels_by_name(state.range(1) == 0 ? "ref" : "simd"));
 }
 
 // Seconds `run` takes.
@@ -190,6 +204,7 @@ void report(benchmark::State& state, const Totals& batched, const Totals& alone,
 
 void BM_DecodeOnly(benchmark::State& state) {
   const int64_t batch = state.range(0);
+  select_kernels(state);
   small_model();  // built before anything is timed
   Totals batched, alone;
   std::vector<int32_t> batched0, alone0;
@@ -213,6 +228,7 @@ void BM_DecodeOnly(benchmark::State& state) {
 
 void BM_Mixed(benchmark::State& state) {
   const int64_t batch = state.range(0);
+  select_kernels(state);
   small_model();
   Totals batched, alone;
   std::vector<int32_t> batched0, alone0;
@@ -238,9 +254,12 @@ void BM_Mixed(benchmark::State& state) {
   report(state, batched, alone, batched0, alone0);
 }
 
-// B = 1, 2, 4, 8, 16, each run once.
+// B = 1, 2, 4, 8, 16 with the ref (simd:0) and the simd (simd:1) kernels, each run once.
 void batch_sizes(benchmark::internal::Benchmark* b) {
-  b->ArgName("B")->RangeMultiplier(2)->Range(1, 16)->Iterations(1)->Unit(benchmark::kSecond);
+  b->ArgNames({"B", "simd"})
+      ->ArgsProduct({{1, 2, 4, 8, 16}, {0, 1}})
+      ->Iterations(1)
+      ->Unit(benchmark::kSecond);
 }
 
 BENCHMARK(BM_DecodeOnly)->Apply(batch_sizes);

@@ -15,12 +15,21 @@
 
 namespace moeref::simd {
 
+namespace {
+
+// Up to this many rows a matmul streams the weights through matrix-vector products (at most two
+// passes) rather than OpenBLAS, which re-packs the whole weight matrix on every call.
+constexpr int64_t kMatvecRows = 8;
+
+}  // namespace
+
 const char* SimdKernels::name() const { return "simd"; }
 
 void SimdKernels::matmul(const float* x, const float* w, float* y, int64_t rows, int64_t in,
                          int64_t out) const {
   if (rows == 0 || out == 0) return;
   if (rows == 1) return matvec(w, x, y, out, in);
+  if (rows <= kMatvecRows) return matvec_rows(w, x, y, rows, out, in);
   sgemm_xwt(x, w, y, rows, in, out);
 }
 

@@ -2,9 +2,10 @@
 // tests/simd_ops_test.cc) and against every golden set at fp32 precision.
 //
 // Replaced, each in fp32 with Highway vector code dispatched to the best target the CPU supports:
-// - matmul: one token, Highway matrix-vector products (simd/vector_ops.h); several, OpenBLAS
-//   sgemm on one thread per call, split over the OpenMP threads (simd/gemm.h), the path of
-//   prefill and of experts over their grouped tokens;
+// - matmul: up to 8 tokens, Highway matrix-vector products that read each weight row once per 4
+//   tokens (simd/vector_ops.h; decode, a decode batch, a speculative block, an expert's few
+//   tokens); more, OpenBLAS sgemm on one thread per call, split over the OpenMP threads
+//   (simd/gemm.h), the path of prefill and of experts over their grouped tokens;
 // - attention (simd/attention_ops.h): the query heads that share a K/V head computed together over
 //   each K and V row, Highway scores, softmax and weighted sum;
 // - rms_norm, layer_norm, softmax (simd/row_ops.h): fp32 row sums over four vector accumulators,

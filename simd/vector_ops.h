@@ -22,6 +22,12 @@ float dot(const float* a, const float* b, size_t n);
 // loads, across the 4 KiB page boundaries where the hardware prefetcher stops.
 void matvec(const float* w, const float* x, float* y, int64_t out, int64_t in);
 
+// y [rows, out] = x [rows, in] . w^T for a few rows (a decode batch, a speculative block): each
+// weight row is loaded once per 4 rows of x and dotted with each of them. Row r's results are the
+// same bits as matvec(w, x + r * in, ...), so a token's result does not depend on how many
+// others share the call; split over threads as matvec.
+void matvec_rows(const float* w, const float* x, float* y, int64_t rows, int64_t out, int64_t in);
+
 // y[i] += alpha * x[i]
 void axpy(float alpha, const float* x, float* y, size_t n);
 

@@ -104,6 +104,29 @@ TEST(SimdMatmul, MatchesTheReferenceForMatrixVectorAndGemm) {
   });
 }
 
+// A few rows (decode batches, speculative blocks) go through matvec_rows: each row's outputs are
+// the bits of that row alone through matvec, on every target, for group sizes 1 to 4 and a second
+// pass, sizes with and without a vector tail, split over threads or not.
+TEST(SimdMatmul, FewRowsGiveEachRowsOwnBitsAlone) {
+  for_each_target([] {
+    for (const MatmulCase& c :
+         {MatmulCase{2, 64, 40}, MatmulCase{3, 37, 9}, MatmulCase{4, 512, 300},
+          MatmulCase{5, 100, 17}, MatmulCase{8, 513, 64}, MatmulCase{7, 3, 5}}) {
+      const std::vector<float> x = pattern(static_cast<size_t>(c.rows * c.in), 1.0f, 0.05f);
+      const std::vector<float> w = pattern(static_cast<size_t>(c.out * c.in), 0.1f, -0.01f);
+      std::vector<float> together(static_cast<size_t>(c.rows * c.out), 7.0f);
+      simd_kernels().matmul(x.data(), w.data(), together.data(), c.rows, c.in, c.out);
+      for (int64_t r = 0; r < c.rows; ++r) {
+        std::vector<float> alone(static_cast<size_t>(c.out), 8.0f);
+        matvec(w.data(), x.data() + r * c.in, alone.data(), c.out, c.in);
+        EXPECT_EQ(
+            std::memcmp(alone.data(), together.data() + r * c.out, alone.size() * sizeof(float)), 0)
+            << c.rows << "x" << c.in << "x" << c.out << " row " << r;
+      }
+    }
+  });
+}
+
 // Large enough to be split over threads (simd/gemm.h): by columns (many outputs) and by token
 // rows (few). Close to the reference at any thread count, identical run to run at each.
 TEST(SimdMatmul, SplitGemmMatchesTheReferenceAtAnyThreadCount) {

@@ -19,6 +19,7 @@
 #include "ref/kernels.h"
 #include "ref/softmax.h"
 #include "ref/weights.h"
+#include "tests/test_support.h"
 
 namespace moeref::golden {
 namespace {
@@ -311,8 +312,9 @@ TEST(Checker, SoftmaxWithoutMaxSubtractionFailsOnLargeLogits) {
 
 // A two-token set whose router probabilities put token 0's second and third expert 1e-7 apart
 // and token 1's 0.2 apart.
-fs::path write_near_tie_set() {
-  const fs::path dir = fs::path(::testing::TempDir()) / "golden_near_tie";
+// Written under `temp`, one per test: ctest runs tests in parallel processes.
+fs::path write_near_tie_set(const test_support::TempDir& temp) {
+  const fs::path dir = temp.path() / "golden_near_tie";
   const std::vector<float> probs = {0.4f, 0.3000001f, 0.3f, 0.0f, 0.5f, 0.3f, 0.1f, 0.1f};
   const std::vector<int32_t> indices = {0, 1, 0, 1};
   const std::vector<TensorRecord> trace = {
@@ -336,7 +338,8 @@ CompareReport compare_flipped_token(const GoldenSet& set, int token) {
 }
 
 TEST(Checker, FlipAtATinyMarginIsANearTie) {
-  const GoldenSet set = GoldenSet::open(write_near_tie_set());
+  const test_support::TempDir temp;
+  const GoldenSet set = GoldenSet::open(write_near_tie_set(temp));
   const CompareReport report = compare_flipped_token(set, 0);
   EXPECT_TRUE(report.passed) << report.to_text();
   EXPECT_EQ(report.tensors[1].status, TensorStatus::kNearTie);
@@ -344,7 +347,8 @@ TEST(Checker, FlipAtATinyMarginIsANearTie) {
 }
 
 TEST(Checker, FlipAtALargeMarginIsAFailure) {
-  const GoldenSet set = GoldenSet::open(write_near_tie_set());
+  const test_support::TempDir temp;
+  const GoldenSet set = GoldenSet::open(write_near_tie_set(temp));
   const CompareReport report = compare_flipped_token(set, 1);
   EXPECT_FALSE(report.passed);
   EXPECT_EQ(report.tensors[1].status, TensorStatus::kFail);
@@ -352,7 +356,8 @@ TEST(Checker, FlipAtALargeMarginIsAFailure) {
 }
 
 TEST(Checker, ANearTieInOneRowDoesNotExcuseAnotherRow) {
-  const GoldenSet set = GoldenSet::open(write_near_tie_set());
+  const test_support::TempDir temp;
+  const GoldenSet set = GoldenSet::open(write_near_tie_set(temp));
   Candidate candidate = candidate_from_file(set.trace());
   const std::string name = "prefill/layers.0.moe.topk_indices";
   candidate[name] = make_i32_record(name, {2, 2}, std::vector<int32_t>{0, 2, 0, 2});
@@ -363,7 +368,8 @@ TEST(Checker, ANearTieInOneRowDoesNotExcuseAnotherRow) {
 }
 
 TEST(Checker, NonFiniteGoldenValuesMustBeMatchedExactly) {
-  const fs::path dir = fs::path(::testing::TempDir()) / "golden_non_finite";
+  const test_support::TempDir temp;
+  const fs::path dir = temp.path() / "golden_non_finite";
   const std::vector<float> golden = {1.0f, INFINITY, NAN};
   write_golden_set(dir, {{"format_version", 1}, {"kind", "op"}, {"case", "non-finite"}}, {}, {},
                    {make_f32_record("out", {3}, golden)},

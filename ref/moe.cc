@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "ref/feed_forward.h"
+#include "ref/parallel.h"
 #include "ref/router.h"
 
 namespace moeref {
@@ -17,15 +18,18 @@ struct Assignment {
 };
 
 // Runs every expert over the tokens assigned to it, writing expert_outputs [tokens, k, d].
-// Experts run in parallel, one per thread at a time: each writes only its own (token, rank) rows,
-// and the kernels it calls run on that one thread (a nested OpenMP region has one thread), so
-// the results do not depend on which thread runs which expert.
+// Experts run in parallel, one per thread at a time, once the layer's expert work reaches
+// kParallelWork (ref/parallel.h): each writes only its own (token, rank) rows, and the kernels it
+// calls run on that one thread (a nested OpenMP region has one thread), so the results do not
+// depend on which thread runs which expert.
 void run_experts(const Kernels& kernels, const ModelConfig& config, const LayerWeights& weights,
                  const float* x, int64_t n_tokens, const std::vector<int32_t>& indices,
                  const std::vector<int32_t>& kept, std::vector<float>& expert_outputs) {
   const int64_t d = config.d_model;
   const int64_t k = config.top_k;
-#pragma omp parallel for schedule(dynamic, 1)
+  const int64_t matrices = config.ffn_activation == Activation::kSwiGlu ? 3 : 2;
+  const int64_t work = n_tokens * k * d * config.expert_d_ff * matrices;
+#pragma omp parallel for schedule(dynamic, 1) if (work >= ref::kParallelWork)
   for (int64_t e = 0; e < config.n_experts; ++e) {
     std::vector<Assignment> assigned;
     for (int64_t t = 0; t < n_tokens; ++t) {

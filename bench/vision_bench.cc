@@ -18,9 +18,9 @@
 #include <string>
 #include <vector>
 
+#include "golden/model_case.h"
 #include "ref/config.h"
 #include "ref/model.h"
-#include "ref/philox.h"
 #include "ref/stats.h"
 #include "ref/weights.h"
 #include "simd/gemm.h"
@@ -66,15 +66,7 @@ const Model& model(const std::string& backend) {
   return *slot;
 }
 
-Tensor image(const VisionConfig& v) {
-  Tensor pixels({v.channels, v.image_size, v.image_size});
-  const PhiloxKey key = philox_key_from_seed(3);
-  for (int64_t i = 0; i < pixels.numel(); ++i) {
-    const PhiloxCounter bits = philox4x32_10({static_cast<uint32_t>(i / 4), 0, 0, 0}, key);
-    pixels.data()[i] = 4.0f * uniform_from_bits(bits[i % 4]) - 2.0f;
-  }
-  return pixels;
-}
+Tensor image(const VisionConfig& v) { return golden::synthetic_image(v, 3); }
 
 double seconds_of(auto&& run) {
   const auto start = std::chrono::steady_clock::now();

@@ -34,6 +34,14 @@ void add_gated_branch(const Kernels& kernels, const float* branch, float g,
 
 }  // namespace
 
+void check_image_position(int64_t position, int64_t prompt_length) {
+  if (position < 0 || position > prompt_length) {
+    throw std::invalid_argument("image_position " + std::to_string(position) +
+                                " is outside the prompt (0.." + std::to_string(prompt_length) +
+                                ")");
+  }
+}
+
 void check_image_kv(const ModelConfig& config, const ImageKv& kv) {
   const VisionConfig& v = config.vision.value();
   const size_t blocks = v.cross_attention_layers.size();

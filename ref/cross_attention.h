@@ -54,6 +54,10 @@ struct SequenceImage {
   bool seen_at(int64_t token_position) const { return kv != nullptr && token_position >= position; }
 };
 
+// Throws std::invalid_argument unless 0 <= position <= prompt_length: an image sits before one of
+// the prompt's tokens or after the last.
+void check_image_position(int64_t position, int64_t prompt_length);
+
 // Throws std::invalid_argument unless `kv` fits the config: N_v > 0, one K and one V per gated
 // block, each [Gx, N_v, head_dim].
 void check_image_kv(const ModelConfig& config, const ImageKv& kv);

@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "ref/vision_encoder.h"
+
 namespace moeref {
 
 namespace {
@@ -32,21 +34,8 @@ void check_generation_request(const ModelConfig& config, const GenerationRequest
   }
   const int64_t prompt_length = static_cast<int64_t>(request.prompt.size());
   if (request.image) {
-    if (!config.vision) {
-      throw std::invalid_argument("an image was given, but config \"" + config.name +
-                                  "\" has no vision section");
-    }
-    const VisionConfig& v = *config.vision;
-    const std::vector<int64_t> expected = {v.channels, v.image_size, v.image_size};
-    if (request.image->shape() != expected) {
-      throw std::invalid_argument("the image has shape " + shape_string(request.image->shape()) +
-                                  ", the vision config needs " + shape_string(expected));
-    }
-    if (request.image_position < 0 || request.image_position > prompt_length) {
-      throw std::invalid_argument("image_position " + std::to_string(request.image_position) +
-                                  " is outside the prompt (0.." + std::to_string(prompt_length) +
-                                  ")");
-    }
+    check_image(config, *request.image);
+    check_image_position(request.image_position, prompt_length);
   }
   if (request.max_new_tokens > config.max_seq_len - prompt_length) {  // no overflow
     throw std::invalid_argument("a prompt of " + std::to_string(prompt_length) + " tokens plus " +

@@ -46,10 +46,6 @@ ForwardOutput Model::forward(std::span<const int32_t> tokens, KvCache& cache, Se
 }
 
 ImageKv Model::encode_image(const Tensor& image, Tracer* tracer) const {
-  if (!config_.vision) {
-    throw std::invalid_argument("config \"" + config_.name +
-                                "\" has no vision section, so it cannot read an image");
-  }
   const Tensor tokens = moeref::encode_image(*kernels_, config_, weights_.vision, image, tracer);
   return image_kv(*kernels_, config_, weights_.cross_attention, tokens, tracer);
 }

@@ -35,15 +35,24 @@ Tensor patchify(const Tensor& image, int64_t patch_size) {
   return patches;
 }
 
-Tensor encode_image(const Kernels& kernels, const ModelConfig& config, const VisionWeights& w,
-                    const Tensor& image, Tracer* tracer) {
-  const VisionConfig& v = config.vision.value();
+void check_image(const ModelConfig& config, const Tensor& image) {
+  if (!config.vision) {
+    throw std::invalid_argument("an image was given, but config \"" + config.name +
+                                "\" has no vision section");
+  }
+  const VisionConfig& v = *config.vision;
   const std::vector<int64_t> expected = {v.channels, v.image_size, v.image_size};
   if (image.shape() != expected) {
     throw std::invalid_argument("an image of shape " + shape_string(image.shape()) +
                                 " cannot be encoded: the vision config needs " +
                                 shape_string(expected));
   }
+}
+
+Tensor encode_image(const Kernels& kernels, const ModelConfig& config, const VisionWeights& w,
+                    const Tensor& image, Tracer* tracer) {
+  check_image(config, image);
+  const VisionConfig& v = *config.vision;
   const TraceScope trace(tracer, "vision.");
   const int64_t width = v.width;
   const int64_t n = v.n_patches();

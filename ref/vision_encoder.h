@@ -18,7 +18,8 @@
 // layers.L.* and resampler.layers.L.* (ref/vision_block.h), final_norm.out [N, W],
 // resampler.out [latents, W], tokens [n_tokens, d_model].
 //
-// Errors: std::invalid_argument when the image is not [channels, image_size, image_size].
+// Errors: std::invalid_argument for a text-only config or an image that is not [channels,
+// image_size, image_size] (check_image).
 #pragma once
 
 #include <cstdint>
@@ -35,7 +36,11 @@ namespace moeref {
 // std::invalid_argument for another shape or a patch size that does not divide S.
 Tensor patchify(const Tensor& image, int64_t patch_size);
 
-// Requires config.vision. Returns the vision tokens [n_tokens, d_model].
+// Throws std::invalid_argument unless the config has a vision section and `image` is its
+// [channels, image_size, image_size] (what encode_image and generate check first).
+void check_image(const ModelConfig& config, const Tensor& image);
+
+// Checks the image (check_image). Returns the vision tokens [n_tokens, d_model].
 Tensor encode_image(const Kernels& kernels, const ModelConfig& config, const VisionWeights& w,
                     const Tensor& image, Tracer* tracer = nullptr);
 

@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "golden/model_case.h"
 #include "ref/config.h"
 #include "ref/generate.h"
 #include "ref/model.h"
-#include "ref/philox.h"
 #include "ref/stats.h"
 #include "ref/vision_encoder.h"
 #include "ref/weights.h"
@@ -42,15 +42,9 @@ ModelConfig text_only(ModelConfig c) {
   return c;
 }
 
-// An image [C, S, S] of Philox values in about [-2, 2], as a normalised image spans.
-Tensor test_image(const VisionConfig& v, uint32_t seed = 5) {
-  Tensor image({v.channels, v.image_size, v.image_size});
-  const PhiloxKey key = philox_key_from_seed(seed);
-  for (int64_t i = 0; i < image.numel(); ++i) {
-    const PhiloxCounter bits = philox4x32_10({static_cast<uint32_t>(i / 4), 0, 0, 0}, key);
-    image.data()[i] = 4.0f * uniform_from_bits(bits[i % 4]) - 2.0f;
-  }
-  return image;
+// A normalised image [C, S, S] of Philox pixels, as the golden sets use.
+Tensor test_image(const VisionConfig& v, uint64_t seed = 5) {
+  return golden::synthetic_image(v, seed);
 }
 
 const std::vector<int32_t> kPrompt = {1, 17, 42, 99, 128, 200, 255, 3, 64, 77};

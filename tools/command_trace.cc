@@ -2,8 +2,6 @@
 // intermediate (docs/tracing.md) written to a safetensors file, in execution order. With --image
 // (vision configs), the image's encoding comes first.
 #include <iostream>
-#include <stdexcept>
-#include <string>
 
 #include "ref/generate.h"
 #include "tools/commands.h"
@@ -48,14 +46,9 @@ Command register_trace(CLI::App& app) {
             ImageKv image_kv;
             SequenceImage image;
             if (!options->image_path.empty()) {
+              check_image_position(options->image_position, static_cast<int64_t>(tokens.size()));
               image_kv = model.encode_image(load_model_image(model.config(), options->image_path),
                                             &recorder);
-              if (options->image_position < 0 ||
-                  options->image_position > static_cast<int64_t>(tokens.size())) {
-                throw std::invalid_argument(
-                    "image_position " + std::to_string(options->image_position) +
-                    " is outside the prompt (0.." + std::to_string(tokens.size()) + ")");
-              }
               image = {&image_kv, options->image_position};
             }
             model.forward(tokens, cache, image, &recorder);

@@ -11,6 +11,7 @@
 #include "simd/rope_ops.h"
 #include "simd/router_ops.h"
 #include "simd/row_ops.h"
+#include "simd/tile_gemm.h"
 #include "simd/vector_ops.h"
 
 namespace moeref::simd {
@@ -18,7 +19,8 @@ namespace moeref::simd {
 namespace {
 
 // Up to this many rows a matmul streams the weights through matrix-vector products (at most two
-// passes) rather than OpenBLAS, which re-packs the whole weight matrix on every call.
+// passes), each row the bits of its own matvec: a small decode batch's tokens keep their solo
+// results. From here to kTileGemmMaxRows, register tiles (one pass); past it, OpenBLAS.
 constexpr int64_t kMatvecRows = 8;
 
 }  // namespace
@@ -30,6 +32,7 @@ void SimdKernels::matmul(const float* x, const float* w, float* y, int64_t rows,
   if (rows == 0 || out == 0) return;
   if (rows == 1) return matvec(w, x, y, out, in);
   if (rows <= kMatvecRows) return matvec_rows(w, x, y, rows, out, in);
+  if (rows <= kTileGemmMaxRows) return tile_gemm_xwt(x, w, y, rows, in, out);
   sgemm_xwt(x, w, y, rows, in, out);
 }
 

@@ -6,6 +6,7 @@
 #include <hwy/targets.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -18,6 +19,7 @@
 #include "ref/attention.h"
 #include "ref/matmul.h"
 #include "simd/simd_kernels.h"
+#include "simd/tile_gemm.h"
 #include "simd/vector_ops.h"
 #include "tests/simd_targets.h"
 
@@ -125,6 +127,64 @@ TEST(SimdMatmul, FewRowsGiveEachRowsOwnBitsAlone) {
       }
     }
   });
+}
+
+// 9 to 96 rows go through the register tiles of simd/tile_gemm.h. A table of shapes that reach
+// each of its paths: one vector of rows or several (blocks split 3 + 2 for five), partial tiles
+// (out not a multiple of the tile height), more outputs than one pass of 192, in = 0, and `in` a
+// multiple of 1024 (x's rows in the same cache sets); misaligned pointers, and sentinels around
+// y that must stay untouched.
+TEST(SimdMatmul, TileGemmMatchesTheReferenceOnEveryTarget) {
+  const std::vector<MatmulCase> cases = {{9, 5, 7},    {16, 33, 13},   {17, 64, 200},
+                                         {40, 0, 5},   {64, 1024, 50}, {65, 40, 25},
+                                         {80, 100, 7}, {96, 17, 97},   {33, 2048, 3}};
+  for_each_target([&] {
+    for (const MatmulCase& c : cases) {
+      const std::vector<float> x = pattern(static_cast<size_t>(c.rows * c.in) + 1, 1.0f, 0.05f);
+      const std::vector<float> w = pattern(static_cast<size_t>(c.out * c.in) + 3, 0.1f, -0.01f);
+      const size_t n = static_cast<size_t>(c.rows * c.out);
+      std::vector<float> expected(n);
+      ref::matmul(x.data() + 1, w.data() + 3, expected.data(), c.rows, c.in, c.out);
+      std::vector<float> got(n + 2, 7.0f);
+      tile_gemm_xwt(x.data() + 1, w.data() + 3, got.data() + 1, c.rows, c.in, c.out);
+      EXPECT_EQ(got.front(), 7.0f);
+      EXPECT_EQ(got.back(), 7.0f);
+      for (int64_t r = 0; r < c.rows; ++r) {
+        for (int64_t o = 0; o < c.out; ++o) {
+          double magnitude = 0.0;
+          for (int64_t i = 0; i < c.in; ++i) {
+            magnitude += std::fabs(static_cast<double>(x[1 + r * c.in + i]) * w[3 + o * c.in + i]);
+          }
+          ASSERT_NEAR(got[1 + r * c.out + o], expected[r * c.out + o],
+                      2.0 * static_cast<double>(c.in + 1) * kFp32Epsilon * magnitude + 1e-30)
+              << c.rows << "x" << c.in << "x" << c.out << " at " << r << ", " << o;
+        }
+      }
+    }
+  });
+}
+
+// Each output of a tile is one multiply-add chain over `in`: a token's row is the same bits in a
+// call of 37 rows as alone, and the same on 1 thread as split over several.
+TEST(SimdMatmul, TileGemmRowsAreTheirOwnBitsAtAnyThreadCount) {
+  const int64_t rows = 37, in = 512, out = 300;  // 5.7 M multiply-adds: split over threads
+  const std::vector<float> x = pattern(static_cast<size_t>(rows * in), 1.0f, 0.05f);
+  const std::vector<float> w = pattern(static_cast<size_t>(out * in), 0.1f, -0.01f);
+  const int threads = omp_get_max_threads();
+  std::vector<float> one_thread(static_cast<size_t>(rows * out));
+  omp_set_num_threads(1);
+  tile_gemm_xwt(x.data(), w.data(), one_thread.data(), rows, in, out);
+  omp_set_num_threads(std::max(2, threads));
+  std::vector<float> split(one_thread.size());
+  tile_gemm_xwt(x.data(), w.data(), split.data(), rows, in, out);
+  omp_set_num_threads(threads);
+  EXPECT_EQ(split, one_thread);
+  for (int64_t r : {int64_t{0}, int64_t{16}, rows - 1}) {
+    std::vector<float> alone(static_cast<size_t>(out));
+    tile_gemm_xwt(x.data() + r * in, w.data(), alone.data(), 1, in, out);
+    EXPECT_EQ(std::memcmp(alone.data(), split.data() + r * out, alone.size() * sizeof(float)), 0)
+        << "row " << r;
+  }
 }
 
 // Large enough to be split over threads (simd/gemm.h): by columns (many outputs) and by token

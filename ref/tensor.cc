@@ -27,7 +27,7 @@ Tensor::Tensor(std::vector<int64_t> shape)
     : shape_(std::move(shape)), values_(static_cast<size_t>(shape_numel(shape_)), 0.0f) {}
 
 Tensor::Tensor(std::vector<int64_t> shape, std::vector<float> values)
-    : shape_(std::move(shape)), values_(std::move(values)) {
+    : shape_(std::move(shape)), values_(values.begin(), values.end()) {
   if (shape_numel(shape_) != static_cast<int64_t>(values_.size())) {
     throw std::length_error("tensor of shape " + shape_string(shape_) + " given " +
                             std::to_string(values_.size()) + " values");

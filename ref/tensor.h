@@ -1,5 +1,7 @@
 // Tensor: an owned, contiguous, row-major fp32 array with a shape.
 //
+// Arrays of 2 MiB and more live on transparent huge pages (ref/huge_page_allocator.h).
+//
 // The reference keeps one value type (fp32) and one layout (row-major, last index fastest) so
 // that every loop in ref/ can be read against the math with nothing hidden. Shapes are written
 // outermost first, as in the comments throughout: [tokens, d_model], [heads, positions, head_dim].
@@ -9,6 +11,8 @@
 #include <span>
 #include <string>
 #include <vector>
+
+#include "ref/huge_page_allocator.h"
 
 namespace moeref {
 
@@ -39,7 +43,7 @@ class Tensor {
 
  private:
   std::vector<int64_t> shape_;
-  std::vector<float> values_;
+  std::vector<float, HugePageAllocator<float>> values_;
 };
 
 }  // namespace moeref

@@ -5,11 +5,13 @@
 #include <exception>
 #include <vector>
 
+#include "ref/freed_memory.h"
 #include "tools/commands.h"
 #include "tools/model_loading.h"
 
 int main(int argc, char** argv) {
   using namespace moeref::cli;
+  moeref::retain_freed_memory();
   CLI::App app(
       "moeref: reference implementation and correctness oracle of a GPT-4-style "
       "mixture-of-experts transformer");

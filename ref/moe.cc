@@ -98,13 +98,20 @@ RouterStats moe_forward(const Kernels& kernels, const ModelConfig& config,
   run_experts(kernels, config, weights, x, n_tokens, indices, kept, expert_outputs);
   trace("moe.expert_outputs", {n_tokens, k, d}, expert_outputs.data());
 
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    for (int64_t i = 0; i < d; ++i) {
-      double sum = 0.0;
+  // out[t] = sum_j weight[t, j] * expert_outputs[t, j], in double, ranks in order; token by
+  // token, in parallel from kParallelWork up.
+#pragma omp parallel if (n_tokens * k * d >= ref::kParallelWork)
+  {
+    std::vector<double> sum(static_cast<size_t>(d));
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      std::fill(sum.begin(), sum.end(), 0.0);
       for (int64_t j = 0; j < k; ++j) {
-        sum += static_cast<double>(topk_weights[t * k + j]) * expert_outputs[(t * k + j) * d + i];
+        const double weight = topk_weights[t * k + j];
+        const float* expert_output = expert_outputs.data() + (t * k + j) * d;
+        for (int64_t i = 0; i < d; ++i) sum[i] += weight * expert_output[i];
       }
-      out[t * d + i] = static_cast<float>(sum);
+      for (int64_t i = 0; i < d; ++i) out[t * d + i] = static_cast<float>(sum[i]);
     }
   }
   trace("moe.out", {n_tokens, d}, out);

@@ -1,5 +1,6 @@
 #include "simd/rope_ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <vector>
@@ -52,6 +53,54 @@ namespace moeref::simd {
 
 HWY_EXPORT(RotateHalfImpl);
 
+namespace {
+
+// cos and sin of every (token, frequency) angle of one call, in fp32, with what they were
+// computed for.
+struct RopeTables {
+  std::vector<int64_t> positions;
+  int64_t head_dim = 0;
+  double theta = 0.0;
+  std::vector<float> cos, sin;
+};
+
+// The tables for these positions: those of the calling thread's last call when it was for the
+// same positions, head_dim and theta (a forward call rotates q and k of every layer at the same
+// positions: 2 x n_layers calls, one computation), else computed anew with the reference's
+// expressions, so that every angle is the same double.
+const RopeTables& rope_tables(std::span<const int64_t> positions, int64_t half, int64_t head_dim,
+                              double theta, bool parallel) {
+  thread_local RopeTables last;
+  if (last.head_dim == head_dim && last.theta == theta &&
+      std::ranges::equal(last.positions, positions)) {
+    return last;
+  }
+  std::vector<double> inv_freq(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i) {
+    inv_freq[i] = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+  }
+  const int64_t n_tokens = static_cast<int64_t>(positions.size());
+  last.cos.resize(static_cast<size_t>(n_tokens * half));
+  last.sin.resize(last.cos.size());
+  // Through pointers: inside the region, `last` would name each thread's own.
+  float* const cos = last.cos.data();
+  float* const sin = last.sin.data();
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t i = 0; i < half; ++i) {
+      const double angle = static_cast<double>(positions[t]) * inv_freq[i];
+      cos[t * half + i] = static_cast<float>(std::cos(angle));
+      sin[t * half + i] = static_cast<float>(std::sin(angle));
+    }
+  }
+  last.positions.assign(positions.begin(), positions.end());
+  last.head_dim = head_dim;
+  last.theta = theta;
+  return last;
+}
+
+}  // namespace
+
 void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
           double theta) {
   const int64_t half = head_dim / 2;
@@ -59,29 +108,14 @@ void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t
   if (half == 0 || n_tokens == 0) return;
   const bool parallel = n_tokens * n_heads * head_dim >= ref::kParallelWork;
 
-  // The reference's expressions, so that every angle is the same double.
-  std::vector<double> inv_freq(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; ++i) {
-    inv_freq[i] = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
-  }
-  std::vector<float> cos_table(static_cast<size_t>(n_tokens * half));
-  std::vector<float> sin_table(cos_table.size());
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    for (int64_t i = 0; i < half; ++i) {
-      const double angle = static_cast<double>(positions[t]) * inv_freq[i];
-      cos_table[t * half + i] = static_cast<float>(std::cos(angle));
-      sin_table[t * half + i] = static_cast<float>(std::sin(angle));
-    }
-  }
-
+  const RopeTables& tables = rope_tables(positions, half, head_dim, theta, parallel);
   const size_t half_size = static_cast<size_t>(half);
 #pragma omp parallel for collapse(2) schedule(static) if (parallel)
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t h = 0; h < n_heads; ++h) {
       float* head = x + (t * n_heads + h) * head_dim;
-      const float* cos_a = cos_table.data() + t * half;
-      const float* sin_a = sin_table.data() + t * half;
+      const float* cos_a = tables.cos.data() + t * half;
+      const float* sin_a = tables.sin.data() + t * half;
       HWY_DYNAMIC_DISPATCH(RotateHalfImpl)(head, cos_a, sin_a, half_size);
     }
   }

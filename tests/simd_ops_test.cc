@@ -244,6 +244,28 @@ TEST(SimdOps, RopeMatchesTheReference) {
   }
 }
 
+// simd::rope keeps the last call's cos/sin tables per thread: a call at other positions (even of
+// the same length, or one position changed) must not reuse them, and tables large enough to be
+// computed over several threads must be whole.
+TEST(SimdOps, RopeTablesFollowThePositionsAtAnyThreadCount) {
+  MaxError max_error("rope tables");
+  const int64_t n_tokens = 256, n_heads = 4, head_dim = 64;  // 2^16 values: split over threads
+  std::vector<int64_t> first(n_tokens), shifted(n_tokens);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    first[t] = t;
+    shifted[t] = 100 + 3 * t;
+  }
+  std::vector<int64_t> one_changed = first;
+  one_changed.back() = 5000;
+  const std::vector<float> x = uniform(n_tokens * n_heads * head_dim, -3.0f, 3.0f, 7);
+  for (const std::vector<int64_t>* positions : {&first, &shifted, &first, &one_changed}) {
+    std::vector<float> expected = x, rotated = x;
+    ref::rope(expected.data(), *positions, n_heads, head_dim, 10000.0);
+    simd_kernels().rope(rotated.data(), *positions, n_heads, head_dim, 10000.0);
+    max_error.expect_close(rotated.data(), expected.data(), x.size(), [&](size_t) { return 1e-5; });
+  }
+}
+
 // gelu(x) = x / 2 (1 + erf(x / sqrt 2)) through erfc, which keeps the tail (x << 0) exact in
 // double where the reference's 1 + erf cancels.
 double exact_gelu(double x) {

@@ -23,43 +23,76 @@ namespace HWY_NAMESPACE {
 
 namespace hn = hwy::HWY_NAMESPACE;
 
-// scores[h][j] = scale * sum_i q[h][i] kt[i][j] for kHeads heads and j < n_keys, computed for
-// whole vectors of keys: the transposed keys and the score rows are padded (zeros in kt) to a
-// multiple of the widest vector, so the last vector may run past n_keys but not past the buffers.
-// kHeads independent accumulators keep the FMA units busy through each chain's latency.
-template <size_t kHeads>
-void ScoreHeads(const float* q, size_t hd, const float* kt, size_t kt_stride, size_t n_keys,
-                float scale, float* scores, size_t scores_stride) {
+// scores[h][j..j+kVecs*lanes) = scale * sum_i q[h][i] kt[i][j..]: kHeads x kVecs accumulators,
+// each broadcast q[h][i] multiplied into kVecs vectors of keys, each key vector loaded once for
+// all heads. Every element is one multiply-add chain over i, whatever kVecs.
+template <size_t kHeads, size_t kVecs>
+void ScoreKeys(const float* q, size_t hd, const float* kt, size_t kt_stride, size_t j, float scale,
+               float* scores, size_t scores_stride) {
   const hn::ScalableTag<float> df;
   const size_t lanes = hn::Lanes(df);
-  for (size_t j = 0; j < n_keys; j += lanes) {
-    hn::Vec<decltype(df)> acc[kHeads];
-    for (size_t h = 0; h < kHeads; ++h) acc[h] = hn::Zero(df);
-    for (size_t i = 0; i < hd; ++i) {
-      const auto k = hn::LoadU(df, kt + i * kt_stride + j);
-      for (size_t h = 0; h < kHeads; ++h)
-        acc[h] = hn::MulAdd(hn::Set(df, q[h * hd + i]), k, acc[h]);
+  hn::Vec<decltype(df)> acc[kHeads][kVecs];
+  for (size_t h = 0; h < kHeads; ++h) {
+    for (size_t v = 0; v < kVecs; ++v) acc[h][v] = hn::Zero(df);
+  }
+  for (size_t i = 0; i < hd; ++i) {
+    hn::Vec<decltype(df)> k[kVecs];
+    for (size_t v = 0; v < kVecs; ++v) k[v] = hn::LoadU(df, kt + i * kt_stride + j + v * lanes);
+    for (size_t h = 0; h < kHeads; ++h) {
+      const auto qi = hn::Set(df, q[h * hd + i]);
+      for (size_t v = 0; v < kVecs; ++v) acc[h][v] = hn::MulAdd(qi, k[v], acc[h][v]);
     }
-    const auto s = hn::Set(df, scale);
-    for (size_t h = 0; h < kHeads; ++h)
-      hn::StoreU(hn::Mul(acc[h], s), df, scores + h * scores_stride + j);
+  }
+  const auto s = hn::Set(df, scale);
+  for (size_t h = 0; h < kHeads; ++h) {
+    for (size_t v = 0; v < kVecs; ++v) {
+      hn::StoreU(hn::Mul(acc[h][v], s), df, scores + h * scores_stride + j + v * lanes);
+    }
   }
 }
 
-// context[h][c..c+lanes) = sum_j probs[h][j] v_j[c..c+lanes) for kHeads heads, one slice of
-// head_dim of width Lanes(d): a whole vector, or one lane for the tail of head_dim.
-template <size_t kHeads, class D>
-void WeightSlice(D d, const float* probs, size_t probs_stride, const float* values,
-                 const int64_t* rows, size_t n_keys, size_t c, float* context, size_t hd) {
-  hn::Vec<D> acc[kHeads];
-  for (size_t h = 0; h < kHeads; ++h) acc[h] = hn::Zero(d);
+// scores[h][j] for kHeads heads and j < n_keys, computed for whole vectors of keys: the
+// transposed keys and the score rows are padded (zeros in kt) to a multiple of the widest vector,
+// so the last vector may run past n_keys but not past the buffers. Two vectors of keys at a time
+// for 8 heads (16 accumulators), four for fewer.
+template <size_t kHeads>
+void ScoreHeads(const float* q, size_t hd, const float* kt, size_t kt_stride, size_t n_keys,
+                float scale, float* scores, size_t scores_stride) {
+  constexpr size_t kVecs = kHeads >= 8 ? 2 : 4;
+  const size_t lanes = hn::Lanes(hn::ScalableTag<float>());
+  size_t j = 0;
+  for (; j + kVecs * lanes <= n_keys; j += kVecs * lanes) {
+    ScoreKeys<kHeads, kVecs>(q, hd, kt, kt_stride, j, scale, scores, scores_stride);
+  }
+  for (; j < n_keys; j += lanes) {
+    ScoreKeys<kHeads, 1>(q, hd, kt, kt_stride, j, scale, scores, scores_stride);
+  }
+}
+
+// context[h][c..c+kSlices*Lanes(d)) = sum_j probs[h][j] v_j[c..]: kSlices slices of head_dim of
+// width Lanes(d) (whole vectors, or one lane for the tail of head_dim), each V row's slices loaded
+// once for all kHeads heads.
+template <size_t kHeads, size_t kSlices, class D>
+void WeightSlices(D d, const float* probs, size_t probs_stride, const float* values,
+                  const int64_t* rows, size_t n_keys, size_t c, float* context, size_t hd) {
+  const size_t lanes = hn::Lanes(d);
+  hn::Vec<D> acc[kHeads][kSlices];
+  for (size_t h = 0; h < kHeads; ++h) {
+    for (size_t s = 0; s < kSlices; ++s) acc[h][s] = hn::Zero(d);
+  }
   for (size_t j = 0; j < n_keys; ++j) {
-    const auto v = hn::LoadU(d, values + rows[j] + c);
+    hn::Vec<D> v[kSlices];
+    for (size_t s = 0; s < kSlices; ++s) v[s] = hn::LoadU(d, values + rows[j] + c + s * lanes);
     for (size_t h = 0; h < kHeads; ++h) {
-      acc[h] = hn::MulAdd(hn::Set(d, probs[h * probs_stride + j]), v, acc[h]);
+      const auto p = hn::Set(d, probs[h * probs_stride + j]);
+      for (size_t s = 0; s < kSlices; ++s) acc[h][s] = hn::MulAdd(p, v[s], acc[h][s]);
     }
   }
-  for (size_t h = 0; h < kHeads; ++h) hn::StoreU(acc[h], d, context + h * hd + c);
+  for (size_t h = 0; h < kHeads; ++h) {
+    for (size_t s = 0; s < kSlices; ++s) {
+      hn::StoreU(acc[h][s], d, context + h * hd + c + s * lanes);
+    }
+  }
 }
 
 template <size_t kHeads>
@@ -67,12 +100,16 @@ void WeightHeads(const float* probs, size_t probs_stride, const float* values, c
                  size_t n_keys, size_t hd, float* context) {
   const hn::ScalableTag<float> df;
   const hn::CappedTag<float, 1> d1;
+  const size_t lanes = hn::Lanes(df);
   size_t c = 0;
-  for (; c + hn::Lanes(df) <= hd; c += hn::Lanes(df)) {
-    WeightSlice<kHeads>(df, probs, probs_stride, values, rows, n_keys, c, context, hd);
+  for (; c + 2 * lanes <= hd; c += 2 * lanes) {
+    WeightSlices<kHeads, 2>(df, probs, probs_stride, values, rows, n_keys, c, context, hd);
+  }
+  for (; c + lanes <= hd; c += lanes) {
+    WeightSlices<kHeads, 1>(df, probs, probs_stride, values, rows, n_keys, c, context, hd);
   }
   for (; c < hd; ++c)
-    WeightSlice<kHeads>(d1, probs, probs_stride, values, rows, n_keys, c, context, hd);
+    WeightSlices<kHeads, 1>(d1, probs, probs_stride, values, rows, n_keys, c, context, hd);
 }
 
 // Calls body.template operator()<k>(first_head) over the heads in chunks of 8, then 4, 2 and 1.

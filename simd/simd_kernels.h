@@ -4,7 +4,7 @@
 // Replaced, each in fp32 with Highway vector code dispatched to the best target the CPU supports:
 // - matmul: up to 8 tokens, Highway matrix-vector products that read each weight row once per 4
 //   tokens (simd/vector_ops.h; decode, a decode batch, a speculative block, an expert's few
-//   tokens); 9 to 96 tokens, Highway register tiles over the weights in place (simd/tile_gemm.h;
+//   tokens); 9 to 128 tokens, Highway register tiles over the weights in place (simd/tile_gemm.h;
 //   most experts of a prefill, short prompts); more, OpenBLAS sgemm on one thread per call, split
 //   over the OpenMP threads (simd/gemm.h), the path of long prompts' shared weights and of the
 //   busiest experts;

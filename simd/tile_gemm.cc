@@ -17,7 +17,7 @@
 namespace moeref::simd::tile_gemm_detail {
 
 // Output columns per pass of the tiles: their transposed results (kChunk x padded rows floats,
-// 72 KiB at 96 rows) stay in the L2 cache until they are transposed into y. A multiple of every
+// 96 KiB at 128 rows) stay in the L2 cache until they are transposed into y. A multiple of every
 // target's tile height (6 or 3), so that only a call's last chunk has a partial tile.
 constexpr size_t kChunk = 192;
 
@@ -44,6 +44,11 @@ constexpr size_t kAccumulators = 12;
 // Vectors of token rows per tile (64 tokens on AVX-512), and weight rows per tile.
 constexpr size_t kTileVectors = 4;
 constexpr size_t kTileRows = kAccumulators / kTileVectors;
+
+// Token rows per slab, in vectors (128 tokens on AVX-512): a slab's part of xt, in x 128 floats,
+// stays in the L2 cache while every weight tile streams past it. The weights are read once per
+// slab.
+constexpr size_t kSlabVectors = 8;
 
 // How far ahead along each weight row of a tile its lines are prefetched (1 KiB): the R rows are
 // R interleaved streams, which the hardware prefetcher follows less well than one.
@@ -142,20 +147,29 @@ void TileRows(size_t vectors, const float* xt, size_t padded, const float* w, si
   if constexpr (R > 1) TileRows<R / 2>(vectors, xt, padded, w, in, yt, n, end);
 }
 
-// y[t, o] for t < rows and o in [begin, end), kChunk outputs at a time through yt.
+// y[t, o] for t < rows and o in [begin, end): the token rows in slabs of at most kSlabVectors
+// vectors, and for each slab kChunk outputs at a time through yt.
 void TileColumnsImpl(const float* xt, size_t padded, const float* w, size_t in, float* y,
                      size_t rows, size_t out, size_t begin, size_t end, float* yt) {
-  const size_t vectors = padded / hn::Lanes(DF());
-  for (size_t first = begin; first < end; first += kChunk) {
-    const size_t n = std::min(kChunk, end - first);
-    TileRows<kTileRows>(vectors, xt, padded, w + first * in, in, yt, 0, n);
-    // By 16 outputs (one cache line of each row of y) at a time, for the same reason as
-    // TransposeTokensImpl.
-    for (size_t o0 = 0; o0 < n; o0 += 16) {
-      const size_t o1 = std::min(n, o0 + 16);
-      for (size_t t = 0; t < rows; ++t) {
-        float* y_row = y + t * out + first;
-        for (size_t o = o0; o < o1; ++o) y_row[o] = yt[o * padded + t];
+  const size_t lanes = hn::Lanes(DF());
+  const size_t vectors = padded / lanes;
+  const size_t slabs = (vectors + kSlabVectors - 1) / kSlabVectors;
+  for (size_t slab = 0; slab < slabs; ++slab) {
+    const size_t first_token = vectors * slab / slabs * lanes;
+    const size_t end_token = vectors * (slab + 1) / slabs * lanes;
+    const size_t slab_vectors = (end_token - first_token) / lanes;
+    for (size_t first = begin; first < end; first += kChunk) {
+      const size_t n = std::min(kChunk, end - first);
+      TileRows<kTileRows>(slab_vectors, xt + first_token, padded, w + first * in, in,
+                          yt + first_token, 0, n);
+      // By 16 outputs (one cache line of each row of y) at a time, for the same reason as
+      // TransposeTokensImpl.
+      for (size_t o0 = 0; o0 < n; o0 += 16) {
+        const size_t o1 = std::min(n, o0 + 16);
+        for (size_t t = first_token; t < std::min(rows, end_token); ++t) {
+          float* y_row = y + t * out + first;
+          for (size_t o = o0; o < o1; ++o) y_row[o] = yt[o * padded + t];
+        }
       }
     }
   }

@@ -9,7 +9,9 @@
 // accumulators in registers (24 on AVX-512: R = 6, V = 4, i.e. 6 outputs x 64 tokens): for each
 // k it loads V vectors of xt[k] and broadcasts w[n + r][k], so each weight is read once per 64
 // tokens, in order along its row, straight from the model's copy. The tiles write y transposed,
-// 192 outputs at a time, into a buffer that is then transposed into y.
+// 192 outputs at a time, into a buffer that is then transposed into y. Past 128 tokens (AVX-512)
+// the tokens go in slabs, so that a slab's part of xt stays in the L2 cache; the weights are then
+// read once per slab.
 //
 // Each y[t, o] is one fused multiply-add chain over k = 0 .. in-1, from zero: the same bits for
 // every split, thread count and position of the token in the call on a given target. The result
@@ -26,9 +28,10 @@
 namespace moeref::simd {
 
 // The most token rows tile_gemm_xwt is meant for. Past it, OpenBLAS's packed GEMM is faster on
-// the machine of docs/performance.md (its cost of packing spreads over more rows, and xt no
-// longer sits in the L2 cache); the function itself is correct for any rows.
-inline constexpr int64_t kTileGemmMaxRows = 96;
+// the machine of docs/performance.md (one thread, weights from memory: 200 to 512 rows, 197-226
+// against 186-212 GFLOP/s): its cost of packing spreads over more rows. The function itself is
+// correct for any rows.
+inline constexpr int64_t kTileGemmMaxRows = 128;
 
 void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out);
 

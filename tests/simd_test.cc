@@ -129,15 +129,16 @@ TEST(SimdMatmul, FewRowsGiveEachRowsOwnBitsAlone) {
   });
 }
 
-// 9 to 96 rows go through the register tiles of simd/tile_gemm.h. A table of shapes that reach
+// 9 to 128 rows go through the register tiles of simd/tile_gemm.h. A table of shapes that reach
 // each of its paths: one vector of rows or several (blocks split 3 + 2 for five), partial tiles
 // (out not a multiple of the tile height), more outputs than one pass of 192, in = 0, and `in` a
-// multiple of 1024 (x's rows in the same cache sets); misaligned pointers, and sentinels around
+// multiple of 1024 (x's rows in the same cache sets), more rows than one slab of 128 (the
+// function serves any rows); misaligned pointers, and sentinels around
 // y that must stay untouched.
 TEST(SimdMatmul, TileGemmMatchesTheReferenceOnEveryTarget) {
-  const std::vector<MatmulCase> cases = {{9, 5, 7},    {16, 33, 13},   {17, 64, 200},
-                                         {40, 0, 5},   {64, 1024, 50}, {65, 40, 25},
-                                         {80, 100, 7}, {96, 17, 97},   {33, 2048, 3}};
+  const std::vector<MatmulCase> cases = {{9, 5, 7},      {16, 33, 13},  {17, 64, 200}, {40, 0, 5},
+                                         {64, 1024, 50}, {65, 40, 25},  {80, 100, 7},  {96, 17, 97},
+                                         {33, 2048, 3},  {128, 64, 30}, {200, 40, 50}};
   for_each_target([&] {
     for (const MatmulCase& c : cases) {
       const std::vector<float> x = pattern(static_cast<size_t>(c.rows * c.in) + 1, 1.0f, 0.05f);

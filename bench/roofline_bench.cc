@@ -24,7 +24,6 @@
 #include <sys/mman.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -38,6 +37,7 @@
 
 #include "bench/kernel_switch.h"
 #include "bench/roofline_counts.h"
+#include "bench/sgemm_peak.h"
 #include "ref/config.h"
 #include "ref/kv_cache.h"
 #include "ref/model.h"
@@ -76,41 +76,18 @@ Baselines& baselines() {
   return measured;
 }
 
-double seconds_of(auto&& run) {
-  const auto start = std::chrono::steady_clock::now();
-  run();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 void fill_pattern(float* values, int64_t n) {
   for (int64_t i = 0; i < n; ++i) values[i] = 0.01f * static_cast<float>(i % 13) - 0.06f;
 }
 
-// y [rows, out] = x [rows, in] . w^T with w [out, in]: the layout of every matmul of the model.
-void sgemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
-              static_cast<int>(out), static_cast<int>(in), 1.0f, x, static_cast<int>(in), w,
-              static_cast<int>(in), 0.0f, y, static_cast<int>(out));
-}
-
-// The best FLOP/s of `repeats` n x n x n products after one untimed call; each timed call is
-// reported to `state` when given.
-// OpenBLAS with the kernels simd/ selects (simd/gemm.h: on an AVX-512 CPU that OpenBLAS 0.3.21
-// does not know, its AVX-512 kernels rather than its AVX2 fallback, twice as fast) and on every
-// OpenMP thread's core, whatever simd/ sets it to for its own calls (one thread per call): the
-// peak of the whole machine.
+// The best FLOP/s of `repeats` n x n x n products of bench/sgemm_peak.h after one untimed call;
+// each timed call is reported to `state` when given.
 double measure_sgemm(int64_t n, int64_t repeats, benchmark::State* state) {
-  simd::configure_blas();
-  const int blas_threads = openblas_get_num_threads();
-  openblas_set_num_threads(omp_get_max_threads());
-  std::vector<float> a(static_cast<size_t>(n * n)), b(a.size()), c(a.size());
-  fill_pattern(a.data(), n * n);
-  fill_pattern(b.data(), n * n);
-  sgemm_xwt(a.data(), b.data(), c.data(), n, n, n);
+  SgemmProduct product(n);
   double best = 0;
   auto timed_product = [&] {
-    const double seconds = seconds_of([&] { sgemm_xwt(a.data(), b.data(), c.data(), n, n, n); });
-    best = std::max(best, 2.0 * static_cast<double>(n * n) * static_cast<double>(n) / seconds);
+    const double seconds = product.timed();
+    best = std::max(best, product.flops() / seconds);
     return seconds;
   };
   if (state != nullptr) {
@@ -118,8 +95,6 @@ double measure_sgemm(int64_t n, int64_t repeats, benchmark::State* state) {
   } else {
     for (int64_t r = 0; r < repeats; ++r) timed_product();
   }
-  benchmark::DoNotOptimize(c.data());
-  openblas_set_num_threads(blas_threads);
   baselines().sgemm_flops_per_second = std::max(baselines().sgemm_flops_per_second, best);
   return best;
 }

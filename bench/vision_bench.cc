@@ -9,15 +9,14 @@
 //
 //   build/bench/vision_bench --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
-#include <cblas.h>
-#include <omp.h>
 
-#include <chrono>
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "bench/sgemm_peak.h"
 #include "golden/model_case.h"
 #include "ref/config.h"
 #include "ref/model.h"
@@ -68,31 +67,13 @@ const Model& model(const std::string& backend) {
 
 Tensor image(const VisionConfig& v) { return golden::synthetic_image(v, 3); }
 
-double seconds_of(auto&& run) {
-  const auto start = std::chrono::steady_clock::now();
-  run();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-// OpenBLAS sgemm at 2048^3, the best of three calls: the matrix peak of this machine, measured as
-// bench/roofline_bench.cc does: with the kernels simd/ selects (simd/gemm.h) and OpenBLAS on every
-// OpenMP thread's core, then back to simd/'s one thread per call.
+// The sgemm peak at 2048^3 of bench/sgemm_peak.h, the best of three calls, as roofline_bench
+// measures it.
 double sgemm_gflops() {
   static const double peak = [] {
-    simd::configure_blas();
-    const int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(omp_get_max_threads());
-    constexpr int kN = 2048;
-    std::vector<float> a(kN * kN, 0.5f), b(kN * kN, 0.25f), c(kN * kN);
+    bench::SgemmProduct product(2048);
     double best = 0;
-    for (int i = 0; i < 3; ++i) {
-      const double s = seconds_of([&] {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, kN, kN, kN, 1.0f, a.data(), kN,
-                    b.data(), kN, 0.0f, c.data(), kN);
-      });
-      best = std::max(best, 2.0 * kN * kN * kN / s / 1e9);
-    }
-    openblas_set_num_threads(blas_threads);
+    for (int i = 0; i < 3; ++i) best = std::max(best, product.flops() / product.timed() / 1e9);
     return best;
   }();
   return peak;
@@ -104,11 +85,11 @@ void BM_VisionEncode(benchmark::State& state) {
   const Model& simd = model("simd");
   const Model& ref = model("ref");  // built before anything is timed
   const Tensor pixels = image(*simd.config().vision);
-  const double ref_seconds = seconds_of([&] { ref.encode_image(pixels); });
+  const double ref_seconds = bench::seconds_of([&] { ref.encode_image(pixels); });
   double simd_seconds = 0;
   int64_t images = 0;
   for (auto _ : state) {
-    simd_seconds += seconds_of([&] { benchmark::DoNotOptimize(simd.encode_image(pixels)); });
+    simd_seconds += bench::seconds_of([&] { benchmark::DoNotOptimize(simd.encode_image(pixels)); });
     ++images;
   }
   const double flops = static_cast<double>(compute_stats(simd.config()).vision_flops_per_image);
@@ -131,9 +112,9 @@ void BM_PrefillWithImage(benchmark::State& state) {
   double with = 0, without = 0;
   for (auto _ : state) {
     KvCache a = m.new_cache();
-    with += seconds_of([&] { m.forward(prompt, a, SequenceImage{&kv, 0}); });
+    with += bench::seconds_of([&] { m.forward(prompt, a, SequenceImage{&kv, 0}); });
     KvCache b = m.new_cache();
-    without += seconds_of([&] { m.forward(prompt, b); });
+    without += bench::seconds_of([&] { m.forward(prompt, b); });
   }
   const auto n = static_cast<double>(state.iterations());
   state.counters["tokens_per_s_with_image"] = kPromptTokens * n / with;

@@ -9,6 +9,10 @@ the fraction of the roofline reached, and the issue's target where it sets one.
   python3 bench/report.py --json                 the same rows as JSON
   python3 bench/report.py --binary B -- ARGS     another binary; ARGS go to it (--benchmark_filter)
   python3 bench/report.py --input run.json       a run saved with --benchmark_out=run.json
+  python3 bench/report.py --wait-idle            first wait for idle CPUs (3 s at 95% idle)
+
+A run prints the share of the machine's CPU time that other processes took while it ran (from
+/proc/stat and the benchmark's own rusage): above a few percent, the numbers carry their load.
 
 Exit status: 0 once the table is printed, whether the targets are met or not (the table says);
 1 when the benchmark cannot be run or its output read.
@@ -18,6 +22,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,13 +37,50 @@ PEAK_MEMORY_RATIO_TARGET = 1.15
 STEADY_TOLERANCE = 0.15
 
 
-def run_benchmark(binary, extra_args):
-    command = [binary, "--benchmark_format=json"] + extra_args
+def cpu_jiffies():
+    """(all, idle) jiffies of the machine since boot, from /proc/stat; None where it is absent."""
     try:
-        completed = subprocess.run(command, stdout=subprocess.PIPE, check=True)
-    except (OSError, subprocess.CalledProcessError) as error:
+        with open("/proc/stat", encoding="ascii") as stat:
+            values = [int(v) for v in stat.readline().split()[1:]]
+    except OSError:
+        return None
+    return sum(values), values[3] + values[4]  # idle + iowait
+
+
+def wait_for_idle(idle_share=0.95, window_s=3.0):
+    """Returns once the CPUs have been at least idle_share idle over window_s seconds."""
+    while True:
+        before = cpu_jiffies()
+        if before is None:
+            return
+        time.sleep(window_s)
+        after = cpu_jiffies()
+        if (after[1] - before[1]) >= idle_share * max(1, after[0] - before[0]):
+            return
+
+
+def run_benchmark(binary, extra_args):
+    """The benchmark's JSON, with the CPU share other processes took during it in its context."""
+    command = [binary, "--benchmark_format=json"] + extra_args
+    before = cpu_jiffies()
+    try:
+        with tempfile.TemporaryFile() as output:
+            process = subprocess.Popen(command, stdout=output)
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            if process.returncode != 0:
+                raise subprocess.CalledProcessError(process.returncode, command)
+            output.seek(0)
+            run = json.load(output)
+    except (OSError, ValueError, subprocess.CalledProcessError) as error:
         sys.exit(f"report.py: cannot run {' '.join(command)}: {error}")
-    return json.loads(completed.stdout)
+    after = cpu_jiffies()
+    if before is not None:
+        total = after[0] - before[0]
+        busy = total - (after[1] - before[1])
+        ours = (usage.ru_utime + usage.ru_stime) * os.sysconf("SC_CLK_TCK")
+        run.setdefault("context", {})["other_processes_cpu_share"] = max(0.0, busy - ours) / total
+    return run
 
 
 def row(result, value, unit, roofline=None, fraction=None, target=None, met=None):
@@ -135,6 +178,9 @@ def print_table(run, rows):
     context = run.get("context", {})
     print(f"{context.get('date', '')}  {context.get('host_name', '')}  "
           f"{context.get('num_cpus', '?')} CPUs  {context.get('executable', '')}")
+    if "other_processes_cpu_share" in context:
+        print(f"other processes took {100 * context['other_processes_cpu_share']:.1f}% of the "
+              "machine's CPU time during the run")
     header = ("result", "value", "unit", "roofline", "fraction", "target", "met?")
     lines = [[r["result"], number(r["value"]), r["unit"], number(r["roofline"]),
               "" if r["fraction"] is None else f"{100 * r['fraction']:.1f}%", r["target"] or "",
@@ -150,12 +196,16 @@ def main():
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--binary", default=os.path.join(REPO, "build/bench/roofline_bench"))
     parser.add_argument("--input", help="JSON of an earlier run (--benchmark_out) instead of a run")
+    parser.add_argument("--wait-idle", action="store_true",
+                        help="first wait until the CPUs have been 95%% idle over 3 s")
     parser.add_argument("benchmark_args", nargs="*", help="after --: passed to the benchmark")
     args = parser.parse_args()
     if args.input:
         with open(args.input, encoding="utf-8") as file:
             run = json.load(file)
     else:
+        if args.wait_idle:
+            wait_for_idle()
         run = run_benchmark(args.binary, args.benchmark_args)
     rows = rows_of(run)
     if args.json:

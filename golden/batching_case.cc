@@ -68,8 +68,8 @@ BatchingCaseSpec default_batching_spec(const ModelConfig& config) {
   return spec;
 }
 
-BatchingCase build_batching_case(const BatchingCaseSpec& spec) {
-  const Model model(spec.config, init_weights(spec.config));
+BatchingCase build_batching_case(const BatchingCaseSpec& spec, const Kernels& kernels) {
+  const Model model(spec.config, init_weights(spec.config), kernels);
   Engine engine(model, spec.limits);
   for (const EngineRequest& r : spec.requests) engine.submit(r);
   TraceRecorder recorder;

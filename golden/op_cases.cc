@@ -27,12 +27,8 @@
 #include "ref/cross_attention.h"
 #include "ref/feed_forward.h"
 #include "ref/kernels.h"
-#include "ref/matmul.h"
 #include "ref/moe.h"
-#include "ref/norm.h"
 #include "ref/philox.h"
-#include "ref/rope.h"
-#include "ref/router.h"
 #include "ref/sampling.h"
 #include "ref/softmax.h"
 #include "ref/tensor.h"
@@ -136,18 +132,20 @@ class CaseBuilder {
   OpCase result_;
 };
 
-OpCase matmul_case(const std::string& name, int64_t rows, int64_t in, int64_t out) {
+OpCase matmul_case(const std::string& name, const Kernels& kernels, int64_t rows, int64_t in,
+                   int64_t out) {
   CaseBuilder c(name, "matmul", "y[r, o] = sum_i x[r, i] * w[o, i], w in the [out, in] layout",
                 {{"rows", rows}, {"in", in}, {"out", out}});
   const std::vector<float> x = c.random("x", {rows, in}, 1.0f);
   const std::vector<float> w = c.random("w", {out, in}, 0.25f);
   std::vector<float> y(static_cast<size_t>(rows * out));
-  ref::matmul(x.data(), w.data(), y.data(), rows, in, out);
+  kernels.matmul(x.data(), w.data(), y.data(), rows, in, out);
   c.output(make_f32_record("out", {rows, out}, y), ToleranceClass::kActivation);
   return c.finish();
 }
 
-OpCase norm_case(const std::string& name, bool layer_norm, int64_t rows, int64_t d) {
+OpCase norm_case(const std::string& name, const Kernels& kernels, bool layer_norm, int64_t rows,
+                 int64_t d) {
   constexpr double kEps = 1e-5;
   CaseBuilder c(name, layer_norm ? "layer_norm" : "rms_norm",
                 layer_norm ? "LayerNorm of each row, inputs off-centre so the mean matters"
@@ -158,15 +156,15 @@ OpCase norm_case(const std::string& name, bool layer_norm, int64_t rows, int64_t
   std::vector<float> y(x.size());
   if (layer_norm) {
     const std::vector<float> bias = c.random("bias", {d}, 0.5f);
-    ref::layer_norm(x.data(), weight.data(), bias.data(), kEps, y.data(), rows, d);
+    kernels.layer_norm(x.data(), weight.data(), bias.data(), kEps, y.data(), rows, d);
   } else {
-    ref::rms_norm(x.data(), weight.data(), kEps, y.data(), rows, d);
+    kernels.rms_norm(x.data(), weight.data(), kEps, y.data(), rows, d);
   }
   c.output(make_f32_record("out", {rows, d}, y), ToleranceClass::kActivation);
   return c.finish();
 }
 
-OpCase rope_case(const std::string& name, int64_t head_dim) {
+OpCase rope_case(const std::string& name, const Kernels& kernels, int64_t head_dim) {
   constexpr int64_t kHeads = 3;
   constexpr double kTheta = 10000.0;
   const std::vector<int32_t> positions = {0, 1, 7, 1000, 4095};
@@ -181,21 +179,21 @@ OpCase rope_case(const std::string& name, int64_t head_dim) {
                  {"positions", positions}});
   std::vector<float> x = c.random("x", {tokens, kHeads, head_dim}, 1.0f);
   c.input(make_i32_record("positions", {tokens}, positions), "the parameter \"positions\"");
-  ref::rope(x.data(), to_int64(positions), kHeads, head_dim, kTheta);
+  kernels.rope(x.data(), to_int64(positions), kHeads, head_dim, kTheta);
   c.output(make_f32_record("out", {tokens, kHeads, head_dim}, x), ToleranceClass::kActivation);
   return c.finish();
 }
 
-OpCase softmax_case(const std::string& name, int64_t rows, int64_t n) {
+OpCase softmax_case(const std::string& name, const Kernels& kernels, int64_t rows, int64_t n) {
   CaseBuilder c(name, "softmax", "softmax over the last axis, max subtracted",
                 {{"rows", rows}, {"n", n}});
   std::vector<float> x = c.random("x", {rows, n}, 4.0f);
-  ref::softmax(x.data(), rows, n);
+  kernels.softmax(x.data(), rows, n);
   c.output(make_f32_record("out", {rows, n}, x), ToleranceClass::kProbability);
   return c.finish();
 }
 
-OpCase softmax_large_case(const std::string& name) {
+OpCase softmax_large_case(const std::string& name, const Kernels& kernels) {
   // exp() overflows fp32 past 88.7 and underflows below -103: every row here is far outside that
   // range, so only a max-subtracting softmax gives finite results. The last row spans 1e3..1e4
   // (one-hot after rounding).
@@ -206,7 +204,7 @@ OpCase softmax_large_case(const std::string& name) {
   CaseBuilder c(name, "softmax", "softmax of logits around +-1e3..1e4, where a naive exp overflows",
                 {{"rows", rows}, {"n", kN}});
   std::vector<float> x = c.random_rows("x", {rows, kN}, scales, offsets);
-  ref::softmax(x.data(), rows, kN);
+  kernels.softmax(x.data(), rows, kN);
   c.output(make_f32_record("out", {rows, kN}, x), ToleranceClass::kProbability);
   return c.finish();
 }
@@ -218,7 +216,7 @@ struct AttentionSpec {
   int64_t new_tokens;  // T, queries at positions P .. P + T - 1
 };
 
-OpCase attention_case(const std::string& name, const AttentionSpec& s) {
+OpCase attention_case(const std::string& name, const Kernels& kernels, const AttentionSpec& s) {
   constexpr int64_t kHeads = 4;
   constexpr int64_t kSpareSlots = 3;  // cache rows past the last position, never to be read
   const ref::AttentionDims dims{kHeads, s.n_kv_heads, s.head_dim,
@@ -246,8 +244,8 @@ OpCase attention_case(const std::string& name, const AttentionSpec& s) {
 
   std::vector<float> context(q.size());
   std::vector<float> probs(static_cast<size_t>(s.new_tokens * kHeads * width), 0.0f);
-  ref::attention(q.data(), keys.data(), values.data(), to_int64(positions), dims, context.data(),
-                 probs.data(), width);
+  kernels.attention(q.data(), keys.data(), values.data(), to_int64(positions), dims, context.data(),
+                    probs.data(), width);
   c.output(make_f32_record("context", {s.new_tokens, kHeads, s.head_dim}, context),
            ToleranceClass::kActivation);
   c.output(make_f32_record("probs", {s.new_tokens, kHeads, width}, probs),
@@ -271,12 +269,12 @@ double top_k_margin(const std::vector<float>& probs, int64_t width, int64_t k) {
 
 json finite_or_null(double value) { return std::isfinite(value) ? json(value) : json(nullptr); }
 
-void add_top_k_outputs(CaseBuilder& c, const std::vector<float>& probs, int64_t tokens,
-                       int64_t n_experts, int64_t k, bool renormalize) {
+void add_top_k_outputs(CaseBuilder& c, const Kernels& kernels, const std::vector<float>& probs,
+                       int64_t tokens, int64_t n_experts, int64_t k, bool renormalize) {
   std::vector<int32_t> indices(static_cast<size_t>(tokens * k));
   std::vector<float> weights(indices.size());
-  ref::select_top_k(probs.data(), tokens, n_experts, k, renormalize, indices.data(),
-                    weights.data());
+  kernels.select_top_k(probs.data(), tokens, n_experts, k, renormalize, indices.data(),
+                       weights.data());
   c.output(make_i32_record("indices", {tokens, k}, indices), ToleranceClass::kExact);
   c.output(make_f32_record("weights", {tokens, k}, weights), ToleranceClass::kProbability);
 }
@@ -285,7 +283,7 @@ json top_k_parameters(int64_t tokens, int64_t n_experts, int64_t k, bool renorma
   return {{"tokens", tokens}, {"n_experts", n_experts}, {"k", k}, {"renormalize", renormalize}};
 }
 
-OpCase top_k_case(const std::string& name, int64_t k, bool renormalize) {
+OpCase top_k_case(const std::string& name, const Kernels& kernels, int64_t k, bool renormalize) {
   constexpr int64_t kTokens = 7;
   constexpr int64_t kExperts = 8;
   CaseBuilder c(name, "top_k",
@@ -294,15 +292,15 @@ OpCase top_k_case(const std::string& name, int64_t k, bool renormalize) {
                 top_k_parameters(kTokens, kExperts, k, renormalize));
   std::vector<float> probs = unit_stream(name, "probs", kTokens * kExperts);
   for (float& p : probs) p *= 2.0f;
-  ref::softmax(probs.data(), kTokens, kExperts);
+  ref::softmax(probs.data(), kTokens, kExperts);  // makes the input: always the reference's
   c.input(make_f32_record("probs", {kTokens, kExperts}, probs),
           "softmax over each row of 2 * t, t the stream of \"probs\"");
   c.manifest()["margins"] = {{"min_top_k", finite_or_null(top_k_margin(probs, kExperts, k))}};
-  add_top_k_outputs(c, probs, kTokens, kExperts, k, renormalize);
+  add_top_k_outputs(c, kernels, probs, kTokens, kExperts, k, renormalize);
   return c.finish();
 }
 
-OpCase top_k_ties_case(const std::string& name, int64_t k) {
+OpCase top_k_ties_case(const std::string& name, const Kernels& kernels, int64_t k) {
   constexpr int64_t kExperts = 8;
   // Dyadic probabilities, exactly representable, each row summing to 1, with exact ties.
   const std::vector<float> probs = {
@@ -318,7 +316,7 @@ OpCase top_k_ties_case(const std::string& name, int64_t k) {
                 "expert index",
                 top_k_parameters(tokens, kExperts, k, true));
   c.input(make_f32_record("probs", {tokens, kExperts}, probs), "hand-written, with exact ties");
-  add_top_k_outputs(c, probs, tokens, kExperts, k, true);
+  add_top_k_outputs(c, kernels, probs, tokens, kExperts, k, true);
   return c.finish();
 }
 
@@ -341,7 +339,8 @@ const char* activation_name(Activation activation) {
   return activation == Activation::kSwiGlu ? "swiglu" : "gelu";
 }
 
-OpCase ffn_case(const std::string& name, Activation activation, int64_t rows) {
+OpCase ffn_case(const std::string& name, const Kernels& kernels, Activation activation,
+                int64_t rows) {
   constexpr int64_t kDModel = 32;
   constexpr int64_t kDff = 64;
   CaseBuilder c(name, "expert_ffn",
@@ -354,7 +353,7 @@ OpCase ffn_case(const std::string& name, Activation activation, int64_t rows) {
   const std::vector<float> x = c.random("x", {rows, kDModel}, 1.0f);
   const FeedForwardWeights w = random_ffn(c, "", "", activation, kDModel, kDff);
   std::vector<float> y(x.size());
-  feed_forward(ref_kernels(), activation, w, x.data(), rows, y.data());
+  feed_forward(kernels, activation, w, x.data(), rows, y.data());
   c.output(make_f32_record("out", {rows, kDModel}, y), ToleranceClass::kActivation);
   return c.finish();
 }
@@ -369,7 +368,7 @@ struct MoeSpec {
   float router_bias = 0.0f;
 };
 
-OpCase moe_case(const std::string& name, const MoeSpec& s) {
+OpCase moe_case(const std::string& name, const Kernels& kernels, const MoeSpec& s) {
   ModelConfig config;
   config.name = name;
   config.d_model = 32;
@@ -406,8 +405,8 @@ OpCase moe_case(const std::string& name, const MoeSpec& s) {
 
   TraceRecorder recorder;
   std::vector<float> out(x.size());
-  const RouterStats stats = moe_forward(ref_kernels(), config, weights, x.data(), s.tokens,
-                                        out.data(), TraceScope(&recorder, ""));
+  const RouterStats stats = moe_forward(kernels, config, weights, x.data(), s.tokens, out.data(),
+                                        TraceScope(&recorder, ""));
   for (const TensorRecord& record : recorder.records()) {
     c.output(record, classify_model_tensor(record.name));
   }
@@ -431,7 +430,8 @@ struct CrossAttentionSpec {
 };
 
 // The attention of ref/cross_attention.h alone: every query sees every vision token.
-OpCase cross_attention_case(const std::string& name, const CrossAttentionSpec& s) {
+OpCase cross_attention_case(const std::string& name, const Kernels& kernels,
+                            const CrossAttentionSpec& s) {
   constexpr int64_t kHeads = 4;
   CaseBuilder c(name, "cross_attention",
                 "attention of T text queries over N_v vision tokens: no mask, no RoPE, scale "
@@ -449,9 +449,9 @@ OpCase cross_attention_case(const std::string& name, const CrossAttentionSpec& s
   std::vector<float> context(q.size());
   std::vector<float> probs(static_cast<size_t>(s.queries * kHeads * s.vision_tokens));
   const std::vector<int64_t> last_vision_token(static_cast<size_t>(s.queries), s.vision_tokens - 1);
-  ref::attention(q.data(), keys.data(), values.data(), last_vision_token,
-                 ref::AttentionDims(kHeads, s.n_kv_heads, s.head_dim, s.vision_tokens),
-                 context.data(), probs.data(), s.vision_tokens);
+  kernels.attention(q.data(), keys.data(), values.data(), last_vision_token,
+                    ref::AttentionDims(kHeads, s.n_kv_heads, s.head_dim, s.vision_tokens),
+                    context.data(), probs.data(), s.vision_tokens);
   c.output(make_f32_record("context", {s.queries, kHeads, s.head_dim}, context),
            ToleranceClass::kActivation);
   c.output(make_f32_record("probs", {s.queries, kHeads, s.vision_tokens}, probs),
@@ -461,7 +461,8 @@ OpCase cross_attention_case(const std::string& name, const CrossAttentionSpec& s
 
 // A whole gated cross-attention block (ref/cross_attention.h) with its vision K/V: tokens before
 // image_position pass through unchanged.
-OpCase gated_cross_attention_case(const std::string& name, bool qk_norm, int64_t n_kv_heads) {
+OpCase gated_cross_attention_case(const std::string& name, const Kernels& kernels, bool qk_norm,
+                                  int64_t n_kv_heads) {
   ModelConfig config;
   config.name = name;
   config.d_model = 32;
@@ -519,9 +520,9 @@ OpCase gated_cross_attention_case(const std::string& name, bool qk_norm, int64_t
   c.input(make_i32_record("positions", {kTokens}, positions), "token t at position t");
 
   TraceRecorder recorder;
-  const ImageKv kv = image_kv(ref_kernels(), config, std::span(&w, 1), tokens, &recorder);
+  const ImageKv kv = image_kv(kernels, config, std::span(&w, 1), tokens, &recorder);
   const std::vector<SequenceImage> images(kTokens, SequenceImage{&kv, kImagePosition});
-  gated_cross_attention(ref_kernels(), config, w, 0, to_int64(positions), images, x.data(),
+  gated_cross_attention(kernels, config, w, 0, to_int64(positions), images, x.data(),
                         TraceScope(&recorder, "layers.0.xattn."));
   for (const TensorRecord& record : recorder.records()) {
     c.output(record, classify_model_tensor(record.name));
@@ -595,12 +596,13 @@ OpCase greedy_ties_case(const std::string& name) {
 
 struct CaseEntry {
   std::string name;
-  std::function<OpCase(const std::string&)> build;
+  std::function<OpCase(const std::string&, const Kernels&)> build;
 };
 
 std::vector<CaseEntry> make_registry() {
   std::vector<CaseEntry> cases;
-  auto add = [&](std::string name, std::function<OpCase(const std::string&)> build) {
+  auto add = [&](std::string name,
+                 std::function<OpCase(const std::string&, const Kernels&)> build) {
     cases.push_back({std::move(name), std::move(build)});
   };
   struct MatmulShape {
@@ -610,17 +612,30 @@ std::vector<CaseEntry> make_registry() {
                               MatmulShape{8, 32, 16}, MatmulShape{33, 64, 48}}) {
     add("matmul-" + std::to_string(m.rows) + "x" + std::to_string(m.in) + "x" +
             std::to_string(m.out),
-        [m](const std::string& n) { return matmul_case(n, m.rows, m.in, m.out); });
+        [m](const std::string& n, const Kernels& kernels) {
+          return matmul_case(n, kernels, m.rows, m.in, m.out);
+        });
   }
-  add("rmsnorm-5x64", [](const std::string& n) { return norm_case(n, false, 5, 64); });
-  add("rmsnorm-5x37", [](const std::string& n) { return norm_case(n, false, 5, 37); });
-  add("layernorm-5x64", [](const std::string& n) { return norm_case(n, true, 5, 64); });
+  add("rmsnorm-5x64", [](const std::string& n, const Kernels& kernels) {
+    return norm_case(n, kernels, false, 5, 64);
+  });
+  add("rmsnorm-5x37", [](const std::string& n, const Kernels& kernels) {
+    return norm_case(n, kernels, false, 5, 37);
+  });
+  add("layernorm-5x64", [](const std::string& n, const Kernels& kernels) {
+    return norm_case(n, kernels, true, 5, 64);
+  });
   for (const int64_t hd : {8, 16, 64, 128}) {
-    add("rope-hd" + std::to_string(hd), [hd](const std::string& n) { return rope_case(n, hd); });
+    add("rope-hd" + std::to_string(hd),
+        [hd](const std::string& n, const Kernels& kernels) { return rope_case(n, kernels, hd); });
   }
-  add("softmax-4x17", [](const std::string& n) { return softmax_case(n, 4, 17); });
-  add("softmax-3x1", [](const std::string& n) { return softmax_case(n, 3, 1); });
-  add("softmax-2x256", [](const std::string& n) { return softmax_case(n, 2, 256); });
+  add("softmax-4x17",
+      [](const std::string& n, const Kernels& kernels) { return softmax_case(n, kernels, 4, 17); });
+  add("softmax-3x1",
+      [](const std::string& n, const Kernels& kernels) { return softmax_case(n, kernels, 3, 1); });
+  add("softmax-2x256", [](const std::string& n, const Kernels& kernels) {
+    return softmax_case(n, kernels, 2, 256);
+  });
   add("softmax-large-logits", softmax_large_case);
   // H = 4 query heads throughout; G = 1 is MQA, 2 GQA, 4 MHA.
   for (const AttentionSpec a :
@@ -630,20 +645,28 @@ std::vector<CaseEntry> make_registry() {
     const char* kind = a.n_kv_heads == 1 ? "mqa" : a.n_kv_heads == 4 ? "mha" : "gqa";
     add("attention-" + std::string(kind) + "-hd" + std::to_string(a.head_dim) + "-p" +
             std::to_string(a.cached) + "-t" + std::to_string(a.new_tokens),
-        [a](const std::string& n) { return attention_case(n, a); });
+        [a](const std::string& n, const Kernels& kernels) {
+          return attention_case(n, kernels, a);
+        });
   }
   for (const int64_t k : {1, 2, 4}) {
     for (const bool renormalize : {true, false}) {
       add("router-topk-k" + std::to_string(k) + (renormalize ? "-renorm" : "-no-renorm"),
-          [k, renormalize](const std::string& n) { return top_k_case(n, k, renormalize); });
+          [k, renormalize](const std::string& n, const Kernels& kernels) {
+            return top_k_case(n, kernels, k, renormalize);
+          });
     }
   }
-  add("router-topk-ties-k2", [](const std::string& n) { return top_k_ties_case(n, 2); });
-  add("router-topk-ties-k4", [](const std::string& n) { return top_k_ties_case(n, 4); });
+  add("router-topk-ties-k2",
+      [](const std::string& n, const Kernels& kernels) { return top_k_ties_case(n, kernels, 2); });
+  add("router-topk-ties-k4",
+      [](const std::string& n, const Kernels& kernels) { return top_k_ties_case(n, kernels, 4); });
   for (const Activation act : {Activation::kSwiGlu, Activation::kGelu}) {
     for (const int64_t rows : {1, 7}) {
       add("ffn-" + std::string(activation_name(act)) + "-rows" + std::to_string(rows),
-          [act, rows](const std::string& n) { return ffn_case(n, act, rows); });
+          [act, rows](const std::string& n, const Kernels& kernels) {
+            return ffn_case(n, kernels, act, rows);
+          });
     }
   }
   const std::vector<std::pair<std::string, MoeSpec>> moe_cases = {
@@ -685,7 +708,9 @@ std::vector<CaseEntry> make_registry() {
         .activation = Activation::kGelu}},
   };
   for (const auto& [name, spec] : moe_cases) {
-    add(name, [spec](const std::string& n) { return moe_case(n, spec); });
+    add(name, [spec](const std::string& n, const Kernels& kernels) {
+      return moe_case(n, kernels, spec);
+    });
   }
   // H = 4 query heads; N_v not a multiple of 8 in most cases.
   for (const CrossAttentionSpec x :
@@ -694,14 +719,20 @@ std::vector<CaseEntry> make_registry() {
     const char* kind = x.n_kv_heads == 1 ? "mqa" : x.n_kv_heads == 4 ? "mha" : "gqa";
     add("cross-attention-" + std::string(kind) + "-hd" + std::to_string(x.head_dim) + "-n" +
             std::to_string(x.vision_tokens) + "-t" + std::to_string(x.queries),
-        [x](const std::string& n) { return cross_attention_case(n, x); });
+        [x](const std::string& n, const Kernels& kernels) {
+          return cross_attention_case(n, kernels, x);
+        });
   }
-  add("gated-cross-attention-mqa-qk-norm",
-      [](const std::string& n) { return gated_cross_attention_case(n, true, 1); });
-  add("gated-cross-attention-gqa",
-      [](const std::string& n) { return gated_cross_attention_case(n, false, 2); });
-  add("sampling-top-k-top-p", sampling_case);
-  add("sampling-greedy-ties", greedy_ties_case);
+  add("gated-cross-attention-mqa-qk-norm", [](const std::string& n, const Kernels& kernels) {
+    return gated_cross_attention_case(n, kernels, true, 1);
+  });
+  add("gated-cross-attention-gqa", [](const std::string& n, const Kernels& kernels) {
+    return gated_cross_attention_case(n, kernels, false, 2);
+  });
+  add("sampling-top-k-top-p",
+      [](const std::string& n, const Kernels&) { return sampling_case(n); });
+  add("sampling-greedy-ties",
+      [](const std::string& n, const Kernels&) { return greedy_ties_case(n); });
   return cases;
 }
 
@@ -718,9 +749,9 @@ std::vector<std::string> op_case_names() {
   return names;
 }
 
-OpCase build_op_case(const std::string& name) {
+OpCase build_op_case(const std::string& name, const Kernels& kernels) {
   for (const CaseEntry& entry : registry()) {
-    if (entry.name == name) return entry.build(name);
+    if (entry.name == name) return entry.build(name, kernels);
   }
   throw std::invalid_argument("no op case named \"" + name + "\"");
 }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "golden/golden_set.h"
+#include "ref/kernels.h"
 #include "ref/safetensors.h"
 
 namespace moeref::golden {
@@ -27,7 +28,9 @@ struct OpCase {
 // The names of every op case, in a fixed order.
 std::vector<std::string> op_case_names();
 
-// Throws std::invalid_argument naming the case if there is none of that name.
-OpCase build_op_case(const std::string& name);
+// Throws std::invalid_argument naming the case if there is none of that name. With another kernel
+// set than the reference's, the outputs are that set's (a candidate for the checker: the simd
+// backend's test runs every committed op case so); inputs and manifest are the same.
+OpCase build_op_case(const std::string& name, const Kernels& kernels = ref_kernels());
 
 }  // namespace moeref::golden

@@ -131,9 +131,9 @@ json sampling_json(const SamplingParams& s) {
 
 }  // namespace
 
-SpeculativeCase build_speculative_case(const SpeculativeCaseSpec& spec) {
-  const Model target(spec.target, init_weights(spec.target));
-  const Model draft(spec.draft, init_weights(spec.draft));
+SpeculativeCase build_speculative_case(const SpeculativeCaseSpec& spec, const Kernels& kernels) {
+  const Model target(spec.target, init_weights(spec.target), kernels);
+  const Model draft(spec.draft, init_weights(spec.draft), kernels);
   check_pairing(spec.target, spec.draft);
   std::vector<int32_t> prompt = spec.prompt;
   Run greedy, sampled;

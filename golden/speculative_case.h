@@ -20,6 +20,7 @@
 
 #include "golden/golden_set.h"
 #include "ref/config.h"
+#include "ref/kernels.h"
 #include "ref/safetensors.h"
 #include "ref/sampling.h"
 
@@ -48,7 +49,11 @@ struct SpeculativeCase {
   std::vector<ExpectedTensor> expected;  // one per trace record
 };
 
-SpeculativeCase build_speculative_case(const SpeculativeCaseSpec& spec);
+// With another kernel set than the reference's, both models compute with it and the records are
+// that set's: a candidate for the checker (the simd backend's test runs the committed set so,
+// with the set's prompt).
+SpeculativeCase build_speculative_case(const SpeculativeCaseSpec& spec,
+                                       const Kernels& kernels = ref_kernels());
 SpeculativeCaseSpec speculative_spec_from_manifest(const nlohmann::json& manifest,
                                                    const std::string& source);
 

@@ -10,12 +10,16 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "golden/batching_case.h"
 #include "golden/candidate_runner.h"
 #include "golden/compare.h"
 #include "golden/golden_set.h"
+#include "golden/op_cases.h"
+#include "golden/speculative_case.h"
 #include "ref/attention.h"
 #include "ref/matmul.h"
 #include "simd/simd_kernels.h"
@@ -321,17 +325,46 @@ TEST(SimdAttention, MatchesTheReferenceForGroupsPrefillAndBidirectional) {
 
 const fs::path kSets = fs::path(MOEREF_SOURCE_DIR) / "golden" / "sets";
 
-TEST(SimdModel, EveryGoldenModelSetPassesAtFp32) {
-  int checked = 0;
+golden::Candidate candidate_of(const std::vector<TensorRecord>& records) {
+  golden::Candidate candidate;
+  for (const TensorRecord& record : records) candidate.emplace(record.name, record);
+  return candidate;
+}
+
+// The simd backend's candidate for any committed set: a model case through the checker's runner
+// (teacher-forced decode), a batching or speculative case re-run with simd kernels from the set's
+// own scenario and prompt, an op case's op computed by simd on the set's inputs.
+golden::Candidate simd_candidate(const golden::GoldenSet& set) {
+  const std::string manifest = (set.dir() / "manifest.json").string();
+  if (set.kind() == "model") return golden::run_model_case(set, simd_kernels());
+  if (set.kind() == "batching") {
+    return candidate_of(
+        golden::build_batching_case(golden::batching_spec_from_manifest(set.manifest(), manifest),
+                                    simd_kernels())
+            .trace);
+  }
+  if (set.kind() == "speculative") {
+    return candidate_of(
+        golden::build_speculative_case(
+            golden::speculative_spec_from_manifest(set.manifest(), manifest), simd_kernels())
+            .trace);
+  }
+  return candidate_of(golden::build_op_case(set.name(), simd_kernels()).outputs);
+}
+
+// Every committed golden set, of every kind, passes the checker at fp32 with the simd backend.
+TEST(SimdModel, EveryCommittedGoldenSetPassesAtFp32) {
+  std::map<std::string, int> checked;
   for (const fs::path& dir : golden::find_golden_sets(kSets)) {
     const golden::GoldenSet set = golden::GoldenSet::open(dir);
-    if (set.kind() != "model") continue;
-    const golden::CompareReport report =
-        golden::compare(set, golden::run_model_case(set, simd_kernels()));
-    EXPECT_TRUE(report.passed) << report.to_text();
-    ++checked;
+    const golden::CompareReport report = golden::compare(set, simd_candidate(set));
+    EXPECT_TRUE(report.passed) << set.name() << "\n" << report.to_text();
+    ++checked[set.kind()];
   }
-  EXPECT_GE(checked, 4);
+  EXPECT_GE(checked["model"], 5);
+  EXPECT_GE(checked["batching"], 1);
+  EXPECT_GE(checked["speculative"], 1);
+  EXPECT_GE(checked["op"], 48);
 }
 
 TEST(SimdModel, IdenticalRunToRun) {

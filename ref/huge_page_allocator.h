@@ -21,6 +21,8 @@
 #pragma once
 
 #include <cstddef>
+#include <new>
+#include <utility>
 
 namespace moeref {
 
@@ -39,6 +41,17 @@ struct HugePageAllocator {
   HugePageAllocator(const HugePageAllocator<U>&) {}
 
   T* allocate(size_t n) { return static_cast<T*>(allocate_on_huge_pages(n * sizeof(T))); }
+  // Elements made without a value are default-initialised (a float is left as it is): Tensor
+  // zero-fills explicitly, or leaves the values to a kernel that overwrites them all
+  // (Tensor::for_overwrite).
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    if constexpr (sizeof...(Args) == 0) {
+      ::new (static_cast<void*>(p)) U;
+    } else {
+      ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+    }
+  }
   void deallocate(T* p, size_t n) { deallocate_on_huge_pages(p, n * sizeof(T)); }
 
   template <class U>

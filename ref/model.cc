@@ -117,7 +117,7 @@ ForwardOutput Model::forward_batch(std::span<const SequenceInput> sequences, Tra
              normed.data(), n_tokens);
   model_trace("final_norm.out", {n_tokens, d}, normed.data());
 
-  output.logits = Tensor({n_tokens, vocab});
+  output.logits = Tensor::for_overwrite({n_tokens, vocab});  // the LM head writes every logit
   kernels.matmul(normed.data(), weights_.output_head().data(), output.logits.data(), n_tokens, d,
                  vocab);
   model_trace("logits", {n_tokens, vocab}, output.logits.data());

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 #include "ref/freed_memory.h"
@@ -50,6 +51,17 @@ TEST(HugePageAllocator, CopiesKeepTheirValues) {
   EXPECT_TRUE(std::equal(a.values().begin(), a.values().end(), b.values().begin()));
   const Tensor c({2, 3}, std::vector<float>{1, 2, 3, 4, 5, 6});
   EXPECT_EQ(c.data()[5], 6.0f);
+}
+
+// For a kernel that writes every value: the shape and storage of Tensor(shape), values left
+// unspecified; the same shape checks.
+TEST(HugePageAllocator, ForOverwriteHasTheShapeAndStorageOfAZeroFilledTensor) {
+  const Tensor logits = Tensor::for_overwrite({512, 1500});
+  EXPECT_EQ(logits.shape(), (std::vector<int64_t>{512, 1500}));
+  EXPECT_EQ(logits.numel(), 512 * 1500);
+  EXPECT_TRUE(aligned_to_huge_page(logits.data()));
+  EXPECT_THROW(Tensor::for_overwrite({4, -1}), std::length_error);
+  EXPECT_EQ(Tensor::for_overwrite({0, 7}).numel(), 0);
 }
 
 long minor_page_faults() {

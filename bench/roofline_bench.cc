@@ -39,6 +39,7 @@
 #include "bench/roofline_counts.h"
 #include "bench/sgemm_peak.h"
 #include "ref/config.h"
+#include "ref/huge_page_allocator.h"
 #include "ref/kv_cache.h"
 #include "ref/model.h"
 #include "ref/stats.h"
@@ -102,12 +103,12 @@ double measure_sgemm(int64_t n, int64_t repeats, benchmark::State* state) {
 // The best bytes/s of reading 1 GiB with every OpenMP thread, each its own contiguous part
 // (written first by the same thread, so that its pages sit near it). The buffer asks for 2 MiB
 // pages, which this kernel only grants on request (transparent huge pages in "madvise" mode):
-// fewer TLB misses, the best read this machine can do.
+// fewer TLB misses, the best read this machine can do. Not through ref/huge_page_allocator.h:
+// its cache would keep the freed GiB resident when the peak memory is reset for the model.
 double measure_read_bandwidth(int64_t repeats, benchmark::State* state) {
   const int64_t n = kReadBytes / static_cast<int64_t>(sizeof(float));
-  constexpr size_t kHugePage = size_t{2} << 20;
   const std::unique_ptr<float[], decltype(&std::free)> values(
-      static_cast<float*>(std::aligned_alloc(kHugePage, kReadBytes)), &std::free);
+      static_cast<float*>(std::aligned_alloc(kHugePageBytes, kReadBytes)), &std::free);
   if (values == nullptr) throw std::bad_alloc();
   madvise(values.get(), kReadBytes, MADV_HUGEPAGE);  // a hint: without it, 4 KiB pages
   auto part = [n](int thread, int threads) {

@@ -155,8 +155,10 @@ std::optional<std::string> byte_count_problem(const TensorRecord& record) {
   return std::nullopt;
 }
 
+// Copies the record's elements into `out`, which must hold exactly all of them; throws
+// SafetensorsError naming the tensor if its dtype is not `expected` or its bytes do not fit.
 template <typename T>
-std::vector<T> copy_elements(const TensorRecord& record, DType expected) {
+void copy_elements_into(const TensorRecord& record, DType expected, std::span<T> out) {
   if (record.dtype != expected) {
     throw SafetensorsError("tensor " + single_quoted(record.name) + " has dtype " +
                            dtype_name(record.dtype) + ", not " + dtype_name(expected));
@@ -164,8 +166,18 @@ std::vector<T> copy_elements(const TensorRecord& record, DType expected) {
   if (std::optional<std::string> problem = byte_count_problem(record)) {
     throw SafetensorsError(*problem);
   }
+  if (out.size_bytes() != record.bytes.size()) {
+    throw SafetensorsError("tensor " + single_quoted(record.name) + " holds " +
+                           std::to_string(record.bytes.size() / sizeof(T)) +
+                           " elements, copied into room for " + std::to_string(out.size()));
+  }
+  if (!out.empty()) std::memcpy(out.data(), record.bytes.data(), record.bytes.size());
+}
+
+template <typename T>
+std::vector<T> copy_elements(const TensorRecord& record, DType expected) {
   std::vector<T> values(record.bytes.size() / sizeof(T));
-  if (!values.empty()) std::memcpy(values.data(), record.bytes.data(), record.bytes.size());
+  copy_elements_into(record, expected, std::span<T>(values));
   return values;
 }
 
@@ -482,6 +494,10 @@ int64_t TensorRecord::numel() const {
 }
 
 std::vector<float> TensorRecord::to_f32() const { return copy_elements<float>(*this, DType::kF32); }
+
+void TensorRecord::copy_f32_into(std::span<float> out) const {
+  copy_elements_into(*this, DType::kF32, out);
+}
 
 std::vector<int32_t> TensorRecord::to_i32() const {
   return copy_elements<int32_t>(*this, DType::kI32);

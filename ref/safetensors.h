@@ -47,6 +47,9 @@ struct TensorRecord {
   // Copies out the elements; throws SafetensorsError naming the tensor if the dtype differs.
   std::vector<float> to_f32() const;
   std::vector<int32_t> to_i32() const;
+  // The same checks as to_f32, then the elements copied into `out`, which must hold numel()
+  // floats (a Tensor made for them: one copy instead of two).
+  void copy_f32_into(std::span<float> out) const;
 };
 
 TensorRecord make_f32_record(std::string name, std::vector<int64_t> shape,

@@ -231,7 +231,8 @@ ModelWeights load_weights(const ModelConfig& config, const SafetensorsFile& file
                              shape_string(record.shape) + ", the config needs " +
                              shape_string(spec.shape));
     }
-    *tensor = Tensor(spec.shape, record.to_f32());
+    *tensor = Tensor::for_overwrite(spec.shape);
+    record.copy_f32_into(tensor->values());
   });
   for (const TensorRecord& record : file.tensors()) {
     if (!expected.contains(record.name)) {

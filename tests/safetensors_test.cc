@@ -193,6 +193,19 @@ TEST(SafetensorsRecordTest, ConversionsRejectOtherDtypes) {
             "tensor 'weight' has dtype F32, not I32");
 }
 
+TEST(SafetensorsRecordTest, CopyIntoFillsExactlyTheRoomForItsElements) {
+  const std::vector<float> weights = {0.5f, -1.5f, 2.25f};
+  const TensorRecord record = make_f32_record("weight", {3}, weights);
+  std::vector<float> out(3, 9.0f);
+  record.copy_f32_into(out);
+  EXPECT_EQ(out, weights);
+  std::vector<float> short_room(2);
+  EXPECT_EQ(error_message([&] { record.copy_f32_into(short_room); }),
+            "tensor 'weight' holds 3 elements, copied into room for 2");
+  const TensorRecord ids = make_i32_record("ids", {3}, std::vector<int32_t>{1, 2, 3});
+  EXPECT_EQ(error_message([&] { ids.copy_f32_into(out); }), "tensor 'ids' has dtype I32, not F32");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Round trips and the layout the writer produces
 

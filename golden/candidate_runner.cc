@@ -3,7 +3,10 @@
 #include <optional>
 #include <span>
 
+#include "golden/batching_case.h"
 #include "golden/model_case.h"
+#include "golden/op_cases.h"
+#include "golden/speculative_case.h"
 #include "ref/generate.h"
 #include "ref/model.h"
 #include "ref/weights.h"
@@ -62,6 +65,27 @@ Candidate run_model_case(const GoldenSet& set, const Kernels& kernels,
                                   image,       spec.image_position};
   add_tokens(candidate, "sampled_tokens", generate(model, sampled).tokens);
   return candidate;
+}
+
+Candidate candidate_of(const std::vector<TensorRecord>& records) {
+  Candidate candidate;
+  for (const TensorRecord& record : records) candidate.emplace(record.name, record);
+  return candidate;
+}
+
+Candidate run_case(const GoldenSet& set, const Kernels& kernels) {
+  const std::string manifest = (set.dir() / "manifest.json").string();
+  if (set.kind() == "model") return run_model_case(set, kernels);
+  if (set.kind() == "batching") {
+    return candidate_of(
+        build_batching_case(batching_spec_from_manifest(set.manifest(), manifest), kernels).trace);
+  }
+  if (set.kind() == "speculative") {
+    return candidate_of(
+        build_speculative_case(speculative_spec_from_manifest(set.manifest(), manifest), kernels)
+            .trace);
+  }
+  return candidate_of(build_op_case(set.name(), kernels).outputs);
 }
 
 }  // namespace moeref::golden

@@ -14,12 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "golden/batching_case.h"
 #include "golden/candidate_runner.h"
 #include "golden/compare.h"
 #include "golden/golden_set.h"
-#include "golden/op_cases.h"
-#include "golden/speculative_case.h"
 #include "ref/attention.h"
 #include "ref/matmul.h"
 #include "simd/simd_kernels.h"
@@ -325,31 +322,9 @@ TEST(SimdAttention, MatchesTheReferenceForGroupsPrefillAndBidirectional) {
 
 const fs::path kSets = fs::path(MOEREF_SOURCE_DIR) / "golden" / "sets";
 
-golden::Candidate candidate_of(const std::vector<TensorRecord>& records) {
-  golden::Candidate candidate;
-  for (const TensorRecord& record : records) candidate.emplace(record.name, record);
-  return candidate;
-}
-
-// The simd backend's candidate for any committed set: a model case through the checker's runner
-// (teacher-forced decode), a batching or speculative case re-run with simd kernels from the set's
-// own scenario and prompt, an op case's op computed by simd on the set's inputs.
+// The simd backend's candidate for any committed set (golden/candidate_runner.h).
 golden::Candidate simd_candidate(const golden::GoldenSet& set) {
-  const std::string manifest = (set.dir() / "manifest.json").string();
-  if (set.kind() == "model") return golden::run_model_case(set, simd_kernels());
-  if (set.kind() == "batching") {
-    return candidate_of(
-        golden::build_batching_case(golden::batching_spec_from_manifest(set.manifest(), manifest),
-                                    simd_kernels())
-            .trace);
-  }
-  if (set.kind() == "speculative") {
-    return candidate_of(
-        golden::build_speculative_case(
-            golden::speculative_spec_from_manifest(set.manifest(), manifest), simd_kernels())
-            .trace);
-  }
-  return candidate_of(golden::build_op_case(set.name(), simd_kernels()).outputs);
+  return golden::run_case(set, simd_kernels());
 }
 
 // Every committed golden set, of every kind, passes the checker at fp32 with the simd backend.

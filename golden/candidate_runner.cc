@@ -9,6 +9,7 @@
 #include "golden/speculative_case.h"
 #include "ref/generate.h"
 #include "ref/model.h"
+#include "ref/sampling.h"
 #include "ref/weights.h"
 
 namespace moeref::golden {
@@ -19,10 +20,34 @@ void add_tokens(Candidate& candidate, const std::string& name, const std::vector
   candidate.emplace(name, make_i32_record(name, {static_cast<int64_t>(tokens.size())}, tokens));
 }
 
+// The sampled generation of `spec`, step i feeding back forced[i] where it is a usable token:
+// adds the model's own choices as "sampled_tokens" and its logits as "sampled_logits".
+void add_forced_generation(Candidate& candidate, const Model& model, const ModelCaseSpec& spec,
+                           SequenceImage image, const std::vector<int32_t>& forced) {
+  const int64_t vocab = spec.config.vocab_size;
+  KvCache cache = model.new_cache();
+  Tensor logits = model.forward(spec.prompt, cache, image).logits;
+  std::vector<int32_t> chosen;
+  std::vector<float> step_logits;
+  for (int64_t i = 0; i < spec.sampled_tokens; ++i) {
+    const std::span<const float> row(logits.row(logits.dim(0) - 1), static_cast<size_t>(vocab));
+    step_logits.insert(step_logits.end(), row.begin(), row.end());
+    chosen.push_back(sample_token(row, spec.sampling, static_cast<uint32_t>(cache.length())));
+    if (i + 1 == spec.sampled_tokens) break;
+    const size_t at = static_cast<size_t>(i);
+    const bool usable = at < forced.size() && forced[at] >= 0 && forced[at] < vocab;
+    const int32_t fed = usable ? forced[at] : chosen.back();
+    logits = model.forward(std::span(&fed, 1), cache, image).logits;
+  }
+  add_tokens(candidate, "sampled_tokens", chosen);
+  candidate.emplace("sampled_logits",
+                    make_f32_record("sampled_logits", {spec.sampled_tokens, vocab}, step_logits));
+}
+
 }  // namespace
 
-Candidate run_model_case(const GoldenSet& set, const Kernels& kernels,
-                         const ModelWeights* weights) {
+Candidate run_model_case(const GoldenSet& set, const Kernels& kernels, const ModelWeights* weights,
+                         const std::vector<int32_t>* forced_sampled) {
   if (set.kind() != "model" || !set.weights()) {
     throw GoldenError(set.dir().string() + ": not a model case");
   }
@@ -61,6 +86,10 @@ Candidate run_model_case(const GoldenSet& set, const Kernels& kernels,
   Candidate candidate;
   for (const TensorRecord& record : recorder.records()) candidate.emplace(record.name, record);
   add_tokens(candidate, "greedy_tokens", greedy);
+  if (forced_sampled != nullptr) {
+    add_forced_generation(candidate, model, spec, sequence_image, *forced_sampled);
+    return candidate;
+  }
   const GenerationRequest sampled{spec.prompt, spec.sampled_tokens, spec.sampling, 0,
                                   image,       spec.image_position};
   add_tokens(candidate, "sampled_tokens", generate(model, sampled).tokens);

@@ -8,6 +8,10 @@
 #include <limits>
 #include <sstream>
 
+#include "golden/anchored_run.h"
+#include "golden/decisions.h"
+#include "ref/philox.h"
+
 namespace moeref::golden {
 
 using nlohmann::json;
@@ -41,8 +45,6 @@ const char* status_name(TensorStatus status) {
       return "FAIL";
     case TensorStatus::kNearTie:
       return "near_tie";
-    case TensorStatus::kAfterNearTie:
-      return "after_near_tie";
     case TensorStatus::kMissing:
       return "missing";
   }
@@ -78,6 +80,8 @@ T load(const std::byte* data, int64_t i) {
   return value;
 }
 
+}  // namespace
+
 std::vector<double> as_doubles(const TensorRecord& record) {
   const int64_t n = record.numel();
   std::vector<double> values(static_cast<size_t>(n));
@@ -108,6 +112,8 @@ std::vector<double> as_doubles(const TensorRecord& record) {
   }
   return values;
 }
+
+namespace {
 
 void measure_floats(const std::vector<double>& expected, std::span<const double> actual,
                     TensorReport& report) {
@@ -148,24 +154,21 @@ void measure_floats(const std::vector<double>& expected, std::span<const double>
   report.status = report.out_of_tolerance > 0 ? TensorStatus::kFail : TensorStatus::kPass;
 }
 
-// The golden margin that decided row `row` of an integer tensor, and the smallest margin the
-// candidate's precision can resolve there; nullopt where no margin applies (kept flags).
-struct Decision {
-  double margin;
-  double resolution;
-};
+std::span<const float> row_of(const std::vector<float>& values, int64_t width, int64_t row) {
+  return {values.data() + row * width, static_cast<size_t>(width)};
+}
 
-double gap_at_rank(std::vector<double> values, size_t rank) {
-  std::sort(values.begin(), values.end(), std::greater<>());
-  double gap = std::numeric_limits<double>::infinity();
-  for (size_t j = 0; j <= rank && j + 1 < values.size(); ++j)
-    gap = std::min(gap, values[j] - values[j + 1]);
-  return gap;
+SamplingParams sampling_params(const json& object) {
+  return {.temperature = object.at("temperature").get<double>(),
+          .top_k = object.at("top_k").get<int64_t>(),
+          .top_p = object.at("top_p").get<double>(),
+          .seed = object.at("seed").get<uint64_t>()};
 }
 
 class Checker {
  public:
-  Checker(const GoldenSet& set, const CompareOptions& options) : set_(set), options_(options) {}
+  Checker(const GoldenSet& set, const CompareOptions& options, const Candidate* anchored)
+      : set_(set), options_(options), anchored_(anchored) {}
 
   Tolerance tolerance_for(ToleranceClass c) const {
     Tolerance t = default_tolerance(options_.precision, c);
@@ -174,110 +177,104 @@ class Checker {
     return t;
   }
 
-  // Twice the tolerance of the values around `magnitude`: two candidates each off by one
-  // tolerance can swap an order that the golden values separate by less than this.
-  double resolution(ToleranceClass c, double magnitude) const {
-    const Tolerance t = tolerance_for(c);
-    return 2.0 * (t.atol + t.rtol * std::fabs(magnitude));
+  // What the candidate's tensor of this name is compared with: the re-anchored reference's where
+  // the checker re-ran it (golden/anchored_run.h), the set's otherwise.
+  const TensorRecord& expected(const std::string& name) const {
+    if (anchored_ != nullptr) {
+      const auto found = anchored_->find(name);
+      if (found != anchored_->end()) return found->second;
+    }
+    return set_.expected_tensor(name);
   }
 
-  // What decided row `row` of an integer tensor: top-k indices by the gap among the k + 1 largest
-  // router probabilities (traced, or an op case's input "probs"); greedy tokens by the top-2 logit
-  // gap; sampled tokens by the draw's distance to a boundary (manifest margins).
-  std::optional<Decision> decision(const std::string& name, int64_t row, int64_t width) const {
-    const TensorRecord* probs = nullptr;
-    if (traced_name(name).ends_with("moe.topk_indices")) {
-      std::string probs_name = name;
-      probs_name.replace(probs_name.size() - std::string("topk_indices").size(), std::string::npos,
+  // Judges row `row` of a decision tensor, where expected and actual differ, on the scores the
+  // reference chose from (golden/decisions.h); nullopt for a tensor that is no judged decision.
+  std::optional<DecisionVerdict> judge(const std::string& name, int64_t row,
+                                       std::span<const int32_t> expected_row,
+                                       std::span<const int32_t> actual_row) const {
+    const Precision p = options_.precision;
+    const json& manifest = set_.manifest();
+    if (traced_name(name).ends_with("moe.topk_indices") ||
+        (name == "indices" && set_.inputs().contains("probs"))) {
+      const TensorRecord& probs =
+          name == "indices"
+              ? set_.inputs().at("probs")
+              : expected(std::string(call_prefix(name)) +
+                         std::string(traced_name(name).substr(
+                             0, traced_name(name).size() - std::string("topk_indices").size())) +
                          "router_probs");
-      if (set_.has_expected(probs_name)) probs = &set_.expected_tensor(probs_name);
-    } else if (name == "indices" && set_.inputs().contains("probs")) {
-      probs = &set_.inputs().at("probs");
+      return judge_top_k(row_of(probs.to_f32(), probs.shape.back(), row), expected_row, actual_row,
+                         tolerance_for(ToleranceClass::kProbability), p);
     }
-    if (probs != nullptr) {
-      const std::vector<double> values = as_doubles(*probs);
-      const int64_t n_experts = probs->shape.back();
-      const std::vector<double> row_probs(values.begin() + row * n_experts,
-                                          values.begin() + (row + 1) * n_experts);
-      const double top = *std::max_element(row_probs.begin(), row_probs.end());
-      return Decision{gap_at_rank(row_probs, static_cast<size_t>(width - 1)),
-                      resolution(ToleranceClass::kProbability, top)};
+    if (name == "greedy_tokens" && set_.kind() == "model") {
+      const TensorRecord& logits =
+          expected(row == 0 ? "prefill/logits" : "decode." + std::to_string(row - 1) + "/logits");
+      return judge_greedy(row_of(logits.to_f32(), logits.shape[1], logits.shape[0] - 1),
+                          expected_row[0], actual_row[0], tolerance_for(ToleranceClass::kLogits),
+                          p);
     }
-    const json& margins =
-        set_.manifest().contains("margins") ? set_.manifest().at("margins") : json();
-    auto margin_at = [&](const char* key) -> std::optional<double> {
-      if (!margins.is_object() || !margins.contains(key) || !margins.at(key).is_array()) {
-        return std::nullopt;
-      }
-      const json& values = margins.at(key);
-      if (row >= static_cast<int64_t>(values.size()) || !values.at(row).is_number()) {
-        return std::nullopt;
-      }
-      return values.at(row).get<double>();
-    };
-    if (name == "greedy_tokens") {
-      const std::optional<double> margin = margin_at("greedy_tokens");
-      if (!margin) return std::nullopt;
-      const std::string logits =
-          row == 0 ? "prefill/logits" : "decode." + std::to_string(row - 1) + "/logits";
-      double top = 0.0;
-      if (set_.has_expected(logits)) {
-        const std::vector<double> values = as_doubles(set_.expected_tensor(logits));
-        const int64_t vocab = set_.expected_tensor(logits).shape[1];
-        top = *std::max_element(values.end() - vocab, values.end());
-      }
-      return Decision{*margin, resolution(ToleranceClass::kLogits, top)};
+    if (name == "sampled_tokens" && set_.kind() == "model" && anchored_ != nullptr) {
+      const TensorRecord& logits = anchored_->at("sampled_logits");
+      const json& inputs = manifest.at("inputs");
+      const auto position =
+          static_cast<uint32_t>(inputs.at("prompt").size()) + static_cast<uint32_t>(row);
+      const SamplingParams params = sampling_params(inputs.at("sampling"));
+      const double u = generation_uniform(params.seed, 0, position, 0, RandomStream::kSampling);
+      return judge_sampled(row_of(logits.to_f32(), logits.shape[1], row), params, u,
+                           expected_row[0], actual_row[0],
+                           tolerance_for(ToleranceClass::kProbability), p);
     }
-    const char* key = name == "sampled_tokens" ? "sampled_tokens"
-                      : name == "tokens"       ? "tokens"
-                                               : "";
-    if (const std::optional<double> margin = margin_at(key)) {
-      return Decision{*margin, resolution(ToleranceClass::kProbability, 1.0)};
+    if (name == "tokens" && set_.kind() == "op" && set_.inputs().contains("logits")) {
+      const TensorRecord& logits = set_.inputs().at("logits");
+      const json& parameters = manifest.at("parameters");
+      SamplingParams params{};
+      double u = 0.0;
+      if (manifest.at("op") == "sampling") {
+        params = sampling_params(parameters);
+        u = generation_uniform(params.seed, parameters.at("draw").get<uint32_t>(),
+                               static_cast<uint32_t>(row), parameters.at("request").get<uint32_t>(),
+                               RandomStream::kSampling);
+      }
+      const Tolerance tolerance = tolerance_for(
+          params.temperature == 0.0 ? ToleranceClass::kLogits : ToleranceClass::kProbability);
+      return judge_sampled(row_of(logits.to_f32(), logits.shape[1], row), params, u,
+                           expected_row[0], actual_row[0], tolerance, p);
     }
     return std::nullopt;
   }
 
-  // Each differing row is judged on its own: rows of top-k indices (tokens) and of teacher-forced
-  // greedy tokens do not depend on one another. A sampled generation is one sequence, so once a
-  // sampled token differs at a near-tie, the tokens after it may differ too.
-  void check_integers(const std::string& name, const std::vector<double>& expected,
-                      const std::vector<double>& actual, const std::vector<int64_t>& shape,
+  // Each differing row is judged on its own: rows of top-k indices (tokens) do not depend on one
+  // another, greedy decode calls are teacher-forced, and a sampled token after a legitimate flip
+  // is judged against the reference re-run on the candidate's own earlier tokens.
+  void check_integers(const std::string& name, const std::vector<double>& expected_values,
+                      const std::vector<double>& actual_values, const std::vector<int64_t>& shape,
                       TensorReport& report) const {
     const int64_t width = shape.size() <= 1 ? 1 : shape.back();
     const int64_t rows = width == 0 ? 0 : report.elements / width;
-    const bool one_sequence = name == "sampled_tokens";
     std::string first_near_tie, first_failure;
+    std::vector<int32_t> expected_row(static_cast<size_t>(width));
+    std::vector<int32_t> actual_row(expected_row.size());
     for (int64_t row = 0; row < rows; ++row) {
       bool row_differs = false;
       for (int64_t j = 0; j < width; ++j) {
-        if (expected[row * width + j] != actual[row * width + j]) {
+        const double e = expected_values[row * width + j];
+        const double a = actual_values[row * width + j];
+        expected_row[j] = static_cast<int32_t>(e);
+        actual_row[j] = a >= INT32_MIN && a <= INT32_MAX ? static_cast<int32_t>(a) : -1;
+        if (e != a) {
           row_differs = true;
           ++report.out_of_tolerance;
         }
       }
       if (!row_differs || !first_failure.empty()) continue;
-      if (one_sequence && !first_near_tie.empty()) continue;
-      const std::optional<Decision> d = decision(name, row, width);
-      char text[200];
-      // An exact tie (margin 0) is the tie rule's to decide, not rounding's: never excused.
-      if (d && d->margin > 0.0 && d->margin < d->resolution) {
-        std::snprintf(text, sizeof text,
-                      "row %lld differs where the golden margin %.3g is below the %s "
-                      "resolution %.3g: a near-tie",
-                      static_cast<long long>(row), d->margin, precision_name(options_.precision),
-                      d->resolution);
-        if (first_near_tie.empty()) first_near_tie = text;
-      } else {
-        if (d) {
-          std::snprintf(text, sizeof text,
-                        "row %lld differs although its golden margin %.3g is above the %s "
-                        "resolution %.3g",
-                        static_cast<long long>(row), d->margin, precision_name(options_.precision),
-                        d->resolution);
-        } else {
-          std::snprintf(text, sizeof text, "row %lld differs", static_cast<long long>(row));
-        }
-        first_failure = text;
+      const std::optional<DecisionVerdict> verdict = judge(name, row, expected_row, actual_row);
+      const std::string where = "row " + std::to_string(row) + " differs";
+      if (!verdict) {
+        first_failure = where;
+      } else if (!verdict->excused) {
+        first_failure = where + ": " + verdict->note;
+      } else if (first_near_tie.empty()) {
+        first_near_tie = where + ": " + verdict->note;
       }
     }
     if (!first_failure.empty()) {
@@ -290,7 +287,7 @@ class Checker {
   }
 
   TensorReport check(const ExpectedTensor& entry, const TensorRecord* candidate) const {
-    const TensorRecord& golden = set_.expected_tensor(entry.name);
+    const TensorRecord& golden = expected(entry.name);
     TensorReport report;
     report.name = entry.name;
     report.op = entry.op;
@@ -328,6 +325,7 @@ class Checker {
  private:
   const GoldenSet& set_;
   const CompareOptions& options_;
+  const Candidate* anchored_;
 };
 
 std::string format_report_line(const TensorReport& t) {
@@ -359,21 +357,18 @@ Candidate candidate_from_file(const SafetensorsFile& file) {
 
 CompareReport compare(const GoldenSet& set, const Candidate& candidate,
                       const CompareOptions& options) {
-  const Checker checker(set, options);
+  std::optional<Candidate> anchored;
+  if (needs_anchoring(set, candidate)) anchored = anchored_run(set, candidate);
+  const Checker checker(set, options, anchored ? &*anchored : nullptr);
   CompareReport report;
   report.set = set.name();
   report.precision = options.precision;
-  bool after_near_tie = false;
+  report.anchored = anchored.has_value();
   bool failed = false;
   for (const ExpectedTensor& entry : set.expected()) {
     const auto found = candidate.find(entry.name);
     TensorReport tensor = checker.check(entry, found == candidate.end() ? nullptr : &found->second);
     if (tensor.status != TensorStatus::kMissing) ++report.compared;
-    if (tensor.status == TensorStatus::kFail && after_near_tie) {
-      tensor.status = TensorStatus::kAfterNearTie;
-      tensor.note += tensor.note.empty() ? "after a near-tie" : " (after a near-tie)";
-    }
-    if (tensor.status == TensorStatus::kNearTie) after_near_tie = true;
     const bool fails = tensor.status == TensorStatus::kFail ||
                        (tensor.status == TensorStatus::kMissing && options.require_all);
     if (fails && !report.first_failure) report.first_failure = tensor.name;
@@ -401,7 +396,7 @@ TensorReport compare_tensor(const GoldenSet& set, const std::string& name,
   const TensorRecord record = make_f32_record(name, golden.shape, candidate);
   ExpectedTensor entry = set.expected_entry(name);
   if (entry.tolerance == ToleranceClass::kExact) entry.tolerance = ToleranceClass::kActivation;
-  return Checker(set, options).check(entry, &record);
+  return Checker(set, options, nullptr).check(entry, &record);
 }
 
 json CompareReport::to_json() const {
@@ -425,6 +420,7 @@ json CompareReport::to_json() const {
   return {{"set", set},
           {"precision", precision_name(precision)},
           {"passed", passed},
+          {"anchored", anchored},
           {"compared", compared},
           {"first_failure", first_failure ? json(*first_failure) : json(nullptr)},
           {"extra", extra},
@@ -434,7 +430,7 @@ json CompareReport::to_json() const {
 std::string CompareReport::to_text(bool all_tensors) const {
   std::ostringstream out;
   out << "golden set " << set << ", candidate at " << precision_name(precision) << "\n";
-  int64_t counts[5] = {0, 0, 0, 0, 0};
+  int64_t counts[4] = {0, 0, 0, 0};
   double largest_error = 0.0;
   for (const TensorReport& t : tensors) {
     ++counts[static_cast<int>(t.status)];
@@ -443,14 +439,17 @@ std::string CompareReport::to_text(bool all_tensors) const {
     if (all_tensors || t.status != TensorStatus::kPass) out << format_report_line(t);
   }
   for (const std::string& name : extra) out << "  extra          " << name << " (not in the set)\n";
+  if (anchored) {
+    out << "re-anchored: a routing or sampling decision differs, so the tensors are compared with "
+           "the reference re-run on the candidate's own decisions\n";
+  }
   char summary[200];
   std::snprintf(summary, sizeof summary,
-                "%lld of %zu tensors compared: %lld pass, %lld near-tie, %lld after a near-tie, "
-                "%lld fail; %lld missing, %zu extra; largest abs error %.3g\n",
+                "%lld of %zu tensors compared: %lld pass, %lld near-tie, %lld fail; %lld missing, "
+                "%zu extra; largest abs error %.3g\n",
                 static_cast<long long>(compared), tensors.size(),
                 static_cast<long long>(counts[static_cast<int>(TensorStatus::kPass)]),
                 static_cast<long long>(counts[static_cast<int>(TensorStatus::kNearTie)]),
-                static_cast<long long>(counts[static_cast<int>(TensorStatus::kAfterNearTie)]),
                 static_cast<long long>(counts[static_cast<int>(TensorStatus::kFail)]),
                 static_cast<long long>(counts[static_cast<int>(TensorStatus::kMissing)]),
                 extra.size(), largest_error);

@@ -61,7 +61,7 @@ struct CompareOptions {
   bool require_all = false;
 };
 
-enum class TensorStatus { kPass, kFail, kNearTie, kAfterNearTie, kMissing };
+enum class TensorStatus { kPass, kFail, kNearTie, kMissing };
 const char* status_name(TensorStatus status);
 
 struct TensorReport {
@@ -86,6 +86,7 @@ struct CompareReport {
   std::vector<TensorReport> tensors;  // execution order
   std::vector<std::string> extra;     // candidate tensors the set does not have
   std::optional<std::string> first_failure;
+  bool anchored = false;  // compared with the reference re-run on the candidate's decisions
   int64_t compared = 0;
   bool passed = false;
 
@@ -97,6 +98,8 @@ struct CompareReport {
 // Candidate tensors by name; dtypes F32, F16, BF16 or F64 for float tensors and I32 or I64 for
 // integer ones (anything else fails that tensor, saying why).
 using Candidate = std::map<std::string, TensorRecord>;
+// The values of a tensor of any of those dtypes, as double.
+std::vector<double> as_doubles(const TensorRecord& record);
 Candidate candidate_from_file(const SafetensorsFile& file);
 
 CompareReport compare(const GoldenSet& set, const Candidate& candidate,

@@ -29,6 +29,15 @@ void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64
       taken[best] = true;
       chosen[rank] = static_cast<int32_t>(best);
     }
+  }
+  top_k_weights(probs, n_tokens, n_experts, k, renormalize, indices, weights);
+}
+
+void top_k_weights(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
+                   bool renormalize, const int32_t* indices, float* weights) {
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const float* p = probs + t * n_experts;
+    const int32_t* chosen = indices + t * k;
     double chosen_sum = 0.0;
     for (int64_t rank = 0; rank < k; ++rank) chosen_sum += p[chosen[rank]];
     for (int64_t rank = 0; rank < k; ++rank) {

@@ -17,6 +17,12 @@ namespace moeref::ref {
 void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
                   bool renormalize, int32_t* indices, float* weights);
 
+// The weights of chosen experts, as select_top_k computes them: indices [tokens, k] holds each
+// token's k experts in rank order (distinct, each below n_experts). Backend checking uses it to
+// re-run the reference with a backend's own choices (golden/forced_routing.h).
+void top_k_weights(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
+                   bool renormalize, const int32_t* indices, float* weights);
+
 // Switch / GShard capacity: C = ceil(capacity_factor * tokens * k / n_experts), computed in double,
 // for the tokens of one forward call. 0 means dropless (no limit).
 int64_t expert_capacity(double capacity_factor, int64_t n_tokens, int64_t k, int64_t n_experts);

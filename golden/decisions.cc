@@ -1,0 +1,134 @@
+#include "golden/decisions.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+namespace moeref::golden {
+
+namespace {
+
+double tol(const Tolerance& t, double value) { return t.atol + t.rtol * std::fabs(value); }
+
+template <class... Args>
+std::string format(const char* pattern, Args... args) {
+  char text[320];
+  std::snprintf(text, sizeof text, pattern, args...);
+  return text;
+}
+
+// The verdict on a choice of score `actual_score` where the reference's has `expected_score`;
+// `what` names the two options ("expert 5 ... expert 2"), `unit` the scores ("probability").
+DecisionVerdict by_scores(double expected_score, double actual_score, const std::string& options,
+                          const char* unit, const Tolerance& tolerance, Precision precision,
+                          const char* tie_rule) {
+  const double distance = std::fabs(expected_score - actual_score);
+  const double resolution = tol(tolerance, expected_score) + tol(tolerance, actual_score);
+  const std::string scores = format(" (golden %s %.4g where the golden choice has %.4g)", unit,
+                                    actual_score, expected_score);
+  if (distance == 0.0) {
+    return {false, options + scores + ": an exact tie, which " + tie_rule + ", not rounding"};
+  }
+  if (distance <= resolution) {
+    return {true, options + scores +
+                      format(": %.3g apart, within the %s resolution %.3g: a near-tie", distance,
+                             precision_name(precision), resolution)};
+  }
+  return {false, options + scores +
+                     format(": %.3g apart, beyond the %s resolution %.3g", distance,
+                            precision_name(precision), resolution)};
+}
+
+}  // namespace
+
+DecisionVerdict judge_top_k(std::span<const float> probs, std::span<const int32_t> expected,
+                            std::span<const int32_t> actual, const Tolerance& tolerance,
+                            Precision precision) {
+  const auto n_experts = static_cast<int64_t>(probs.size());
+  DecisionVerdict verdict{true, ""};
+  for (size_t r = 0; r < actual.size(); ++r) {
+    const int32_t a = actual[r];
+    if (a < 0 || a >= n_experts) {
+      return {false, format("rank %zu: expert %d does not exist (%lld experts)", r, a,
+                            static_cast<long long>(n_experts))};
+    }
+    if (std::find(actual.begin(), actual.begin() + static_cast<std::ptrdiff_t>(r), a) !=
+        actual.begin() + static_cast<std::ptrdiff_t>(r)) {
+      return {false, format("rank %zu: expert %d chosen twice", r, a)};
+    }
+  }
+  for (size_t r = 0; r < actual.size(); ++r) {
+    if (actual[r] == expected[r]) continue;
+    DecisionVerdict rank = by_scores(
+        probs[static_cast<size_t>(expected[r])], probs[static_cast<size_t>(actual[r])],
+        format("rank %zu: expert %d where the reference chose expert %d", r, actual[r],
+               expected[r]),
+        "probability", tolerance, precision, "the tie rule decides (the lower index ranks first)");
+    if (!rank.excused) return rank;
+    if (verdict.note.empty()) verdict.note = rank.note;
+  }
+  return verdict;
+}
+
+DecisionVerdict judge_greedy(std::span<const float> logits, int32_t expected, int32_t actual,
+                             const Tolerance& tolerance, Precision precision) {
+  const auto vocab = static_cast<int64_t>(logits.size());
+  if (actual < 0 || actual >= vocab) {
+    return {false, format("token %d is outside the vocabulary of %lld", actual,
+                          static_cast<long long>(vocab))};
+  }
+  return by_scores(logits[static_cast<size_t>(expected)], logits[static_cast<size_t>(actual)],
+                   format("token %d where the reference chose token %d", actual, expected), "logit",
+                   tolerance, precision, "the tie rule decides (the lowest token id wins)");
+}
+
+DecisionVerdict judge_sampled(std::span<const float> logits, const SamplingParams& params, double u,
+                              int32_t expected, int32_t actual, const Tolerance& tolerance,
+                              Precision precision) {
+  const auto vocab = static_cast<int64_t>(logits.size());
+  if (actual < 0 || actual >= vocab) {
+    return {false, format("token %d is outside the vocabulary of %lld", actual,
+                          static_cast<long long>(vocab))};
+  }
+  if (params.temperature == 0.0) {
+    return judge_greedy(logits, expected, actual, tolerance, precision);
+  }
+  const double resolution = 2.0 * tol(tolerance, u);
+  const std::string options =
+      format("token %d where the reference drew token %d (u = %.6f)", actual, expected, u);
+  const std::vector<TokenProbability> kept = processed_distribution(logits, params);
+  double low = 0.0;
+  for (const TokenProbability& t : kept) {
+    const double high = low + t.probability;
+    if (t.token == actual) {
+      const double distance = u < low ? low - u : u >= high ? u - high : 0.0;
+      const std::string where =
+          options + format(": its interval is [%.6f, %.6f), %.3g from u", low, high, distance);
+      const bool excused = distance <= resolution;
+      return {excused, where + format(excused ? ", within the %s resolution %.3g: a near-tie"
+                                              : ", beyond the %s resolution %.3g",
+                                      precision_name(precision), resolution)};
+    }
+    low = high;
+  }
+  // Cut by top-k or top-p: compare its probability before the cut with the least kept token's.
+  SamplingParams uncut = params;
+  uncut.top_k = 0;
+  uncut.top_p = 1.0;
+  const std::vector<TokenProbability> all = processed_distribution(logits, uncut);
+  double least_kept = 1.0;
+  for (const TokenProbability& t : kept) {
+    least_kept = std::min(least_kept, all[static_cast<size_t>(t.token)].probability);
+  }
+  const double probability = all[static_cast<size_t>(actual)].probability;
+  const double distance = least_kept - probability;
+  const bool excused = distance <= resolution;
+  return {excused,
+          options + format(": the top-k/top-p cut removed it (probability %.4g before the cut, "
+                           "%.3g below the least kept token's), %s the %s resolution %.3g%s",
+                           probability, distance, excused ? "within" : "beyond",
+                           precision_name(precision), resolution, excused ? ": a near-tie" : "")};
+}
+
+}  // namespace moeref::golden

@@ -23,6 +23,7 @@ Command register_import_hf(CLI::App& app);
 Command register_trace(CLI::App& app);
 Command register_golden(CLI::App& app);
 Command register_compare(CLI::App& app);
+Command register_anchor(CLI::App& app);
 Command register_tolerances(CLI::App& app);
 Command register_candidate(CLI::App& app);
 Command register_serve_sim(CLI::App& app);

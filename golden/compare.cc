@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "golden/anchored_run.h"
+#include "golden/calibration.h"
 #include "golden/decisions.h"
 #include "ref/philox.h"
 
@@ -115,9 +116,11 @@ std::vector<double> as_doubles(const TensorRecord& record) {
 
 namespace {
 
-void measure_floats(const std::vector<double>& expected, std::span<const double> actual,
-                    TensorReport& report) {
+// Fills the metrics and the elementwise verdict; returns the largest finite |e|.
+double measure_floats(const std::vector<double>& expected, std::span<const double> actual,
+                      TensorReport& report) {
   double squared_error = 0, squared_expected = 0, squared_actual = 0, product = 0;
+  double largest_expected = 0;
   for (size_t i = 0; i < expected.size(); ++i) {
     const double e = expected[i];
     const double a = actual[i];
@@ -131,6 +134,7 @@ void measure_floats(const std::vector<double>& expected, std::span<const double>
       continue;
     }
     const double error = std::fabs(a - e);
+    largest_expected = std::max(largest_expected, std::fabs(e));
     report.max_abs_error = std::max(report.max_abs_error, error);
     if (e != 0.0) report.max_rel_error = std::max(report.max_rel_error, error / std::fabs(e));
     if (error > report.tolerance.atol + report.tolerance.rtol * std::fabs(e)) {
@@ -152,6 +156,43 @@ void measure_floats(const std::vector<double>& expected, std::span<const double>
                   std::to_string(report.elements) + " elements out of tolerance";
   }
   report.status = report.out_of_tolerance > 0 ? TensorStatus::kFail : TensorStatus::kPass;
+  return largest_expected;
+}
+
+// The per-tensor gates (golden/calibration.h): the tensor's max |a - e| and NMSE against a
+// multiple of the plain emulated backend's on the same tensor. The baseline is floored at
+// kFloorRoundings roundings of the tensor's largest value (their square, relative, for the NMSE):
+// where the plain backend happens to compute a tensor exactly (a norm in double, say), another
+// honest order of the same sums still differs in the last bits.
+constexpr double kFloorRoundings = 4.0;
+
+void apply_gates(const PlainError& plain, const GateFactors& factors, double unit_roundoff,
+                 double largest_expected, Precision precision, TensorReport& report) {
+  const double floor = kFloorRoundings * unit_roundoff;
+  const double max_abs_base = std::max(plain.max_abs_error, floor * largest_expected);
+  const double nmse_base = std::max(plain.nmse, floor * floor);
+  report.max_abs_bound = factors.max_abs * max_abs_base;
+  report.nmse_bound = factors.nmse * nmse_base;
+  if (report.status == TensorStatus::kFail) return;
+  char text[240];
+  if (report.max_abs_error > report.max_abs_bound) {
+    std::snprintf(text, sizeof text,
+                  "max abs error %.3g is above the %s gate %.3g (%g times the plain %s "
+                  "backend's %.3g, floored at %g roundings)",
+                  report.max_abs_error, precision_name(precision), report.max_abs_bound,
+                  factors.max_abs, precision_name(precision), plain.max_abs_error,
+                  kFloorRoundings);
+  } else if (report.nmse > report.nmse_bound) {
+    std::snprintf(text, sizeof text,
+                  "NMSE %.3g is above the %s gate %.3g (%g times the plain %s backend's %.3g, "
+                  "floored at %g roundings)",
+                  report.nmse, precision_name(precision), report.nmse_bound, factors.nmse,
+                  precision_name(precision), plain.nmse, kFloorRoundings);
+  } else {
+    return;
+  }
+  report.status = TensorStatus::kFail;
+  report.note = text;
 }
 
 std::span<const float> row_of(const std::vector<float>& values, int64_t width, int64_t row) {
@@ -177,6 +218,24 @@ class Checker {
     return t;
   }
 
+  // The plain backend's errors on this tensor at the precision, where the set stores them and
+  // neither the options nor an override turn the gates off.
+  std::optional<PlainError> gate_baseline(const std::string& name) const {
+    if (!options_.per_tensor_gates || options_.rtol || options_.atol) return std::nullopt;
+    return plain_error(set_, options_.precision, name);
+  }
+
+  // The tolerance of the scores a decision was made on: c times the plain backend's largest error
+  // on that score tensor plus one rounding, where the set is calibrated (golden/calibration.h);
+  // the class tolerance otherwise.
+  Tolerance score_tolerance(ToleranceClass c, const std::string& score_tensor) const {
+    if (const std::optional<PlainError> plain = gate_baseline(score_tensor)) {
+      return {unit_roundoff(options_.precision),
+              gate_factors(options_.precision, c).max_abs * plain->max_abs_error};
+    }
+    return tolerance_for(c);
+  }
+
   // What the candidate's tensor of this name is compared with: the re-anchored reference's where
   // the checker re-ran it (golden/anchored_run.h), the set's otherwise.
   const TensorRecord& expected(const std::string& name) const {
@@ -196,22 +255,22 @@ class Checker {
     const json& manifest = set_.manifest();
     if (traced_name(name).ends_with("moe.topk_indices") ||
         (name == "indices" && set_.inputs().contains("probs"))) {
-      const TensorRecord& probs =
+      const std::string probs_name =
           name == "indices"
-              ? set_.inputs().at("probs")
-              : expected(std::string(call_prefix(name)) +
-                         std::string(traced_name(name).substr(
-                             0, traced_name(name).size() - std::string("topk_indices").size())) +
-                         "router_probs");
+              ? std::string("probs")
+              : name.substr(0, name.size() - std::string("topk_indices").size()) + "router_probs";
+      const TensorRecord& probs =
+          name == "indices" ? set_.inputs().at("probs") : expected(probs_name);
       return judge_top_k(row_of(probs.to_f32(), probs.shape.back(), row), expected_row, actual_row,
-                         tolerance_for(ToleranceClass::kProbability), p);
+                         score_tolerance(ToleranceClass::kProbability, probs_name), p);
     }
     if (name == "greedy_tokens" && set_.kind() == "model") {
-      const TensorRecord& logits =
-          expected(row == 0 ? "prefill/logits" : "decode." + std::to_string(row - 1) + "/logits");
+      const std::string logits_name =
+          row == 0 ? "prefill/logits" : "decode." + std::to_string(row - 1) + "/logits";
+      const TensorRecord& logits = expected(logits_name);
       return judge_greedy(row_of(logits.to_f32(), logits.shape[1], logits.shape[0] - 1),
-                          expected_row[0], actual_row[0], tolerance_for(ToleranceClass::kLogits),
-                          p);
+                          expected_row[0], actual_row[0],
+                          score_tolerance(ToleranceClass::kLogits, logits_name), p);
     }
     if (name == "sampled_tokens" && set_.kind() == "model" && anchored_ != nullptr) {
       const TensorRecord& logits = anchored_->at("sampled_logits");
@@ -317,7 +376,13 @@ class Checker {
       check_integers(entry.name, expected, actual, golden.shape, report);
     } else {
       report.tolerance = tolerance_for(entry.tolerance);
-      measure_floats(expected, actual, report);
+      const double largest_expected = measure_floats(expected, actual, report);
+      const std::optional<PlainError> plain = gate_baseline(entry.name);
+      if (plain) {
+        apply_gates(*plain, gate_factors(options_.precision, entry.tolerance),
+                    unit_roundoff(options_.precision), largest_expected, options_.precision,
+                    report);
+      }
     }
     return report;
   }
@@ -399,6 +464,12 @@ TensorReport compare_tensor(const GoldenSet& set, const std::string& name,
   return Checker(set, options, nullptr).check(entry, &record);
 }
 
+namespace {
+
+json finite_or_null(double value) { return std::isfinite(value) ? json(value) : json(nullptr); }
+
+}  // namespace
+
 json CompareReport::to_json() const {
   json tensors_json = json::array();
   for (const TensorReport& t : tensors) {
@@ -415,6 +486,8 @@ json CompareReport::to_json() const {
                             {"cosine", t.cosine},
                             {"rtol", t.tolerance.rtol},
                             {"atol", t.tolerance.atol},
+                            {"max_abs_bound", finite_or_null(t.max_abs_bound)},
+                            {"nmse_bound", finite_or_null(t.nmse_bound)},
                             {"note", t.note}});
   }
   return {{"set", set},

@@ -27,6 +27,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -59,7 +60,23 @@ struct CompareOptions {
   std::optional<double> rtol;  // overrides every float class
   std::optional<double> atol;
   bool require_all = false;
+  // The per-tensor gates of a calibrated set (golden/calibration.h); off while calibrating, and
+  // whenever rtol or atol override the tolerances.
+  bool per_tensor_gates = true;
 };
+
+// The per-tensor gates' factors (golden/tolerances.cc): a float tensor fails when its max |a - e|
+// exceeds max_abs times the plain backend's on that tensor (plus one rounding of its largest
+// value), or its NMSE exceeds nmse times the plain backend's (plus the unit roundoff squared).
+struct GateFactors {
+  double max_abs = 0.0;
+  double nmse = 0.0;
+};
+GateFactors gate_factors(Precision precision, ToleranceClass tolerance_class);
+
+// Half the spacing of the precision's stored values at 1: 2^-24 for fp32 (and for tf32, whose
+// activations are stored in fp32), 2^-9 for bf16, 2^-11 for fp16.
+double unit_roundoff(Precision precision);
 
 enum class TensorStatus { kPass, kFail, kNearTie, kMissing };
 const char* status_name(TensorStatus status);
@@ -77,6 +94,9 @@ struct TensorReport {
   double nmse = 0.0;
   double cosine = 1.0;
   Tolerance tolerance;
+  // The per-tensor gates applied (infinite where the set has no calibration for the tensor).
+  double max_abs_bound = std::numeric_limits<double>::infinity();
+  double nmse_bound = std::numeric_limits<double>::infinity();
   std::string note;  // why it failed or was excused, in words
 };
 

@@ -33,4 +33,23 @@ Tolerance default_tolerance(Precision precision, ToleranceClass c) {
   return {0.0, 0.0};
 }
 
+GateFactors gate_factors(Precision precision, ToleranceClass c) {
+  (void)precision;
+  (void)c;
+  return {8.0, 64.0};
+}
+
+double unit_roundoff(Precision precision) {
+  switch (precision) {
+    case Precision::kFP32:
+    case Precision::kTF32:
+      return 0x1.0p-24;
+    case Precision::kBF16:
+      return 0x1.0p-9;
+    case Precision::kFP16:
+      return 0x1.0p-11;
+  }
+  return 0x1.0p-24;
+}
+
 }  // namespace moeref::golden

@@ -1,6 +1,7 @@
 #include "golden/verify.h"
 
 #include "golden/batching_case.h"
+#include "golden/calibration.h"
 #include "golden/golden_set.h"
 #include "golden/op_cases.h"
 #include "golden/speculative_case.h"
@@ -90,6 +91,12 @@ std::string regenerated_difference(const GoldenSet& set) {
     difference = first_difference(weights, *set.weights(), "weights.safetensors");
   if (difference.empty()) difference = first_difference(inputs, set.inputs(), "inputs.safetensors");
   if (difference.empty()) difference = first_difference(trace, set.trace(), "trace.safetensors");
+  if (difference.empty() && (!set.manifest().contains("plain_errors") ||
+                             set.manifest().at("plain_errors") != measure_plain_errors(set))) {
+    difference =
+        "manifest.json: \"plain_errors\" differs from what the plain emulated backend "
+        "measures";
+  }
   return difference;
 }
 
@@ -116,28 +123,43 @@ VerifyResult verify_set(const fs::path& dir) {
   return result;
 }
 
+// Writes the set, then again with its calibration (golden/calibration.h), which is measured by
+// running the written set.
+void write_calibrated_set(const fs::path& dir, nlohmann::json manifest,
+                          const std::vector<TensorRecord>& weights,
+                          const std::vector<TensorRecord>& inputs,
+                          const std::vector<TensorRecord>& trace,
+                          const std::vector<ExpectedTensor>& expected) {
+  write_golden_set(dir, manifest, weights, inputs, trace, expected);
+  manifest["plain_errors"] = measure_plain_errors(GoldenSet::open(dir));
+  write_golden_set(dir, manifest, weights, inputs, trace, expected);
+}
+
 }  // namespace
 
 void write_model_case(const ModelCaseSpec& spec, const fs::path& dir) {
   const ModelCase built = build_model_case(spec);
-  write_golden_set(dir, built.manifest, built.weights, built.inputs, built.trace,
-                   model_tensor_kinds(built.trace));
+  write_calibrated_set(dir, built.manifest, built.weights, built.inputs, built.trace,
+                       model_tensor_kinds(built.trace));
 }
 
 void write_speculative_case(const SpeculativeCaseSpec& spec, const fs::path& dir) {
   const SpeculativeCase built = build_speculative_case(spec);
-  write_golden_set(dir, built.manifest, built.weights, built.inputs, built.trace, built.expected);
+  write_calibrated_set(dir, built.manifest, built.weights, built.inputs, built.trace,
+                       built.expected);
 }
 
 void write_batching_case(const BatchingCaseSpec& spec, const fs::path& dir) {
   const BatchingCase built = build_batching_case(spec);
-  write_golden_set(dir, built.manifest, built.weights, built.inputs, built.trace, built.expected);
+  write_calibrated_set(dir, built.manifest, built.weights, built.inputs, built.trace,
+                       built.expected);
 }
 
 void write_op_cases(const fs::path& dir) {
   for (const std::string& name : op_case_names()) {
     const OpCase built = build_op_case(name);
-    write_golden_set(dir / name, built.manifest, {}, built.inputs, built.outputs, built.expected);
+    write_calibrated_set(dir / name, built.manifest, {}, built.inputs, built.outputs,
+                         built.expected);
   }
 }
 

@@ -19,6 +19,7 @@
 #include "golden/verify.h"
 #include "ref/attention.h"
 #include "ref/kernels.h"
+#include "ref/router.h"
 #include "ref/softmax.h"
 #include "ref/weights.h"
 #include "tests/test_support.h"
@@ -257,6 +258,100 @@ TEST(Checker, NamesTheFirstTensorAPlantedBugReaches) {
     EXPECT_FALSE(report.passed) << c.description;
     ASSERT_TRUE(report.first_failure.has_value()) << c.description;
     EXPECT_EQ(*report.first_failure, c.first_failure) << c.description << "\n" << report.to_text();
+  }
+}
+
+// ---- bf16: bugs that the elementwise bound alone let pass. ----
+
+// An honest bf16 backend (golden/emulated_kernels.h) with one op replaced by a buggy one.
+class Bf16Backend : public Kernels {
+ public:
+  const char* name() const override { return "bf16 with a bug"; }
+  void matmul(const float* x, const float* w, float* y, int64_t rows, int64_t in,
+              int64_t out) const override {
+    base().matmul(x, w, y, rows, in, out);
+  }
+  void rms_norm(const float* x, const float* weight, double eps, float* y, int64_t rows,
+                int64_t d) const override {
+    base().rms_norm(x, weight, eps, y, rows, d);
+  }
+  void layer_norm(const float* x, const float* weight, const float* bias, double eps, float* y,
+                  int64_t rows, int64_t d) const override {
+    base().layer_norm(x, weight, bias, eps, y, rows, d);
+  }
+  void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
+            double theta) const override {
+    base().rope(x, positions, n_heads, head_dim, theta);
+  }
+  void attention(const float* q, const float* keys, const float* values,
+                 std::span<const int64_t> positions, const ref::AttentionDims& dims, float* context,
+                 float* probs, int64_t probs_width) const override {
+    base().attention(q, keys, values, positions, dims, context, probs, probs_width);
+  }
+  void softmax(float* x, int64_t rows, int64_t n) const override { base().softmax(x, rows, n); }
+  void swiglu(const float* gate, const float* up, float* out, int64_t n) const override {
+    base().swiglu(gate, up, out, n);
+  }
+  void gelu(float* x, int64_t n) const override { base().gelu(x, n); }
+  void residual_add(float* x, const float* branch, int64_t n) const override {
+    base().residual_add(x, branch, n);
+  }
+  void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
+                    bool renormalize, int32_t* indices, float* weights) const override {
+    base().select_top_k(probs, n_tokens, n_experts, k, renormalize, indices, weights);
+  }
+
+ protected:
+  static const Kernels& base() { return emulated_kernels(Precision::kBF16); }
+};
+
+// RMSNorm that forgets its gain: off by the gain's 1 + r, |r| <= ~0.35 (init_std 0.2).
+class NormWithoutGain final : public Bf16Backend {
+  void rms_norm(const float* x, const float*, double eps, float* y, int64_t rows,
+                int64_t d) const override {
+    const std::vector<float> ones(static_cast<size_t>(d), 1.0f);
+    base().rms_norm(x, ones.data(), eps, y, rows, d);
+  }
+};
+
+// Top-k that picks the k least likely experts.
+class LeastLikelyExperts final : public Bf16Backend {
+  void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
+                    bool renormalize, int32_t* indices, float* weights) const override {
+    std::vector<float> negated(probs, probs + n_tokens * n_experts);
+    for (float& p : negated) p = -p;
+    std::vector<float> unused(static_cast<size_t>(n_tokens * k));
+    ref::select_top_k(negated.data(), n_tokens, n_experts, k, renormalize, indices, unused.data());
+    ref::top_k_weights(probs, n_tokens, n_experts, k, renormalize, indices, weights);
+  }
+};
+
+CompareOptions at(Precision precision) {
+  CompareOptions options;
+  options.precision = precision;
+  return options;
+}
+
+TEST(CheckerAtBf16, ANormWithoutItsGainFailsAtItsOwnTensor) {
+  const GoldenSet set = GoldenSet::open(kSets / "tiny-hf-mixtral");
+  const CompareReport report =
+      compare(set, run_model_case(set, NormWithoutGain()), at(Precision::kBF16));
+  EXPECT_FALSE(report.passed);
+  EXPECT_EQ(report.first_failure, "prefill/layers.0.attn_norm.out") << report.to_text();
+}
+
+TEST(CheckerAtBf16, TheLeastLikelyExpertsFailAtTheRouting) {
+  for (const char* name : {"tiny-mqa-moe", "tiny-hf-mixtral", "tiny-capacity"}) {
+    const GoldenSet set = GoldenSet::open(kSets / name);
+    const CompareReport report =
+        compare(set, run_model_case(set, LeastLikelyExperts()), at(Precision::kBF16));
+    EXPECT_FALSE(report.passed) << name;
+    EXPECT_EQ(report.first_failure, "prefill/layers.0.moe.topk_indices") << report.to_text();
+    for (const TensorReport& t : report.tensors) {
+      if (t.name == "prefill/layers.0.moe.topk_indices") {
+        EXPECT_THAT(t.note, HasSubstr("beyond the bf16 resolution")) << name;
+      }
+    }
   }
 }
 

@@ -225,13 +225,13 @@ class Checker {
     return plain_error(set_, options_.precision, name);
   }
 
-  // The tolerance of the scores a decision was made on: c times the plain backend's largest error
-  // on that score tensor plus one rounding, where the set is calibrated (golden/calibration.h);
-  // the class tolerance otherwise.
+  // The tolerance of the scores a decision was made on: decision_factor times the plain backend's
+  // largest error on that score tensor plus one rounding, where the set is calibrated
+  // (golden/calibration.h); the class tolerance otherwise.
   Tolerance score_tolerance(ToleranceClass c, const std::string& score_tensor) const {
     if (const std::optional<PlainError> plain = gate_baseline(score_tensor)) {
       return {unit_roundoff(options_.precision),
-              gate_factors(options_.precision, c).max_abs * plain->max_abs_error};
+              decision_factor(options_.precision) * plain->max_abs_error};
     }
     return tolerance_for(c);
   }

@@ -74,6 +74,10 @@ struct GateFactors {
 };
 GateFactors gate_factors(Precision precision, ToleranceClass tolerance_class);
 
+// How many times the plain backend's largest error on a score tensor (router probabilities,
+// logits) a score may be off when a decision made on it is judged (golden/decisions.h).
+double decision_factor(Precision precision);
+
 // Half the spacing of the precision's stored values at 1: 2^-24 for fp32 (and for tf32, whose
 // activations are stored in fp32), 2^-9 for bf16, 2^-11 for fp16.
 double unit_roundoff(Precision precision);

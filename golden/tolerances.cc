@@ -39,6 +39,11 @@ GateFactors gate_factors(Precision precision, ToleranceClass c) {
   return {8.0, 64.0};
 }
 
+double decision_factor(Precision precision) {
+  (void)precision;
+  return 2.0;
+}
+
 double unit_roundoff(Precision precision) {
   switch (precision) {
     case Precision::kFP32:

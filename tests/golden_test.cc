@@ -521,7 +521,8 @@ Flip prefill_token0_flip(const GoldenSet& set) {
 // The reference with token 0's layer-0 choice at rank 1 replaced in the prefill: what a backend
 // that took another expert there computes, everything else honest.
 Candidate flipped_candidate(const GoldenSet& set, int32_t expert) {
-  std::vector<std::vector<int32_t>> routing = golden_routing(set);
+  // The first routing forced, every later one the reference's own choice on what follows it.
+  std::vector<std::vector<int32_t>> routing = {golden_routing(set).at(0)};
   routing.at(0).at(1) = expert;
   const ForcedRouting kernels(routing);
   return run_model_case(set, kernels);

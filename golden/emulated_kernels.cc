@@ -2,13 +2,9 @@
 
 #include <cmath>
 #include <cstring>
-#include <vector>
+#include <memory>
 
-#include "ref/activation.h"
-#include "ref/norm.h"
-#include "ref/residual.h"
-#include "ref/rope.h"
-#include "ref/router.h"
+#include "golden/emulation.h"
 
 namespace moeref::golden {
 
@@ -35,133 +31,104 @@ float round_mantissa(float value, int dropped) {
   return from_bits(((u + half + odd) >> dropped) << dropped);
 }
 
-std::vector<float> rounded(const float* x, int64_t n, Precision p) {
-  std::vector<float> out(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) out[i] = round_to_precision(x[i], p);
-  return out;
-}
-
-void round_in_place(float* x, int64_t n, Precision p) {
-  for (int64_t i = 0; i < n; ++i) x[i] = round_to_precision(x[i], p);
-}
-
-// fp32 dot product over 8 interleaved partial sums, combined pairwise.
-float simd_style_dot(const float* a, const float* b, int64_t n) {
-  float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (int64_t i = 0; i < n; ++i) lanes[i % 8] += a[i] * b[i];
-  for (int width = 4; width >= 1; width /= 2) {
-    for (int i = 0; i < width; ++i) lanes[i] += lanes[i + width];
-  }
-  return lanes[0];
-}
-
-class EmulatedKernels final : public Kernels {
- public:
-  explicit EmulatedKernels(Precision precision) : p_(precision) {}
-  const char* name() const override { return precision_name(p_); }
-
-  void matmul(const float* x, const float* w, float* y, int64_t rows, int64_t in,
-              int64_t out) const override {
-    const std::vector<float> xr = rounded(x, rows * in, p_);
-    const std::vector<float> wr = rounded(w, out * in, p_);
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t o = 0; o < out; ++o) {
-        y[r * out + o] = simd_style_dot(xr.data() + r * in, wr.data() + o * in, in);
-      }
-    }
-    if (p_ != Precision::kTF32) round_in_place(y, rows * out, p_);
-  }
-  void rms_norm(const float* x, const float* weight, double eps, float* y, int64_t rows,
-                int64_t d) const override {
-    const std::vector<float> xr = storage(x, rows * d);
-    ref::rms_norm(xr.data(), weight, eps, y, rows, d);
-    round_in_place(y, rows * d, storage_precision());
-  }
-  void layer_norm(const float* x, const float* weight, const float* bias, double eps, float* y,
-                  int64_t rows, int64_t d) const override {
-    const std::vector<float> xr = storage(x, rows * d);
-    ref::layer_norm(xr.data(), weight, bias, eps, y, rows, d);
-    round_in_place(y, rows * d, storage_precision());
-  }
-  void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
-            double theta) const override {
-    ref::rope(x, positions, n_heads, head_dim, theta);
-    round_in_place(x, static_cast<int64_t>(positions.size()) * n_heads * head_dim,
-                   storage_precision());
-  }
-  void attention(const float* q, const float* keys, const float* values,
-                 std::span<const int64_t> positions, const ref::AttentionDims& dims, float* context,
-                 float* probs, int64_t probs_width) const override {
-    const int64_t n_tokens = static_cast<int64_t>(positions.size());
-    const int64_t hd = dims.head_dim;
-    const int64_t heads_per_kv = dims.n_heads / dims.n_kv_heads;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      for (int64_t h = 0; h < dims.n_heads; ++h) {
-        const int64_t n_keys = positions[t] + 1;
-        const float* qh = q + (t * dims.n_heads + h) * hd;
-        const int64_t g = h / heads_per_kv;
-        std::vector<float> p(static_cast<size_t>(n_keys));
-        float max_score = -INFINITY;
-        for (int64_t j = 0; j < n_keys; ++j) {
-          p[j] = simd_style_dot(qh, keys + ref::kv_row(dims, g, j), hd) * scale;
-          max_score = std::max(max_score, p[j]);
-        }
-        float sum = 0.0f;
-        for (float& v : p) sum += v = std::exp(v - max_score);
-        for (float& v : p) v = round_to_precision(v / sum, storage_precision());
-        float* out = context + (t * dims.n_heads + h) * hd;
-        for (int64_t i = 0; i < hd; ++i) {
-          float acc = 0.0f;
-          for (int64_t j = 0; j < n_keys; ++j) acc += p[j] * values[ref::kv_row(dims, g, j) + i];
-          out[i] = round_to_precision(acc, storage_precision());
-        }
-        if (probs != nullptr) {
-          float* row = probs + (t * dims.n_heads + h) * probs_width;
-          std::fill(row, row + probs_width, 0.0f);
-          std::copy(p.begin(), p.end(), row);
-        }
-      }
-    }
-  }
-  void softmax(float* x, int64_t rows, int64_t n) const override {
-    for (int64_t r = 0; r < rows; ++r) {
-      float* row = x + r * n;
-      float max_value = -INFINITY;
-      for (int64_t j = 0; j < n; ++j) max_value = std::max(max_value, row[j]);
-      float sum = 0.0f;
-      for (int64_t j = 0; j < n; ++j) sum += row[j] = std::exp(row[j] - max_value);
-      for (int64_t j = 0; j < n; ++j)
-        row[j] = round_to_precision(row[j] / sum, storage_precision());
-    }
-  }
-  void swiglu(const float* gate, const float* up, float* out, int64_t n) const override {
-    ref::swiglu(gate, up, out, n);
-    round_in_place(out, n, storage_precision());
-  }
-  void gelu(float* x, int64_t n) const override {
-    ref::gelu(x, n);
-    round_in_place(x, n, storage_precision());
-  }
-  void residual_add(float* x, const float* branch, int64_t n) const override {
-    ref::residual_add(x, branch, n);
-    round_in_place(x, n, storage_precision());
-  }
-  void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
-                    bool renormalize, int32_t* indices, float* weights) const override {
-    ref::select_top_k(probs, n_tokens, n_experts, k, renormalize, indices, weights);
-    round_in_place(weights, n_tokens * k, storage_precision());
-  }
-
- private:
-  // tf32 only changes matmul inputs; every stored activation stays fp32.
-  Precision storage_precision() const { return p_ == Precision::kTF32 ? Precision::kFP32 : p_; }
-  std::vector<float> storage(const float* x, int64_t n) const {
-    return rounded(x, n, storage_precision());
-  }
-
-  Precision p_;
+struct Member {
+  const char* name;
+  const char* description;
+  Emulation emulation;
 };
+
+// Every dot product, attention's scores and context included, accumulated one way.
+Emulation accumulating(Reduction matmul, Reduction attention) {
+  Emulation e;
+  e.matmul = matmul;
+  e.attention.scores = attention;
+  e.attention.context = attention;
+  return e;
+}
+
+Emulation attention_kernel(AttentionAlgorithm algorithm) {
+  Emulation e;
+  e.attention.algorithm = algorithm;
+  return e;
+}
+
+// The family. Each differs from the plain recipe in one respect, the way one kind of real
+// backend does.
+std::vector<Member> family() {
+  Emulation autocast = attention_kernel(AttentionAlgorithm::kEager);
+  autocast.attention.context = Reduction::kInterleaved;  // p.v is a matmul too
+  autocast.fp32_outside_matmul = true;
+  Emulation fp32_residual;
+  fp32_residual.fp32_residual = true;
+  Emulation fused_activation;
+  fused_activation.activation = ActivationFormula::kFused;
+  Emulation eager_activation;
+  eager_activation.activation = ActivationFormula::kEager;
+  return {
+      {"plain",
+       "a SIMD/tensor-core order (8 interleaved fp32 partial sums), every op's output stored at "
+       "the precision",
+       {}},
+      {"sequential",
+       "one fp32 chain per dot product in index order, one thread per output (a naive GEMV)",
+       accumulating(Reduction::kSequential, Reduction::kSequential)},
+      {"reversed", "one fp32 chain per dot product from the last index down",
+       accumulating(Reduction::kReversed, Reduction::kReversed)},
+      {"fma", "one chain of fused multiply-adds per dot product (nvcc contracts acc += a * b)",
+       accumulating(Reduction::kFmaChain, Reduction::kFmaChain)},
+      {"split-k",
+       "dot products in blocks of 32, each an FMA chain, the block sums added at the end "
+       "(cuBLAS split-K)",
+       accumulating(Reduction::kSplitK, Reduction::kSplitK)},
+      {"reduced-precision",
+       "matmuls split-K with each block sum rounded to the precision (PyTorch's allow_bf16/fp16_"
+       "reduced_precision_reduction); equals split-k at fp32 and tf32",
+       accumulating(Reduction::kSplitKRounded, Reduction::kSplitK)},
+      {"flash-attention",
+       "FlashAttention-2: online softmax over blocks of 8 keys, probabilities rebuilt as "
+       "exp(s - lse) from the kernel's fp32 log-sum-exp",
+       attention_kernel(AttentionAlgorithm::kFlash)},
+      {"memory-efficient",
+       "memory-efficient SDPA: fp32 log-sum-exp first over blocks of 16 keys, then p = exp(s - "
+       "lse) stored at the precision, p.v summed per block",
+       attention_kernel(AttentionAlgorithm::kMemoryEfficient)},
+      {"autocast",
+       "torch.autocast: matmuls (attention's too) round inputs and outputs; norms, softmax, RoPE "
+       "(fp32 angles), activations and residual adds in fp32 with fp32 outputs",
+       autocast},
+      {"fp32-residual",
+       "the residual stream kept in fp32 (residual adds not rounded, norms read fp32); equals "
+       "plain at fp32 and tf32",
+       fp32_residual},
+      {"fused-activation",
+       "a fused SwiGLU/GELU kernel: (g * up) / (1 + exp(-g)) and 0.5 x erfc(-x / sqrt 2) in fp32, "
+       "rounded once",
+       fused_activation},
+      {"eager-activation",
+       "PyTorch eager kernels: silu(gate) stored at the precision, then its product with up "
+       "stored again; GELU by PyTorch's fp32 formula, stored",
+       eager_activation},
+  };
+}
+
+struct Family {
+  std::vector<std::unique_ptr<const Kernels>> owned;
+  std::vector<HonestBackend> backends;
+};
+
+Family make_family(Precision precision) {
+  Family f;
+  for (const Member& m : family()) {
+    const Kernels* kernels = &emulated_kernels(precision);
+    if (std::string(m.name) != "plain") {
+      f.owned.push_back(make_emulated_kernels(
+          precision, m.emulation, std::string(precision_name(precision)) + ":" + m.name));
+      kernels = f.owned.back().get();
+    }
+    f.backends.push_back({m.name, m.description, kernels});
+  }
+  return f;
+}
 
 }  // namespace
 
@@ -180,19 +147,37 @@ float round_to_precision(float value, Precision precision) {
 }
 
 const Kernels& emulated_kernels(Precision precision) {
-  static const EmulatedKernels fp32(Precision::kFP32), tf32(Precision::kTF32),
-      bf16(Precision::kBF16), fp16(Precision::kFP16);
+  static const auto fp32 = make_emulated_kernels(Precision::kFP32, {}, "fp32");
+  static const auto tf32 = make_emulated_kernels(Precision::kTF32, {}, "tf32");
+  static const auto bf16 = make_emulated_kernels(Precision::kBF16, {}, "bf16");
+  static const auto fp16 = make_emulated_kernels(Precision::kFP16, {}, "fp16");
   switch (precision) {
     case Precision::kFP32:
-      return fp32;
+      return *fp32;
     case Precision::kTF32:
-      return tf32;
+      return *tf32;
     case Precision::kBF16:
-      return bf16;
+      return *bf16;
     case Precision::kFP16:
-      return fp16;
+      return *fp16;
   }
-  return fp32;
+  return *fp32;
+}
+
+const std::vector<HonestBackend>& honest_backends(Precision precision) {
+  static const Family fp32 = make_family(Precision::kFP32), tf32 = make_family(Precision::kTF32),
+                      bf16 = make_family(Precision::kBF16), fp16 = make_family(Precision::kFP16);
+  switch (precision) {
+    case Precision::kFP32:
+      return fp32.backends;
+    case Precision::kTF32:
+      return tf32.backends;
+    case Precision::kBF16:
+      return bf16.backends;
+    case Precision::kFP16:
+      return fp16.backends;
+  }
+  return fp32.backends;
 }
 
 }  // namespace moeref::golden

@@ -1,8 +1,10 @@
-// Kernel sets that compute like a typical GPU backend at a given precision, to measure what
-// honest backends deviate from the reference by (the default tolerances of golden/compare.h come
-// from this measurement) and to test the checker with realistic candidates.
+// Kernel sets that compute like GPU backends at a given precision, to measure what honest
+// backends deviate from the reference by (the default tolerances of golden/compare.h come from
+// this measurement, golden/tolerance_measurement.h) and to test the checker with realistic
+// candidates.
 //
-// Each op rounds its output to the precision ("storage"), and:
+// emulated_kernels(precision), the plain one: each op rounds its output to the precision
+// ("storage"), and:
 // - matmul rounds its inputs too and accumulates in fp32 (not double) over 8 interleaved partial
 //   sums combined pairwise, as a SIMD or tensor-core kernel does; for tf32 its inputs are rounded
 //   to tf32 (10-bit mantissa) and its output stays fp32, as in PyTorch's allow_tf32 matmuls;
@@ -13,7 +15,16 @@
 // reference only by fp32 accumulation and summation order in matmul, softmax and attention.
 // Rounding is to nearest even: bf16 as semantics.md section 7, fp16 through _Float16, tf32 by
 // clearing 13 mantissa bits with the same rule.
+//
+// honest_backends(precision): a family of such kernel sets, the plain one first, each computing
+// the model correctly and differing only where real GPU backends differ: reduction order, fused
+// or unfused multiply-adds, the attention kernel, and where rounding happens. golden/emulation.h
+// has the recipe, docs/golden-format.md section 6 a table of what each member does. One backend
+// alone measures one rounding pattern; tolerances and statistical gates are calibrated on all.
 #pragma once
+
+#include <string>
+#include <vector>
 
 #include "golden/compare.h"
 #include "ref/kernels.h"
@@ -23,5 +34,15 @@ namespace moeref::golden {
 const Kernels& emulated_kernels(Precision precision);
 
 float round_to_precision(float value, Precision precision);
+
+struct HonestBackend {
+  std::string name;         // short and stable: "plain", "split-k", "flash-attention", ...
+  std::string description;  // one line: what a real GPU backend does this way
+  const Kernels* kernels;   // deterministic: no threads, no random numbers; lives forever
+};
+
+// At least 9 per precision, the same names in the same order at every precision; the first is
+// "plain", whose kernels are &emulated_kernels(precision).
+const std::vector<HonestBackend>& honest_backends(Precision precision);
 
 }  // namespace moeref::golden

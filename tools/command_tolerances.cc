@@ -1,6 +1,7 @@
-// moeref tolerances GOLDEN_DIR: how far emulated fp32, tf32, bf16 and fp16 backends land from
-// the golden model sets under GOLDEN_DIR (golden/tolerance_measurement.h), beside the defaults the
-// checker uses.
+// moeref tolerances GOLDEN_DIR: how far the honest emulated backends at fp32, tf32, bf16 and fp16
+// land from every golden set under GOLDEN_DIR (golden/tolerance_measurement.h): the worst figures
+// per tolerance class over the whole family, beside the defaults the checker uses, then the same
+// figures for each backend.
 #include <cstdio>
 #include <iostream>
 
@@ -12,18 +13,81 @@ namespace moeref::cli {
 
 namespace {
 
+using nlohmann::json;
+
 struct TolerancesOptions {
   std::string golden_dir;
   bool json = false;
 };
 
-std::vector<std::filesystem::path> model_sets_under(const std::string& root) {
-  std::vector<std::filesystem::path> sets;
-  for (const auto& dir : golden::find_golden_sets(root)) {
-    if (golden::GoldenSet::open(dir).kind() == "model") sets.push_back(dir);
-  }
-  if (sets.empty()) throw std::runtime_error(root + ": no golden model sets found");
+std::vector<std::filesystem::path> sets_under(const std::string& root) {
+  std::vector<std::filesystem::path> sets = golden::find_golden_sets(root);
+  if (sets.empty()) throw std::runtime_error(root + ": no golden sets found");
   return sets;
+}
+
+json worst_json(const golden::Worst& w) {
+  return {{"value", w.value}, {"backend", w.backend}, {"tensor", w.tensor}};
+}
+
+json measurement_json(const golden::Measurement& m, golden::Precision precision) {
+  json classes = json::array();
+  for (const auto& [tolerance_class, c] : m.classes) {
+    const golden::Tolerance d = golden::default_tolerance(precision, tolerance_class);
+    classes.push_back({{"class", golden::tolerance_class_name(tolerance_class)},
+                       {"tensors", c.tensors},
+                       {"max_scaled_error", worst_json(c.scaled_error)},
+                       {"max_abs_error", c.max_abs_error},
+                       {"max_nmse", worst_json(c.nmse)},
+                       {"max_one_minus_cosine", worst_json(c.one_minus_cosine)},
+                       {"default_rtol", d.rtol},
+                       {"default_atol", d.atol}});
+  }
+  return {{"classes", classes},
+          {"runs", m.runs},
+          {"near_ties", m.near_ties},
+          {"failed_decisions", m.failed_decisions},
+          {"failed_decision_names", m.failed_decision_names},
+          {"tensors_after_flip", m.tensors_after_flip}};
+}
+
+std::string where(const golden::Worst& w) { return w.backend + ": " + w.tensor; }
+
+void print_family(const golden::PrecisionMeasurement& p) {
+  const char* name = golden::precision_name(p.precision);
+  for (const auto& [tolerance_class, c] : p.family.classes) {
+    const golden::Tolerance d = golden::default_tolerance(p.precision, tolerance_class);
+    std::printf("%-5s %-12s %12.3e %10.3e %10.3e %10.3e  %6.0e/%-6.0e  %s\n", name,
+                golden::tolerance_class_name(tolerance_class), c.scaled_error.value,
+                c.max_abs_error, c.nmse.value, c.one_minus_cosine.value, d.rtol, d.atol,
+                where(c.scaled_error).c_str());
+    std::printf("%-18s worst nmse: %s; worst 1-cos: %s\n", "", where(c.nmse).c_str(),
+                where(c.one_minus_cosine).c_str());
+  }
+  std::printf(
+      "%-5s %lld runs; decisions: %lld near-ties excused, %lld failed; %lld tensors after "
+      "a flip left out\n",
+      name, static_cast<long long>(p.family.runs), static_cast<long long>(p.family.near_ties),
+      static_cast<long long>(p.family.failed_decisions),
+      static_cast<long long>(p.family.tensors_after_flip));
+  for (const std::string& failed : p.family.failed_decision_names) {
+    std::printf("%-5s   failed decision: %s\n", name, failed.c_str());
+  }
+}
+
+void print_backends(const golden::PrecisionMeasurement& p) {
+  const char* name = golden::precision_name(p.precision);
+  for (const golden::BackendMeasurement& b : p.backends) {
+    for (const auto& [tolerance_class, c] : b.measurement.classes) {
+      std::printf("%-5s %-18s %-12s %12.3e %10.3e %10.3e  %s\n", name, b.name.c_str(),
+                  golden::tolerance_class_name(tolerance_class), c.scaled_error.value, c.nmse.value,
+                  c.one_minus_cosine.value, c.scaled_error.tensor.c_str());
+    }
+    std::printf("%-5s %-18s decisions: %lld near-ties, %lld failed, %lld tensors left out\n", name,
+                b.name.c_str(), static_cast<long long>(b.measurement.near_ties),
+                static_cast<long long>(b.measurement.failed_decisions),
+                static_cast<long long>(b.measurement.tensors_after_flip));
+  }
 }
 
 }  // namespace
@@ -31,45 +95,40 @@ std::vector<std::filesystem::path> model_sets_under(const std::string& root) {
 Command register_tolerances(CLI::App& app) {
   auto options = std::make_shared<TolerancesOptions>();
   CLI::App* command = app.add_subcommand(
-      "tolerances", "Measure emulated low-precision backends against the golden model sets");
+      "tolerances", "Measure the honest emulated backends of each precision on the golden sets");
   command->add_option("golden", options->golden_dir, "Directory of golden sets")->required();
   command->add_flag("--json", options->json, "Print JSON");
-  return {
-      command, [options] {
-        const auto results = golden::measure_tolerances(model_sets_under(options->golden_dir));
-        nlohmann::json out = nlohmann::json::array();
-        if (!options->json) {
-          std::printf("%-6s %-12s %14s %12s %12s %14s   %s\n", "prec", "class", "max|a-e|/(1+|e|)",
-                      "max abs", "max nmse", "default rtol/atol", "worst tensor");
-        }
-        for (const golden::PrecisionMeasurement& p : results) {
-          for (const auto& [tolerance_class, m] : p.classes) {
-            const golden::Tolerance d = golden::default_tolerance(p.precision, tolerance_class);
+  return {command, [options] {
+            const auto results = golden::measure_tolerances(sets_under(options->golden_dir));
             if (options->json) {
-              out.push_back({{"precision", golden::precision_name(p.precision)},
-                             {"class", golden::tolerance_class_name(tolerance_class)},
-                             {"max_scaled_error", m.max_scaled_error},
-                             {"max_abs_error", m.max_abs_error},
-                             {"max_nmse", m.max_nmse},
-                             {"worst_tensor", m.worst_tensor},
-                             {"default_rtol", d.rtol},
-                             {"default_atol", d.atol}});
-            } else {
-              std::printf("%-6s %-12s %14.3e %12.3e %12.3e %8.0e/%.0e   %s\n",
-                          golden::precision_name(p.precision),
-                          golden::tolerance_class_name(tolerance_class), m.max_scaled_error,
-                          m.max_abs_error, m.max_nmse, d.rtol, d.atol, m.worst_tensor.c_str());
+              json out = json::array();
+              for (const golden::PrecisionMeasurement& p : results) {
+                json backends = json::array();
+                for (const golden::BackendMeasurement& b : p.backends) {
+                  json entry = measurement_json(b.measurement, p.precision);
+                  entry["name"] = b.name;
+                  backends.push_back(entry);
+                }
+                json entry = measurement_json(p.family, p.precision);
+                entry["precision"] = golden::precision_name(p.precision);
+                entry["backends"] = backends;
+                out.push_back(entry);
+              }
+              std::cout << out.dump(2) << "\n";
+              return 0;
             }
-          }
-          if (!options->json) {
-            std::printf("%-6s near-ties excused: %lld, tensors after a near-tie left out: %lld\n",
-                        golden::precision_name(p.precision), static_cast<long long>(p.near_ties),
-                        static_cast<long long>(p.tensors_after_near_tie));
-          }
-        }
-        if (options->json) std::cout << out.dump(2) << "\n";
-        return 0;
-      }};
+            std::printf("Per tolerance class, the worst over every honest backend:\n");
+            std::printf("%-5s %-12s %12s %10s %10s %10s  %-13s  %s\n", "prec", "class",
+                        "|a-e|/(1+|e|)", "max abs", "max nmse", "max 1-cos", "default r/atol",
+                        "worst |a-e|/(1+|e|): backend: set: tensor");
+            for (const golden::PrecisionMeasurement& p : results) print_family(p);
+            std::printf("\nPer honest backend:\n");
+            std::printf("%-5s %-18s %-12s %12s %10s %10s  %s\n", "prec", "backend", "class",
+                        "|a-e|/(1+|e|)", "max nmse", "max 1-cos",
+                        "worst |a-e|/(1+|e|): set: tensor");
+            for (const golden::PrecisionMeasurement& p : results) print_backends(p);
+            return 0;
+          }};
 }
 
 }  // namespace moeref::cli

@@ -1,15 +1,20 @@
-// Per-tensor calibration: how far the plain emulated backend at each precision lands from the
-// reference on each float tensor of a set, the baseline of the checker's per-tensor gates
-// (golden/compare.h; docs/golden-format.md, "Per-tensor gates").
+// Per-tensor calibration: how far honest backends at each precision land from the reference on
+// each float tensor of a set, the baseline of the checker's per-tensor gates and of its decision
+// resolutions (golden/compare.h; docs/golden-format.md, "Per-tensor gates").
 //
-// The FlashAttention rule (Dao et al. 2022, section 5) judges a kernel by its error relative to a
-// plain implementation at the same precision, not by an absolute bound. For every float tensor of
-// a set and every precision, the plain emulated backend (golden/emulated_kernels.h) is run on the
-// set (golden/candidate_runner.h) and compared with it, re-anchored on its own decisions where it
-// makes other ones; its max |a - e| and NMSE are stored in the manifest:
-//   "plain_errors": {"<precision>": {"<tensor>": [max_abs_error, nmse], ...}, ...}
-// A set without the key (written before it existed, or built by hand) is checked with the
-// elementwise bounds alone.
+// The FlashAttention rule (Dao et al. 2022, section 5) judges a kernel by its error relative to
+// plain implementations at the same precision, not by an absolute bound. For every float tensor of
+// a model or op set and every precision, each honest emulated backend (golden/emulated_kernels.h:
+// twelve ways to compute this model at that precision: reduction orders, fused and unfused
+// multiply-add, flash and memory-efficient attention, autocast, ...) is run on the set
+// (golden/candidate_runner.h) and compared with it, re-anchored on its own decisions where it
+// makes other ones. The largest max |a - e| and the largest NMSE of any of them are stored in the
+// manifest:
+//   "honest_errors": {"<precision>": {"<tensor>": [max_abs_error, nmse], ...}, ...}
+// Speculative and batching sets are not calibrated: their decisions are not re-anchored yet, so
+// an honest backend's errors after a flip there measure the flip. A set without the key (written
+// before it existed, one of those kinds, or built by hand) is checked with the elementwise bounds
+// alone.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -21,17 +26,21 @@
 
 namespace moeref::golden {
 
-struct PlainError {
+struct HonestError {
   double max_abs_error = 0.0;
   double nmse = 0.0;
 };
 
-// Runs the plain emulated backend at every precision on `set` and returns the "plain_errors"
-// section for its manifest. The set's own "plain_errors", if any, are not read.
-nlohmann::json measure_plain_errors(const GoldenSet& set);
+// Whether sets of this kind are calibrated ("model" and "op").
+bool is_calibrated_kind(const std::string& kind);
 
-// The stored baseline of one tensor at one precision, if the set has one.
-std::optional<PlainError> plain_error(const GoldenSet& set, Precision precision,
-                                      const std::string& tensor);
+// Runs every honest backend at every precision on `set` and returns the "honest_errors" section
+// for its manifest. The set's own "honest_errors", if any, are not read.
+nlohmann::json measure_honest_errors(const GoldenSet& set);
+
+// The stored baseline of one tensor at one precision, if the set has one. Throws GoldenError
+// naming the manifest and the entry when it is malformed.
+std::optional<HonestError> honest_error(const GoldenSet& set, Precision precision,
+                                        const std::string& tensor);
 
 }  // namespace moeref::golden

@@ -160,34 +160,35 @@ double measure_floats(const std::vector<double>& expected, std::span<const doubl
 }
 
 // The per-tensor gates (golden/calibration.h): the tensor's max |a - e| and NMSE against a
-// multiple of the plain emulated backend's on the same tensor. The baseline is floored at
+// multiple of the worst honest emulated backend's on the same tensor. The baseline is floored at
 // kFloorRoundings roundings of the tensor's largest value (their square, relative, for the NMSE):
-// where the plain backend happens to compute a tensor exactly (a norm in double, say), another
+// where every honest emulation computes a tensor exactly (an embedding lookup, say), another
 // honest order of the same sums still differs in the last bits.
 constexpr double kFloorRoundings = 4.0;
 
-void apply_gates(const PlainError& plain, const GateFactors& factors, double unit_roundoff,
+void apply_gates(const HonestError& honest, const GateFactors& factors, double unit_roundoff,
                  double largest_expected, Precision precision, TensorReport& report) {
   const double floor = kFloorRoundings * unit_roundoff;
-  const double max_abs_base = std::max(plain.max_abs_error, floor * largest_expected);
-  const double nmse_base = std::max(plain.nmse, floor * floor);
+  const double max_abs_base = std::max(honest.max_abs_error, floor * largest_expected);
+  const double nmse_base = std::max(honest.nmse, floor * floor);
   report.max_abs_bound = factors.max_abs * max_abs_base;
   report.nmse_bound = factors.nmse * nmse_base;
   if (report.status == TensorStatus::kFail) return;
   char text[240];
   if (report.max_abs_error > report.max_abs_bound) {
     std::snprintf(text, sizeof text,
-                  "max abs error %.3g is above the %s gate %.3g (%g times the plain %s "
+                  "max abs error %.3g is above the %s gate %.3g (%g times the worst honest %s "
                   "backend's %.3g, floored at %g roundings)",
                   report.max_abs_error, precision_name(precision), report.max_abs_bound,
-                  factors.max_abs, precision_name(precision), plain.max_abs_error,
+                  factors.max_abs, precision_name(precision), honest.max_abs_error,
                   kFloorRoundings);
   } else if (report.nmse > report.nmse_bound) {
-    std::snprintf(text, sizeof text,
-                  "NMSE %.3g is above the %s gate %.3g (%g times the plain %s backend's %.3g, "
-                  "floored at %g roundings)",
-                  report.nmse, precision_name(precision), report.nmse_bound, factors.nmse,
-                  precision_name(precision), plain.nmse, kFloorRoundings);
+    std::snprintf(
+        text, sizeof text,
+        "NMSE %.3g is above the %s gate %.3g (%g times the worst honest %s backend's %.3g, "
+        "floored at %g roundings)",
+        report.nmse, precision_name(precision), report.nmse_bound, factors.nmse,
+        precision_name(precision), honest.nmse, kFloorRoundings);
   } else {
     return;
   }
@@ -218,20 +219,20 @@ class Checker {
     return t;
   }
 
-  // The plain backend's errors on this tensor at the precision, where the set stores them and
-  // neither the options nor an override turn the gates off.
-  std::optional<PlainError> gate_baseline(const std::string& name) const {
+  // The honest backends' worst errors on this tensor at the precision, where the set stores them
+  // and neither the options nor an override turn the gates off.
+  std::optional<HonestError> gate_baseline(const std::string& name) const {
     if (!options_.per_tensor_gates || options_.rtol || options_.atol) return std::nullopt;
-    return plain_error(set_, options_.precision, name);
+    return honest_error(set_, options_.precision, name);
   }
 
-  // The tolerance of the scores a decision was made on: decision_factor times the plain backend's
-  // largest error on that score tensor plus one rounding, where the set is calibrated
+  // The tolerance of the scores a decision was made on: decision_factor times the worst honest
+  // backend's largest error on that score tensor plus one rounding, where the set is calibrated
   // (golden/calibration.h); the class tolerance otherwise.
   Tolerance score_tolerance(ToleranceClass c, const std::string& score_tensor) const {
-    if (const std::optional<PlainError> plain = gate_baseline(score_tensor)) {
+    if (const std::optional<HonestError> honest = gate_baseline(score_tensor)) {
       return {unit_roundoff(options_.precision),
-              decision_factor(options_.precision) * plain->max_abs_error};
+              decision_factor(options_.precision) * honest->max_abs_error};
     }
     return tolerance_for(c);
   }
@@ -377,9 +378,9 @@ class Checker {
     } else {
       report.tolerance = tolerance_for(entry.tolerance);
       const double largest_expected = measure_floats(expected, actual, report);
-      const std::optional<PlainError> plain = gate_baseline(entry.name);
-      if (plain) {
-        apply_gates(*plain, gate_factors(options_.precision, entry.tolerance),
+      const std::optional<HonestError> honest = gate_baseline(entry.name);
+      if (honest) {
+        apply_gates(*honest, gate_factors(options_.precision, entry.tolerance),
                     unit_roundoff(options_.precision), largest_expected, options_.precision,
                     report);
       }

@@ -66,15 +66,15 @@ struct CompareOptions {
 };
 
 // The per-tensor gates' factors (golden/tolerances.cc): a float tensor fails when its max |a - e|
-// exceeds max_abs times the plain backend's on that tensor (plus one rounding of its largest
-// value), or its NMSE exceeds nmse times the plain backend's (plus the unit roundoff squared).
+// exceeds max_abs times the worst honest emulated backend's on that tensor, or its NMSE exceeds
+// nmse times theirs, each baseline floored at four roundings (golden/calibration.h).
 struct GateFactors {
   double max_abs = 0.0;
   double nmse = 0.0;
 };
 GateFactors gate_factors(Precision precision, ToleranceClass tolerance_class);
 
-// How many times the plain backend's largest error on a score tensor (router probabilities,
+// How many times the worst honest backend's largest error on a score tensor (router probabilities,
 // logits) a score may be off when a decision made on it is judged (golden/decisions.h).
 double decision_factor(Precision precision);
 

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
+#include "golden/anchored_run.h"
 #include "golden/candidate_runner.h"
 #include "golden/emulated_kernels.h"
 #include "golden/golden_set.h"
@@ -21,8 +23,8 @@ void offer(Worst& worst, const Worst& candidate) {
 
 // A float tensor of the golden shape: its largest errors, with compare()'s NMSE and cosine.
 void measure_tensor(const TensorRecord& golden, const TensorRecord& candidate,
-                    const TensorReport& t, const std::string& backend, const std::string& where,
-                    ClassMeasurement& m) {
+                    const TensorReport& t, Precision precision, const std::string& backend,
+                    const std::string& where, ClassMeasurement& m) {
   const std::vector<float> expected = golden.to_f32();
   const std::vector<float> actual = candidate.to_f32();
   double scaled = 0.0;
@@ -36,6 +38,11 @@ void measure_tensor(const TensorRecord& golden, const TensorRecord& candidate,
   offer(m.scaled_error, {scaled, backend, where});
   offer(m.nmse, {t.nmse, backend, where});
   offer(m.one_minus_cosine, {1.0 - t.cosine, backend, where});
+  if (std::isfinite(t.max_abs_bound)) {
+    const GateFactors factors = gate_factors(precision, t.tolerance_class);
+    offer(m.max_abs_ratio, {t.max_abs_error / (t.max_abs_bound / factors.max_abs), backend, where});
+    offer(m.nmse_ratio, {t.nmse / (t.nmse_bound / factors.nmse), backend, where});
+  }
   ++m.tensors;
 }
 
@@ -44,6 +51,8 @@ void measure_run(const GoldenSet& set, const Candidate& candidate, Precision pre
   CompareOptions options;
   options.precision = precision;
   const CompareReport report = compare(set, candidate, options);
+  const std::optional<Candidate> anchored =
+      report.anchored ? std::optional(anchored_run(set, candidate)) : std::nullopt;
   ++m.runs;
   bool after_flip = false;
   for (const TensorReport& t : report.tensors) {
@@ -55,19 +64,23 @@ void measure_run(const GoldenSet& set, const Candidate& candidate, Precision pre
     if (t.tolerance_class == ToleranceClass::kExact) {
       if (t.status == TensorStatus::kNearTie) {
         ++m.near_ties;
-        after_flip = true;
+        after_flip = !anchored;
       } else if (t.status == TensorStatus::kFail) {
         ++m.failed_decisions;
         m.failed_decision_names.push_back(backend + ": " + set.name() + ": " + t.name + ": " +
                                           t.note);
-        after_flip = true;
+        after_flip = !anchored;
       }
       continue;
     }
-    const TensorRecord& golden = set.expected_tensor(t.name);
+    if (t.status == TensorStatus::kFail) {
+      ++m.failed_tensors;
+      m.failed_tensor_names.push_back(backend + ": " + set.name() + ": " + t.name + ": " + t.note);
+    }
+    const TensorRecord& golden = anchored ? anchored->at(t.name) : set.expected_tensor(t.name);
     const TensorRecord& actual = candidate.at(t.name);
     if (actual.shape != golden.shape) continue;  // failed by compare(); nothing to measure
-    measure_tensor(golden, actual, t, backend, set.name() + ": " + t.name,
+    measure_tensor(golden, actual, t, precision, backend, set.name() + ": " + t.name,
                    m.classes[t.tolerance_class]);
   }
 }
@@ -79,6 +92,8 @@ void merge(Measurement& into, const Measurement& m) {
     offer(target.nmse, c.nmse);
     offer(target.one_minus_cosine, c.one_minus_cosine);
     target.max_abs_error = std::max(target.max_abs_error, c.max_abs_error);
+    offer(target.max_abs_ratio, c.max_abs_ratio);
+    offer(target.nmse_ratio, c.nmse_ratio);
     target.tensors += c.tensors;
   }
   into.runs += m.runs;
@@ -87,6 +102,9 @@ void merge(Measurement& into, const Measurement& m) {
   into.tensors_after_flip += m.tensors_after_flip;
   into.failed_decision_names.insert(into.failed_decision_names.end(),
                                     m.failed_decision_names.begin(), m.failed_decision_names.end());
+  into.failed_tensors += m.failed_tensors;
+  into.failed_tensor_names.insert(into.failed_tensor_names.end(), m.failed_tensor_names.begin(),
+                                  m.failed_tensor_names.end());
 }
 
 }  // namespace

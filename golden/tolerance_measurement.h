@@ -6,10 +6,15 @@
 // worst figures of any tensor are kept, with the backend and tensor that gave each, over the
 // whole family and for each backend.
 //
-// Once a run's decisions differ from the set's (an integer tensor that compare() reports as a
-// near-tie, or one it fails), every later tensor of that set is left out, whether it passes or
-// not: after a flip it measures the flip, not the precision. A failed decision is an honest
-// backend's flip the checker did not excuse, and is listed by name.
+// Model sets are measured against the reference re-run on the backend's own decisions, as the
+// checker compares them (golden/anchored_run.h). In the other kinds, once a run's decisions differ
+// from the set's (an integer tensor that compare() reports as a near-tie, or one it fails), every
+// later tensor of that set is left out: after a flip it measures the flip, not the precision. A
+// failed decision is an honest backend's flip the checker did not excuse, and is listed by name.
+//
+// Where a set is calibrated (golden/calibration.h), the ratio of each tensor's max |a - e| and
+// NMSE to the plain backend's baseline is kept too: the evidence behind gate_factors(), which must
+// stay above the worst ratio of any honest backend. Tensors that failed compare() are listed.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +40,8 @@ struct ClassMeasurement {
   Worst one_minus_cosine;  // 1 - the cosine similarity of a tensor (compare()'s)
   double max_abs_error = 0.0;
   int64_t tensors = 0;  // tensors measured
+  Worst max_abs_ratio;  // max |a - e| over the gate's baseline (golden/compare.cc)
+  Worst nmse_ratio;     // NMSE over the gate's baseline
 };
 
 struct Measurement {
@@ -44,6 +51,8 @@ struct Measurement {
   int64_t failed_decisions = 0;    // integer tensors that differ and were not excused
   int64_t tensors_after_flip = 0;  // left out of the figures
   std::vector<std::string> failed_decision_names;  // "backend: set: tensor: note"
+  int64_t failed_tensors = 0;                      // float tensors that failed compare()
+  std::vector<std::string> failed_tensor_names;    // "backend: set: tensor: note"
 };
 
 struct BackendMeasurement {

@@ -36,7 +36,7 @@ Tolerance default_tolerance(Precision precision, ToleranceClass c) {
 GateFactors gate_factors(Precision precision, ToleranceClass c) {
   (void)precision;
   (void)c;
-  return {8.0, 64.0};
+  return {4.0, 16.0};
 }
 
 double decision_factor(Precision precision) {

@@ -165,8 +165,8 @@ std::vector<float> stream(size_t n, uint32_t seed, double lo, double hi, bool ra
   return out;
 }
 
-// The unit roundoff of a precision (half an ulp at 1), and what it stores in: tf32 stores fp32.
-double unit_roundoff(Precision p) {
+// The unit roundoff of a precision's mantissa (half an ulp at 1); tf32 stores fp32.
+double mantissa_roundoff(Precision p) {
   switch (p) {
     case Precision::kFP32:
       return std::ldexp(1.0, -24);
@@ -222,7 +222,7 @@ TEST(HonestBackends, MatmulWithinTheUnitRoundoffBound) {
   for_every_backend([&](Precision p, const HonestBackend& b, const std::string& what) {
     std::vector<float> y(kRows * kOut);
     b.kernels->matmul(x.data(), w.data(), y.data(), kRows, kIn, kOut);
-    const double us = unit_roundoff(storage_of(p));
+    const double us = mantissa_roundoff(storage_of(p));
     const double blocks = b.name == "reduced-precision" ? std::ceil(kIn / 32.0) : 0.0;
     std::vector<double> exact(y.size()), bound(y.size());
     for (int64_t r = 0; r < kRows; ++r) {
@@ -234,7 +234,7 @@ TEST(HonestBackends, MatmulWithinTheUnitRoundoffBound) {
         }
         exact[r * kOut + o] = sum;
         bound[r * kOut + o] =
-            magnitude * (2.01 * unit_roundoff(p) + (kIn + 2) * kU32 + (1 + 2 * blocks) * us) +
+            magnitude * (2.01 * mantissa_roundoff(p) + (kIn + 2) * kU32 + (1 + 2 * blocks) * us) +
             underflow(storage_of(p));
       }
     }
@@ -251,7 +251,7 @@ TEST(HonestBackends, RmsNormWithinTheUnitRoundoffBound) {
   for_every_backend([&](Precision p, const HonestBackend& b, const std::string& what) {
     std::vector<float> y(x.size());
     b.kernels->rms_norm(x.data(), weight.data(), 1e-5, y.data(), kRows, kD);
-    const double us = unit_roundoff(storage_of(p));
+    const double us = mantissa_roundoff(storage_of(p));
     std::vector<double> exact(y.size()), bound(y.size());
     for (int64_t r = 0; r < kRows; ++r) {
       double squares = 0;
@@ -279,7 +279,7 @@ TEST(HonestBackends, LayerNormWithinTheUnitRoundoffBound) {
   for_every_backend([&](Precision p, const HonestBackend& b, const std::string& what) {
     std::vector<float> y(x.size());
     b.kernels->layer_norm(x.data(), weight.data(), bias.data(), 1e-5, y.data(), kRows, kD);
-    const double us = unit_roundoff(storage_of(p));
+    const double us = mantissa_roundoff(storage_of(p));
     std::vector<double> exact(y.size()), bound(y.size());
     for (int64_t r = 0; r < kRows; ++r) {
       const float* xr = x.data() + r * kD;
@@ -314,7 +314,7 @@ TEST(HonestBackends, RopeWithinTheUnitRoundoffBound) {
   for_every_backend([&](Precision p, const HonestBackend& b, const std::string& what) {
     std::vector<float> y = x;
     b.kernels->rope(y.data(), positions, kHeads, kHeadDim, 10000.0);
-    const double us = unit_roundoff(storage_of(p));
+    const double us = mantissa_roundoff(storage_of(p));
     std::vector<double> exact(y.size()), bound(y.size());
     for (int64_t t = 0; t < tokens; ++t) {
       for (int64_t h = 0; h < kHeads; ++h) {
@@ -365,7 +365,7 @@ TEST(HonestBackends, SoftmaxWithinTheUnitRoundoffBound) {
       for (double& e : exact) e /= sum;
       expect_within(
           std::vector<float>(y.begin() + r * kN, y.begin() + (r + 1) * kN), exact,
-          softmax_bound(exact, top - bottom, kN, unit_roundoff(storage_of(p)), storage_of(p)),
+          softmax_bound(exact, top - bottom, kN, mantissa_roundoff(storage_of(p)), storage_of(p)),
           what + " softmax row " + std::to_string(r));
     }
   });
@@ -389,8 +389,8 @@ TEST(HonestBackends, AttentionWithinTheUnitRoundoffBound) {
     std::vector<float> context(q.size()), probs(kNew * kHeads * kCapacity);
     b.kernels->attention(q.data(), keys.data(), values.data(), positions, dims, context.data(),
                          probs.data(), kCapacity);
-    const double us = unit_roundoff(storage_of(p));
-    const double ui = unit_roundoff(p);
+    const double us = mantissa_roundoff(storage_of(p));
+    const double ui = mantissa_roundoff(p);
     const double scale = 1.0 / std::sqrt(static_cast<double>(kDim));
     for (int64_t t = 0; t < kNew; ++t) {
       for (int64_t h = 0; h < kHeads; ++h) {
@@ -485,7 +485,7 @@ TEST(HonestBackends, ActivationsWithinTheUnitRoundoffBound) {
   const std::vector<float> gate = stream(kN, 16, 0.0, 8.0, true);
   const std::vector<float> up = stream(kN, 17, 0.0, 2.0, true);
   for_every_backend([&](Precision p, const HonestBackend& b, const std::string& what) {
-    const double us = unit_roundoff(storage_of(p));
+    const double us = mantissa_roundoff(storage_of(p));
     const double swiglu_stores = b.name == "eager-activation" ? 2.0 : 1.0;
     std::vector<float> swiglu(kN), gelu = gate;
     b.kernels->swiglu(gate.data(), up.data(), swiglu.data(), kN);
@@ -519,7 +519,7 @@ TEST(HonestBackends, ResidualAddAndTopKWithinTheUnitRoundoffBound) {
     }
   }
   for_every_backend([&](Precision p, const HonestBackend& b, const std::string& what) {
-    const double us = unit_roundoff(storage_of(p));
+    const double us = mantissa_roundoff(storage_of(p));
     std::vector<float> sum = x;
     b.kernels->residual_add(sum.data(), branch.data(), kN);
     std::vector<double> exact(kN), bound(kN);

@@ -40,6 +40,8 @@ json measurement_json(const golden::Measurement& m, golden::Precision precision)
                        {"max_abs_error", c.max_abs_error},
                        {"max_nmse", worst_json(c.nmse)},
                        {"max_one_minus_cosine", worst_json(c.one_minus_cosine)},
+                       {"max_abs_gate_ratio", worst_json(c.max_abs_ratio)},
+                       {"nmse_gate_ratio", worst_json(c.nmse_ratio)},
                        {"default_rtol", d.rtol},
                        {"default_atol", d.atol}});
   }
@@ -48,6 +50,8 @@ json measurement_json(const golden::Measurement& m, golden::Precision precision)
           {"near_ties", m.near_ties},
           {"failed_decisions", m.failed_decisions},
           {"failed_decision_names", m.failed_decision_names},
+          {"failed_tensors", m.failed_tensors},
+          {"failed_tensor_names", m.failed_tensor_names},
           {"tensors_after_flip", m.tensors_after_flip}};
 }
 
@@ -63,6 +67,10 @@ void print_family(const golden::PrecisionMeasurement& p) {
                 where(c.scaled_error).c_str());
     std::printf("%-18s worst nmse: %s; worst 1-cos: %s\n", "", where(c.nmse).c_str(),
                 where(c.one_minus_cosine).c_str());
+    const golden::GateFactors factors = golden::gate_factors(p.precision, tolerance_class);
+    std::printf("%-18s gate ratios: max abs %.3g of %g (%s), nmse %.3g of %g (%s)\n", "",
+                c.max_abs_ratio.value, factors.max_abs, where(c.max_abs_ratio).c_str(),
+                c.nmse_ratio.value, factors.nmse, where(c.nmse_ratio).c_str());
   }
   std::printf(
       "%-5s %lld runs; decisions: %lld near-ties excused, %lld failed; %lld tensors after "
@@ -72,6 +80,9 @@ void print_family(const golden::PrecisionMeasurement& p) {
       static_cast<long long>(p.family.tensors_after_flip));
   for (const std::string& failed : p.family.failed_decision_names) {
     std::printf("%-5s   failed decision: %s\n", name, failed.c_str());
+  }
+  for (const std::string& failed : p.family.failed_tensor_names) {
+    std::printf("%-5s   failed tensor: %s\n", name, failed.c_str());
   }
 }
 

@@ -152,6 +152,10 @@ class EmulatedKernels final : public Kernels {
     ref::select_top_k(probs, n_tokens, n_experts, k, renormalize, indices, weights);
     round_in_place(weights, n_tokens * k, storage_precision());
   }
+  int64_t apply_capacity(const int32_t* indices, int64_t n_tokens, int64_t k, int64_t n_experts,
+                         int64_t capacity, int32_t* kept) const override {
+    return ref::apply_capacity(indices, n_tokens, k, n_experts, capacity, kept);
+  }
 
  private:
   // tf32 only changes matmul inputs; every stored activation stays fp32.

@@ -158,8 +158,7 @@ class EmulatedKernels final : public Kernels {
   }
 
  private:
-  // tf32 only changes matmul inputs; every stored activation stays fp32.
-  Precision storage_precision() const { return p_ == Precision::kTF32 ? Precision::kFP32 : p_; }
+  Precision storage_precision() const { return golden::storage_precision(p_); }
   std::vector<float> storage(const float* x, int64_t n) const {
     return rounded(x, n, storage_precision());
   }
@@ -181,6 +180,10 @@ float round_to_precision(float value, Precision precision) {
       return static_cast<float>(static_cast<_Float16>(value));
   }
   return value;
+}
+
+Precision storage_precision(Precision precision) {
+  return precision == Precision::kTF32 ? Precision::kFP32 : precision;
 }
 
 const Kernels& emulated_kernels(Precision precision) {

@@ -25,4 +25,8 @@ const Kernels& emulated_kernels(Precision precision);
 
 float round_to_precision(float value, Precision precision);
 
+// The precision every op but matmul stores its output in: tf32 rounds only matmul inputs, so fp32
+// for tf32, the precision itself otherwise.
+Precision storage_precision(Precision precision);
+
 }  // namespace moeref::golden

@@ -144,9 +144,12 @@ Command register_bugs(CLI::App& app) {
       "bugs", "Measure which catalogued backend bugs the checker catches on the golden sets");
   command->add_option("golden", options->golden_dir, "Directory of golden sets")
       ->capture_default_str();
-  command->add_option("--precision", options->precisions,
-                      "Precisions to check at (repeatable; default fp32, tf32, bf16, fp16)");
-  command->add_option("--bug", options->bugs, "Only these bugs of the catalog (repeatable)");
+  command
+      ->add_option("--precision", options->precisions,
+                   "A precision to check at (repeatable; default fp32, tf32, bf16, fp16)")
+      ->allow_extra_args(false);
+  command->add_option("--bug", options->bugs, "Only this bug of the catalog (repeatable)")
+      ->allow_extra_args(false);
   command->add_flag("--json", options->json, "Print JSON");
   return {command, [options, threads] {
             // The sets are tiny: more threads cost more to start than they save.

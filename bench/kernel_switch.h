@@ -51,6 +51,10 @@ class KernelSwitch : public Kernels {
                     bool renormalize, int32_t* indices, float* weights) const override {
     selected_->select_top_k(probs, n_tokens, n_experts, k, renormalize, indices, weights);
   }
+  int64_t apply_capacity(const int32_t* indices, int64_t n_tokens, int64_t k, int64_t n_experts,
+                         int64_t capacity, int32_t* kept) const override {
+    return selected_->apply_capacity(indices, n_tokens, k, n_experts, capacity, kept);
+  }
 
  private:
   const Kernels* selected_;

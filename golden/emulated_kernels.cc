@@ -146,6 +146,10 @@ float round_to_precision(float value, Precision precision) {
   return value;
 }
 
+Precision storage_precision(Precision precision) {
+  return precision == Precision::kTF32 ? Precision::kFP32 : precision;
+}
+
 const Kernels& emulated_kernels(Precision precision) {
   static const auto fp32 = make_emulated_kernels(Precision::kFP32, {}, "fp32");
   static const auto tf32 = make_emulated_kernels(Precision::kTF32, {}, "tf32");

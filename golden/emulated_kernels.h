@@ -10,7 +10,8 @@
 //   to tf32 (10-bit mantissa) and its output stays fp32, as in PyTorch's allow_tf32 matmuls;
 // - softmax and attention compute in fp32 (exponentials, sums, probabilities, p.v);
 // - the norms round their input, then run the reference (double sums);
-// - RoPE, activations, top-k weights and residual adds run the reference and round the output.
+// - RoPE, activations, top-k weights and residual adds run the reference and round the output;
+// - capacity, integer logic, is the reference's.
 // The embedding lookup and the weights of norms are not rounded. fp32 thus differs from the
 // reference only by fp32 accumulation and summation order in matmul, softmax and attention.
 // Rounding is to nearest even: bf16 as semantics.md section 7, fp16 through _Float16, tf32 by
@@ -44,5 +45,9 @@ struct HonestBackend {
 // At least 9 per precision, the same names in the same order at every precision; the first is
 // "plain", whose kernels are &emulated_kernels(precision).
 const std::vector<HonestBackend>& honest_backends(Precision precision);
+
+// The precision every op but matmul stores its output in: tf32 rounds only matmul inputs, so fp32
+// for tf32, the precision itself otherwise.
+Precision storage_precision(Precision precision);
 
 }  // namespace moeref::golden

@@ -28,7 +28,7 @@ class EmulatedKernels final : public Kernels {
  public:
   EmulatedKernels(Precision precision, const Emulation& emulation, std::string name)
       : p_(precision),
-        storage_(precision == Precision::kTF32 ? Precision::kFP32 : precision),
+        storage_(storage_precision(precision)),
         e_(emulation),
         name_(std::move(name)) {}
   const char* name() const override { return name_.c_str(); }
@@ -127,6 +127,10 @@ class EmulatedKernels final : public Kernels {
                     bool renormalize, int32_t* indices, float* weights) const override {
     ref::select_top_k(probs, n_tokens, n_experts, k, renormalize, indices, weights);
     round_in_place(weights, n_tokens * k, outside_matmul());
+  }
+  int64_t apply_capacity(const int32_t* indices, int64_t n_tokens, int64_t k, int64_t n_experts,
+                         int64_t capacity, int32_t* kept) const override {
+    return ref::apply_capacity(indices, n_tokens, k, n_experts, capacity, kept);
   }
 
  private:

@@ -39,6 +39,9 @@ class Kernels {
   virtual void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
                             bool renormalize, int32_t* indices,
                             float* weights) const = 0;  // ref/router.h
+  virtual int64_t apply_capacity(const int32_t* indices, int64_t n_tokens, int64_t k,
+                                 int64_t n_experts, int64_t capacity,
+                                 int32_t* kept) const = 0;  // ref/router.h
 };
 
 // The reference kernel set: deterministic, bit-identical across runs and thread counts. Derive from
@@ -63,6 +66,8 @@ class RefKernels : public Kernels {
   void residual_add(float* x, const float* branch, int64_t n) const override;
   void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
                     bool renormalize, int32_t* indices, float* weights) const override;
+  int64_t apply_capacity(const int32_t* indices, int64_t n_tokens, int64_t k, int64_t n_experts,
+                         int64_t capacity, int32_t* kept) const override;
 };
 
 const Kernels& ref_kernels();  // a RefKernels

@@ -91,7 +91,7 @@ RouterStats moe_forward(const Kernels& kernels, const ModelConfig& config,
   std::vector<int32_t> kept(indices.size());
   stats.capacity = ref::expert_capacity(config.capacity_factor, n_tokens, k, n_experts);
   stats.dropped =
-      ref::apply_capacity(indices.data(), n_tokens, k, n_experts, stats.capacity, kept.data());
+      kernels.apply_capacity(indices.data(), n_tokens, k, n_experts, stats.capacity, kept.data());
   trace("moe.kept", {n_tokens, k}, kept.data());
 
   std::vector<float> expert_outputs(static_cast<size_t>(n_tokens * k * d), 0.0f);

@@ -55,6 +55,11 @@ void RefKernels::select_top_k(const float* probs, int64_t n_tokens, int64_t n_ex
   ref::select_top_k(probs, n_tokens, n_experts, k, renormalize, indices, weights);
 }
 
+int64_t RefKernels::apply_capacity(const int32_t* indices, int64_t n_tokens, int64_t k,
+                                   int64_t n_experts, int64_t capacity, int32_t* kept) const {
+  return ref::apply_capacity(indices, n_tokens, k, n_experts, capacity, kept);
+}
+
 const Kernels& ref_kernels() {
   static const RefKernels kernels;
   return kernels;

@@ -93,6 +93,14 @@ void append(std::vector<float>& out, const std::vector<double>& values) {
 
 bool exact_acceptance(double u, double p, double q) { return u * q <= p; }
 
+std::vector<double> exact_residual(const std::vector<double>& p, const std::vector<double>& q) {
+  std::vector<double> residual(p.size());
+  for (size_t token = 0; token < residual.size(); ++token) {
+    residual[token] = std::max(0.0, p[token] - q[token]);
+  }
+  return residual;
+}
+
 double SpeculativeStats::acceptance_rate() const {
   return drafted > 0 ? static_cast<double>(accepted) / static_cast<double>(drafted) : 0.0;
 }
@@ -241,10 +249,7 @@ void SpeculativeDecoder::step(Tracer* tracer) {
       going = emit(x);
       continue;
     }
-    std::vector<double> residual(p[i].size());
-    for (size_t token = 0; token < residual.size(); ++token) {
-      residual[token] = std::max(0.0, p[i][token] - q[i][token]);
-    }
+    const std::vector<double> residual = options_.residual(p[i], q[i]);
     // A rejection implies q(x) > p(x) somewhere, so the residual has mass; only rounding could
     // empty it, and then p itself is the right distribution (p = q up to rounding).
     const bool residual_empty =

@@ -49,11 +49,20 @@ namespace moeref {
 using AcceptanceTest = bool (*)(double u, double p, double q);
 bool exact_acceptance(double u, double p, double q);  // u * q <= p
 
+// The weights a rejected position's token is drawn from (step 3), over the vocabulary, given the
+// target's p and the draft's q; normalised by the draw.
+using ResidualWeights = std::vector<double> (*)(const std::vector<double>& p,
+                                                const std::vector<double>& q);
+std::vector<double> exact_residual(const std::vector<double>& p,
+                                   const std::vector<double>& q);  // max(0, p - q)
+
 struct SpeculativeOptions {
   int64_t gamma = 4;
   bool adaptive_gamma = false;
-  // Replaceable only so that a test can show a wrong rule is caught (tests/speculative_test.cc).
+  // Replaceable only so that a wrong rule can be planted and shown to be caught
+  // (tests/speculative_test.cc, golden/bug_catalog.h).
   AcceptanceTest accept = exact_acceptance;
+  ResidualWeights residual = exact_residual;
 };
 
 struct SpeculativeStats {

@@ -300,6 +300,10 @@ class Bf16Backend : public Kernels {
                     bool renormalize, int32_t* indices, float* weights) const override {
     base().select_top_k(probs, n_tokens, n_experts, k, renormalize, indices, weights);
   }
+  int64_t apply_capacity(const int32_t* indices, int64_t n_tokens, int64_t k, int64_t n_experts,
+                         int64_t capacity, int32_t* kept) const override {
+    return base().apply_capacity(indices, n_tokens, k, n_experts, capacity, kept);
+  }
 
  protected:
   static const Kernels& base() { return emulated_kernels(Precision::kBF16); }

@@ -27,5 +27,6 @@ Command register_anchor(CLI::App& app);
 Command register_tolerances(CLI::App& app);
 Command register_candidate(CLI::App& app);
 Command register_serve_sim(CLI::App& app);
+Command register_bugs(CLI::App& app);
 
 }  // namespace moeref::cli

@@ -28,7 +28,8 @@ int main(int argc, char** argv) {
       register_stats(app),     register_init(app),      register_run(app),
       register_export_hf(app), register_import_hf(app), register_trace(app),
       register_golden(app),    register_compare(app),   register_tolerances(app),
-      register_candidate(app), register_serve_sim(app), register_anchor(app)};
+      register_candidate(app), register_serve_sim(app), register_anchor(app),
+      register_bugs(app)};
 
   try {
     app.parse(argc, argv);

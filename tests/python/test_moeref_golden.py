@@ -1,9 +1,12 @@
-"""Tests of tools/moeref_golden.py: the safetensors reader and writer, GoldenSet, and compare(),
-which must say exactly what `moeref compare` (golden/compare.cc) says.
+"""Tests of tools/moeref_golden.py: the safetensors reader and writer, GoldenSet, the sampling
+and Philox port, and compare(), which must say exactly what `moeref compare` (golden/compare.cc,
+golden/decisions.cc, golden/anchored_run.cc) says: every verdict, status and note.
 
 Golden sets are built with the C++ CLI (`moeref golden`), and some by hand with the module's
-writer, following golden/golden_set.h. Run by ctest (tests/CMakeLists.txt), which sets MOEREF_CLI
-and MOEREF_SOURCE_DIR; by hand:
+writer, following golden/golden_set.h. Candidates with decisions of their own (another expert,
+another sampled token) are made the honest way, by the reference re-run on those decisions
+(`moeref anchor`), or by `moeref candidate --emulate`. Run by ctest (tests/CMakeLists.txt), which
+sets MOEREF_CLI and MOEREF_SOURCE_DIR; by hand:
 
     MOEREF_CLI=build/tools/moeref PYTHONPATH=tools python3 -m unittest discover -s tests/python -v
 """
@@ -17,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import unittest
+import unittest.mock
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +36,8 @@ CONFIG = SOURCE_DIR / "configs" / "golden" / "tiny-mqa-moe.json"
 # Set by setUpModule:
 TMP = Path()  # a temporary directory for everything the tests write
 TINY = Path()  # the tiny-mqa-moe set, built once; tests that corrupt a set copy it first
-SYNTHETIC = Path()  # a set built by hand (write_set_by_hand)
+SYNTHETIC = Path()  # a model set built by hand (write_set_by_hand), without weights
+SYNTHETIC_TOP_K = Path()  # an op set built by hand: top_k on chosen router probabilities
 
 
 def run_cli(*args, check=True):
@@ -79,9 +84,11 @@ def i32(values):
     return np.array(values, dtype=np.int32)
 
 
-# The hand-built set: margins chosen around the resolutions of the default tolerances.
-# Router rows: smallest gap among the top 3 of 1e-7 (a near-tie at every precision), 5e-5 (a
-# failure at fp32, a near-tie at bf16) and 0.2 (a failure even at bf16, whose resolution is 0.17).
+# The hand-built model set (no weights: a routing or sampling flip, which needs a re-run of the
+# model, cannot be checked on it). Greedy tokens are judged on the logits row that chose them:
+# row 0 on the last row of prefill/logits (token 0 at 3.0; token 2 at 2.5 is 0.5 away, within
+# bf16's resolution 0.2 * (2 + 3.0 + 2.5) = 1.5 and beyond fp16's 0.225), row 1 on decode.0/logits
+# (tokens 1 and 4 tie exactly at 2.0: the tie rule picks 1, and 4 is never excused).
 SYNTHETIC_TRACE = [
     ("prefill/layers.0.moe.router_probs",
      f32([[0.35, 0.3500001, 0.2, 0.0999999], [0.4, 0.39995, 0.2, 0.00005],
@@ -93,14 +100,25 @@ SYNTHETIC_TRACE = [
     ("prefill/layers.0.moe.z_loss", f32(0.75), "router_z_loss", "activation"),
     ("prefill/logits", f32([[0.1, 0.2, 0.3, 0.4, 0.5], [1, 2, 5, 2.5, 0], [3.0, -1, 2.5, 0, 1]]),
      "lm_head", "logits"),
-    ("greedy_tokens", i32([0, 4]), "greedy", "exact"),
+    ("decode.0/logits", f32([[0.5, 2.0, 1.0, -3.0, 2.0]]), "lm_head", "logits"),
+    ("greedy_tokens", i32([0, 1]), "greedy", "exact"),
     ("sampled_tokens", i32([7, 8, 9]), "sampling", "exact"),
 ]
-SYNTHETIC_MARGINS = {"greedy_tokens": [0.2, 1e-7], "sampled_tokens": [0.3, 1e-7, 0.19]}
+
+# The hand-built top_k op set: router probabilities of 4 experts chosen around the resolutions of
+# the default tolerances, resolution = tol(p_reference) + tol(p_candidate), tol(p) = k + k * p.
+#   row 0: experts 1 and 0 are 1.2e-7 apart: a near-tie at every precision (fp32: 2.7e-6)
+#   row 1: experts 0 and 1 are 5e-5 apart: beyond fp32 (2.8e-6), within tf32 (0.0112)
+#   row 2: experts 0 and 1 are 0.45 apart, expert 3 is 0.2 below expert 1: beyond even bf16
+#   row 3: experts 0 and 1 tie exactly (the lower index ranks first); expert 2 is 0.1 below 1:
+#          within bf16 (0.125), beyond fp16 (0.015)
+TOP_K_PROBS = f32([[0.35, 0.3500001, 0.2, 0.0999999], [0.4, 0.39995, 0.2, 0.00005],
+                   [0.7, 0.25, 0.0, 0.05], [0.3, 0.3, 0.2, 0.2]])
+TOP_K_INDICES = i32([[1, 0], [0, 1], [0, 1], [0, 1]])
 
 
 def setUpModule():
-    global TMP, TINY, SYNTHETIC
+    global TMP, TINY, SYNTHETIC, SYNTHETIC_TOP_K
     if not Path(CLI).exists():
         raise AssertionError(f"the moeref CLI is not at {CLI}: build it, or set MOEREF_CLI")
     TMP = Path(tempfile.mkdtemp(prefix="moeref_golden_test."))
@@ -108,8 +126,18 @@ def setUpModule():
     run_cli("golden", CONFIG, "--out", TINY)
     SYNTHETIC = TMP / "synthetic"
     write_set_by_hand(SYNTHETIC, {"format_version": 1, "kind": "model", "case": "synthetic",
-                                  "description": "built by hand", "margins": SYNTHETIC_MARGINS},
+                                  "description": "built by hand",
+                                  "inputs": {"prompt": [1, 2, 3]}},
                       {"prompt": i32([1, 2, 3])}, SYNTHETIC_TRACE)
+    SYNTHETIC_TOP_K = TMP / "synthetic-top-k"
+    weights = np.take_along_axis(TOP_K_PROBS, TOP_K_INDICES, axis=1)
+    write_set_by_hand(SYNTHETIC_TOP_K, {"format_version": 1, "kind": "op", "case": "top-k-by-hand",
+                                        "op": "top_k", "description": "built by hand",
+                                        "parameters": {"k": 2, "n_experts": 4,
+                                                       "renormalize": False, "tokens": 4}},
+                      {"probs": TOP_K_PROBS},
+                      [("indices", TOP_K_INDICES, "top_k", "exact"),
+                       ("weights", weights, "top_k", "probability")])
 
 
 def tearDownModule():
@@ -118,6 +146,78 @@ def tearDownModule():
 
 def copy_of_trace(golden: mg.GoldenSet) -> dict:
     return {e["name"]: golden.tensor(e["name"]).copy() for e in golden.expected}
+
+
+HF_MIXTRAL = SOURCE_DIR / "golden" / "sets" / "tiny-hf-mixtral"
+OP_SAMPLING = SOURCE_DIR / "golden" / "sets" / "ops" / "sampling-top-k-top-p"
+OP_GREEDY = SOURCE_DIR / "golden" / "sets" / "ops" / "sampling-greedy-ties"
+_EMULATED = {}
+
+
+def emulated_candidate(set_dir: Path, precision: str) -> Path:
+    """`moeref candidate SET --emulate PRECISION`: the set's model run with kernels computing at
+    that precision, teacher-forced, its own decisions included (written once per test run)."""
+    key = (str(set_dir), precision)
+    if key not in _EMULATED:
+        path = TMP / f"emulated-{set_dir.name}-{precision}.safetensors"
+        run_cli("candidate", set_dir, "--emulate", precision, "--out", path)
+        _EMULATED[key] = path
+    return _EMULATED[key]
+
+
+def rerun_candidate(golden: mg.GoldenSet, decisions: dict) -> dict:
+    """What an honest backend that made these routing decisions, and the set's elsewhere,
+    computes: the reference re-run on them (`moeref anchor`), with the routing it was forced to in
+    place of the reference's own choices on the re-run's probabilities (which it reports)."""
+    candidate = copy_of_trace(golden)
+    candidate.update(decisions)
+    run = mg.anchored_run(golden, candidate)
+    result = {e["name"]: run[e["name"]].copy() for e in golden.expected}
+    for name in result:
+        if name.endswith("moe.topk_indices") or name == "sampled_tokens":
+            result[name] = np.array(candidate[name])
+    return result
+
+
+def sampled_flip_candidate(golden: mg.GoldenSet, row: int, token: int) -> dict:
+    """What an honest backend that sampled `token` at step `row` of the sampled generation
+    computes: the reference's tokens before it, `token`, then the reference's own choices after
+    that prefix (re-run until the fed tokens are the ones the reference draws after them)."""
+    sampled = golden.tensor("sampled_tokens").copy()
+    sampled[row] = token
+    while True:
+        run = mg.anchored_run(golden, {"sampled_tokens": sampled})
+        following = run["sampled_tokens"].copy()
+        following[:row + 1] = sampled[:row + 1]
+        if np.array_equal(following, sampled):
+            break
+        sampled = following
+    result = {e["name"]: run[e["name"]].copy() for e in golden.expected}
+    result["sampled_tokens"] = sampled
+    return result
+
+
+def routing_order(golden: mg.GoldenSet, name: str, token: int) -> list[int]:
+    """The experts of one token's router probabilities, most likely first (ties: lower index)."""
+    probs = golden.tensor(name[:-len("topk_indices")] + "router_probs")[token]
+    return sorted(range(probs.size), key=lambda e: (-float(probs[e]), e))
+
+
+def sampling_row(golden: mg.GoldenSet, row: int):
+    """Row `row` of the op sampling set: (logits, parameters, u, kept [(token, low, high)])."""
+    parameters = golden.manifest["parameters"]
+    logits = golden.inputs["logits"][row]
+    u = mg.generation_uniform(parameters["seed"], parameters["draw"], row, parameters["request"])
+    kept, low = [], 0.0
+    for token, p in mg.processed_distribution(logits, parameters["temperature"],
+                                              parameters["top_k"], parameters["top_p"]):
+        kept.append((token, low, low + p))
+        low += p
+    return logits, parameters, u, kept
+
+
+def interval_distance(u: float, low: float, high: float) -> float:
+    return low - u if u < low else u - high if u >= high else 0.0
 
 
 class FakeTorchTensor:
@@ -523,72 +623,187 @@ class CompareTest(unittest.TestCase):
         name = "prefill/layers.0.moe.topk_indices"
         probs = self.golden.tensor("prefill/layers.0.moe.router_probs").astype(np.float64)
         ordered = -np.sort(-probs, axis=1)
-        margins = (ordered[:, :2] - ordered[:, 1:3]).min(axis=1)  # k = 2: gaps among the top 3
-        row = int(np.argmax(margins))
+        row = int(np.argmax(ordered[:, 0] - ordered[:, 1]))  # k = 2: swap ranks 0 and 1
+        first, second = (int(e) for e in self.golden.tensor(name)[row])
         candidate = copy_of_trace(self.golden)
         candidate[name][row] = candidate[name][row][::-1]
         for precision in ("fp32", "fp16"):
             with self.subTest(precision=precision):
                 rtol, atol = mg.DEFAULT_TOLERANCES[precision]["probability"]
-                self.assertGreater(margins[row], 2 * (atol + rtol * probs[row].max()))
+                distance = probs[row, first] - probs[row, second]
+                self.assertGreater(distance, 2 * atol + rtol * (probs[row, first]
+                                                                + probs[row, second]))
                 report = mg.compare(self.golden, candidate, precision)
                 self.assertFalse(report.passed)
+                self.assertTrue(report.anchored, "a routing decision differs: re-run")
                 self.assertEqual(report.first_failure, name)
                 self.assertEqual(report[name].status, "FAIL")
                 self.assertEqual(report[name].out_of_tolerance, 2)
-                self.assertIn(f"row {row} differs although its golden margin", report[name].note)
+                self.assertIn(f"row {row} differs: rank 0: expert {second} where the reference "
+                              f"chose expert {first} (golden probability ", report[name].note)
+                self.assertIn(f"beyond the {precision} resolution", report[name].note)
 
-    def test_a_near_tie_is_excused_and_so_is_what_follows(self):
-        candidate = {name: a.copy() for name, a, _, _ in SYNTHETIC_TRACE}
-        candidate["prefill/layers.0.moe.topk_indices"][0] = [0, 1]  # margin 1e-7
-        candidate["prefill/logits"][2, 0] += 0.5  # would fail, but follows the near-tie
-        report = mg.compare(self.synthetic, candidate)
+    def test_a_near_tie_is_excused_in_its_row_only(self):
+        candidate = {"indices": TOP_K_INDICES.copy()}
+        candidate["indices"][0] = [0, 1]  # 1.2e-7 apart
+        report = mg.compare(SYNTHETIC_TOP_K, candidate)
         self.assertTrue(report.passed, report.to_text())
-        topk = report["prefill/layers.0.moe.topk_indices"]
-        self.assertEqual(topk.status, "near_tie")
-        self.assertRegex(topk.note, r"^row 0 differs where the golden margin 1.\d+e-07 is below "
-                                    r"the fp32 resolution 2.7e-06: a near-tie$")
-        self.assertEqual(report["prefill/logits"].status, "after_near_tie")
-        self.assertEqual(report["prefill/logits"].note,
-                         "1 of 15 elements out of tolerance (after a near-tie)")
-        candidate["prefill/layers.0.moe.router_probs"][0, 0] += 0.1  # before the near-tie
-        report = mg.compare(self.synthetic, candidate)
-        self.assertEqual(report.first_failure, "prefill/layers.0.moe.router_probs")
+        self.assertFalse(report.anchored, "an op set is never re-run")
+        topk = report["indices"]
+        self.assertEqual((topk.status, topk.out_of_tolerance), ("near_tie", 2))
+        self.assertRegex(topk.note, r"^row 0 differs: rank 0: expert 0 where the reference chose "
+                                    r"expert 1 \(golden probability 0.35 where the golden choice "
+                                    r"has 0.35\): 1.19e-07 apart, within the fp32 resolution "
+                                    r"2.7e-06: a near-tie$")
+        candidate["indices"][1] = [1, 0]  # 5e-5 apart: another row, beyond fp32
+        report = mg.compare(SYNTHETIC_TOP_K, candidate)
+        self.assertFalse(report.passed)
+        self.assertEqual(report.first_failure, "indices")
+        self.assertEqual(report["indices"].status, "FAIL")
+        self.assertEqual(report["indices"].out_of_tolerance, 4)
+        self.assertTrue(report["indices"].note.startswith(
+            "row 1 differs: rank 0: expert 1 where the reference chose expert 0"))
+        self.assertIn("beyond the fp32 resolution", report["indices"].note)
 
     def test_the_resolution_depends_on_the_precision(self):
-        candidate = {name: a.copy() for name, a, _, _ in SYNTHETIC_TRACE}
-        candidate["prefill/layers.0.moe.topk_indices"][1] = [1, 0]  # margin 5e-5
-        self.assertEqual(mg.compare(self.synthetic, candidate, "fp32").tensors[1].status, "FAIL")
-        self.assertEqual(mg.compare(self.synthetic, candidate, "bf16").tensors[1].status,
-                         "near_tie")
-        candidate["prefill/layers.0.moe.topk_indices"][1] = [0, 1]
-        candidate["prefill/layers.0.moe.topk_indices"][2] = [1, 0]  # margin 0.2
-        self.assertEqual(mg.compare(self.synthetic, candidate, "bf16").tensors[1].status, "FAIL")
+        def status(rows: dict, precision: str, **overrides) -> str:
+            candidate = {"indices": TOP_K_INDICES.copy()}
+            for row, experts in rows.items():
+                candidate["indices"][row] = experts
+            return mg.compare(SYNTHETIC_TOP_K, candidate, precision, **overrides)["indices"].status
+
+        self.assertEqual(status({1: [1, 0]}, "fp32"), "FAIL")  # 5e-5 apart
+        for precision in ("tf32", "bf16", "fp16"):
+            self.assertEqual(status({1: [1, 0]}, precision), "near_tie", precision)
+        self.assertEqual(status({2: [1, 0]}, "bf16"), "FAIL")  # 0.45 apart
+        self.assertEqual(status({2: [0, 3]}, "bf16"), "FAIL")  # 0.2 apart, resolution 0.115
+        self.assertEqual(status({3: [0, 2]}, "bf16"), "near_tie")  # 0.1 apart, resolution 0.125
+        self.assertEqual(status({3: [0, 2]}, "fp16"), "FAIL")
         # an override moves the resolution too
-        self.assertEqual(mg.compare(self.synthetic, candidate, "fp32", rtol=1.0, atol=1.0)
-                         .tensors[1].status, "near_tie")
+        self.assertEqual(status({2: [1, 0]}, "fp32", rtol=1.0, atol=1.0), "near_tie")
 
-    def test_greedy_and_sampled_tokens_use_the_manifest_margins(self):
-        def status(name, row, precision):
-            candidate = {name: self.synthetic.tensor(name).copy()}
-            candidate[name][row] += 1
-            return mg.compare(self.synthetic, candidate, precision)[name].status
+    def test_exact_ties_are_never_excused(self):
+        candidate = {"indices": TOP_K_INDICES.copy()}
+        candidate["indices"][3] = [1, 0]
+        note = mg.compare(SYNTHETIC_TOP_K, candidate, "bf16", rtol=1.0, atol=1.0)["indices"].note
+        self.assertEqual(note, "row 3 differs: rank 0: expert 1 where the reference chose expert "
+                               "0 (golden probability 0.3 where the golden choice has 0.3): an "
+                               "exact tie, which the tie rule decides (the lower index ranks "
+                               "first), not rounding")
+        greedy = {"greedy_tokens": i32([0, 4])}  # decode.0/logits: tokens 1 and 4 both 2.0
+        report = mg.compare(SYNTHETIC, greedy, "bf16")
+        self.assertEqual(report["greedy_tokens"].status, "FAIL")
+        self.assertEqual(report["greedy_tokens"].note,
+                         "row 1 differs: token 4 where the reference chose token 1 (golden logit "
+                         "2 where the golden choice has 2): an exact tie, which the tie rule "
+                         "decides (the lowest token id wins), not rounding")
 
-        # greedy row 0: margin 0.2, resolution 2 * (k + k * 3.0) from the top logit of the last
-        # row of prefill/logits (the row that chose it; the tensor's largest logit is 5.0)
-        self.assertEqual(status("greedy_tokens", 0, "fp32"), "FAIL")
-        self.assertEqual(status("greedy_tokens", 0, "tf32"), "FAIL")       # 2 * 0.02 * 4 = 0.16
-        self.assertEqual(status("greedy_tokens", 0, "bf16"), "near_tie")   # 2 * 0.2 * 4 = 1.6
-        self.assertEqual(status("greedy_tokens", 1, "fp32"), "near_tie")   # margin 1e-7
-        # sampled: resolution 2 * (k + k * 1.0) of the probability class
-        self.assertEqual(status("sampled_tokens", 0, "bf16"), "FAIL")      # 0.3 > 0.2
-        self.assertEqual(status("sampled_tokens", 1, "fp32"), "near_tie")  # 1e-7 < 4e-6
-        self.assertEqual(status("sampled_tokens", 2, "bf16"), "near_tie")  # 0.19 < 0.2
-        # kept flags have no margin: any difference fails
+    def test_rows_that_choose_no_valid_experts_fail_first(self):
+        cases = {(0, 0): "rank 1: expert 0 chosen twice",
+                 (4, 0): "rank 0: expert 4 does not exist (4 experts)",
+                 (1, -3): "rank 1: expert -3 does not exist (4 experts)",
+                 (2**40, 0): "rank 0: expert -1 does not exist (4 experts)"}  # beyond int32
+        for experts, words in cases.items():
+            with self.subTest(experts=experts):
+                candidate = {"indices": TOP_K_INDICES.astype(np.int64)}
+                candidate["indices"][2] = experts
+                report = mg.compare(SYNTHETIC_TOP_K, candidate, "bf16", rtol=1.0, atol=1.0)
+                self.assertEqual(report["indices"].status, "FAIL")
+                self.assertEqual(report["indices"].note, "row 2 differs: " + words)
+
+    def test_greedy_tokens_are_judged_on_the_logits_that_chose_them(self):
+        def note(row, token, precision):
+            candidate = {"greedy_tokens": self.synthetic.tensor("greedy_tokens").copy()}
+            candidate["greedy_tokens"][row] = token
+            report = mg.compare(self.synthetic, candidate, precision)
+            self.assertFalse(report.anchored, "greedy decode calls are teacher-forced: no re-run")
+            return report["greedy_tokens"].status, report["greedy_tokens"].note
+
+        # row 0, the last row of prefill/logits: token 2 is 0.5 below token 0 (3.0); the
+        # resolution is k * (2 + 3.0 + 2.5) of the logits class
+        self.assertEqual(note(0, 2, "bf16"), (
+            "near_tie", "row 0 differs: token 2 where the reference chose token 0 (golden logit "
+                        "2.5 where the golden choice has 3): 0.5 apart, within the bf16 "
+                        "resolution 1.5: a near-tie"))
+        for precision in ("fp32", "tf32", "fp16"):
+            self.assertEqual(note(0, 2, precision)[0], "FAIL", precision)
+        status, words = note(0, 1, "bf16")  # -1.0: 4 apart, resolution 1.2
+        self.assertEqual(status, "FAIL")
+        self.assertTrue(words.endswith("4 apart, beyond the bf16 resolution 1.2"), words)
+        self.assertEqual(note(1, 5, "bf16"), (
+            "FAIL", "row 1 differs: token 5 is outside the vocabulary of 5"))
+        # kept flags are no judged decision: any difference fails
         kept = "prefill/layers.0.moe.kept"
         candidate = {kept: self.golden.tensor(kept).copy()}
         candidate[kept][0, 0] = 1 - candidate[kept][0, 0]
         self.assertEqual(mg.compare(self.golden, candidate)[kept].note, "row 0 differs")
+
+    def test_sampled_tokens_are_judged_against_u(self):
+        """The op sampling set: row 0 draws u = 0.61296 in token 39's interval; the interval of
+        token 46, the next one kept, starts 0.0231 above u, within bf16's resolution 2 * (0.05 +
+        0.05 * u) = 0.161 but beyond fp16's 0.0194; token 22's is 0.518 away; token 0 was cut."""
+        golden = mg.GoldenSet(OP_SAMPLING)
+
+        def verdict(token, precision):
+            candidate = {"tokens": golden.tensor("tokens").copy()}
+            candidate["tokens"][0] = token
+            tensor = mg.compare(golden, candidate, precision)["tokens"]
+            return tensor.status, tensor.note
+
+        self.assertEqual(int(golden.tensor("tokens")[0]), 39)
+        self.assertEqual(verdict(46, "bf16"), (
+            "near_tie", "row 0 differs: token 46 where the reference drew token 39 (u = 0.612960): "
+                        "its interval is [0.636089, 0.770427), 0.0231 from u, within the bf16 "
+                        "resolution 0.161: a near-tie"))
+        self.assertEqual(verdict(46, "fp16"), (
+            "FAIL", "row 0 differs: token 46 where the reference drew token 39 (u = 0.612960): "
+                    "its interval is [0.636089, 0.770427), 0.0231 from u, beyond the fp16 "
+                    "resolution 0.0194"))
+        self.assertEqual(verdict(22, "bf16"), (
+            "FAIL", "row 0 differs: token 22 where the reference drew token 39 (u = 0.612960): "
+                    "its interval is [0.000000, 0.095306), 0.518 from u, beyond the bf16 "
+                    "resolution 0.161"))
+        status, note = verdict(0, "bf16")
+        self.assertEqual(status, "near_tie")
+        self.assertIn("token 0 where the reference drew token 39 (u = 0.612960): the top-k/top-p "
+                      "cut removed it (probability 0.03416 before the cut, 0.0127 below the "
+                      "least kept token's), within the bf16 resolution 0.161: a near-tie", note)
+        self.assertEqual(verdict(50, "bf16"), (
+            "FAIL", "row 0 differs: token 50 is outside the vocabulary of 50"))
+        # the op greedy set: temperature 0, judged as greedy tokens on the logits class
+        greedy = mg.GoldenSet(OP_GREEDY)
+        logits, tokens = greedy.inputs["logits"], greedy.tensor("tokens")
+        candidate = {"tokens": tokens.copy()}
+        row = 0
+        other = int(np.argsort(-logits[row], kind="stable")[1])
+        candidate["tokens"][row] = other
+        note = mg.compare(greedy, candidate, "bf16")["tokens"].note
+        self.assertTrue(note.startswith(f"row 0 differs: token {other} where the reference chose "
+                                        f"token {tokens[row]} (golden logit "), note)
+
+    def test_philox_and_sampling_are_the_reference_s(self):
+        # Random123's known answers for philox4x32_R(10, ...)
+        self.assertEqual(mg.philox4x32_10((0, 0, 0, 0), (0, 0)),
+                         (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8))
+        self.assertEqual(mg.philox4x32_10((2**32 - 1,) * 4, (2**32 - 1,) * 2),
+                         (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD))
+        self.assertEqual(mg.philox4x32_10((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+                                          (0xA4093822, 0x299F31D0)),
+                         (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1))
+        u = mg.generation_uniform(2**40 + 7, 1, 2, 3)
+        self.assertEqual(u * 2**24, int(u * 2**24), "24 bits times 2^-24")
+        # the op sampling set: its processed distributions and tokens, to the bit
+        golden = mg.GoldenSet(OP_SAMPLING)
+        probs = golden.tensor("probs")
+        for row in range(probs.shape[0]):
+            logits, parameters, u, kept = sampling_row(golden, row)
+            distribution = mg.processed_distribution(logits, parameters["temperature"],
+                                                     parameters["top_k"], parameters["top_p"])
+            full = np.zeros(probs.shape[1], dtype=np.float32)
+            for token, p in distribution:
+                full[token] = p
+            np.testing.assert_array_equal(full, probs[row], err_msg=f"row {row}")
+            self.assertEqual(mg.draw_token(distribution, u), golden.tensor("tokens")[row])
 
     def test_missing_extra_and_require_all(self):
         candidate = {"prefill/logits": self.golden.tensor("prefill/logits"),
@@ -622,13 +837,242 @@ class CompareTest(unittest.TestCase):
 
     def test_to_dict_has_the_keys_of_the_cpp_report(self):
         report = mg.compare(self.golden, copy_of_trace(self.golden)).to_dict()
-        self.assertEqual(set(report), {"set", "precision", "passed", "compared", "first_failure",
-                                       "extra", "tensors"})
+        self.assertEqual(set(report), {"set", "precision", "passed", "anchored", "compared",
+                                       "first_failure", "extra", "tensors"})
         self.assertEqual(set(report["tensors"][0]), {
             "name", "op", "tolerance_class", "status", "elements", "out_of_tolerance",
             "non_finite", "max_abs_error", "max_rel_error", "nmse", "cosine", "rtol", "atol",
             "note"})
         self.assertEqual(json.loads(json.dumps(report)), report)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class ReanchoringTest(unittest.TestCase):
+    """After a routing or sampling flip the tensors are compared with the reference re-run on the
+    candidate's own decisions (`moeref anchor`); a near-tie excuses nothing after it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = Path(tempfile.mkdtemp(dir=TMP))
+        cls.golden = mg.GoldenSet(TINY)
+        cls.name = "prefill/layers.0.moe.topk_indices"
+        # token 0 in the first routing of the run: the golden rank-1 expert, the third most
+        # likely one (0.00135 below it: bf16 cannot resolve that, fp32 can), the least likely one
+        order = routing_order(cls.golden, cls.name, 0)
+        cls.second, cls.third, cls.least = order[1], order[2], order[-1]
+        probs = cls.golden.tensor("prefill/layers.0.moe.router_probs")[0].astype(np.float64)
+        cls.gap = probs[cls.second] - probs[cls.third]
+        assert list(cls.golden.tensor(cls.name)[0]) == order[:2]
+
+    def flipped(self, expert: int) -> dict:
+        indices = self.golden.tensor(self.name).copy()
+        indices[0, 1] = expert
+        return rerun_candidate(self.golden, {self.name: indices})
+
+    def test_a_flip_within_the_resolution_is_re_anchored_and_passes(self):
+        self.assertLess(self.gap, 0.002, "the case needs a router gap that bf16 cannot resolve")
+        candidate = self.flipped(self.third)
+        report = mg.compare(self.golden, candidate, "bf16")
+        self.assertTrue(report.passed, report.to_text())
+        self.assertTrue(report.anchored)
+        self.assertIn("re-anchored: a routing or sampling decision differs, so the tensors are "
+                      "compared with the reference re-run on the candidate's own decisions\n",
+                      report.to_text())
+        for t in report.tensors:
+            if t.name == self.name:
+                self.assertEqual(t.status, "near_tie")
+                self.assertIn(f"row 0 differs: rank 1: expert {self.third} where the reference "
+                              f"chose expert {self.second}", t.note)
+                self.assertIn("within the bf16 resolution", t.note)
+            else:
+                # the flipped expert's outputs and everything after it: the re-run's, to the bit
+                # (a later routing that the flip moved within the resolution is a near-tie)
+                self.assertEqual(t.max_abs_error, 0.0, t.name)
+                self.assertIn(t.status, ("pass", "near_tie") if t.name.endswith("topk_indices")
+                              else ("pass",), t.name)
+        # what the flip changed, and what the set's own tensors would have failed
+        differs = [n for n in candidate if not np.array_equal(candidate[n], self.golden.tensor(n))]
+        self.assertIn("prefill/layers.0.moe.expert_outputs", differs)
+        # fp32 resolves the gap: the same flip fails there, at the decision itself
+        strict = mg.compare(self.golden, candidate)
+        self.assertFalse(strict.passed)
+        self.assertEqual(strict.first_failure, self.name)
+        self.assertIn("beyond the fp32 resolution", strict[self.name].note)
+
+    def test_after_a_legitimate_flip_a_later_bug_still_fails(self):
+        candidate = self.flipped(self.third)
+        later = "decode.1/logits"
+        candidate[later][0, 0] += 5.0
+        report = mg.compare(self.golden, candidate, "bf16")
+        self.assertFalse(report.passed)
+        self.assertTrue(report.anchored)
+        self.assertEqual(report.first_failure, later, report.to_text())
+        self.assertEqual(report[self.name].status, "near_tie")
+        self.assertEqual(report[later].status, "FAIL")
+        self.assertEqual(report[later].note, f"1 of {report[later].elements} elements out of "
+                                             "tolerance")
+        self.assertNotIn("after", report.to_text())
+        # a backend that reports the flip but computes the golden expert's outputs is caught too:
+        # the re-run ran the expert it named
+        dishonest = copy_of_trace(self.golden)
+        dishonest[self.name] = candidate[self.name]
+        report = mg.compare(self.golden, dishonest, "bf16")
+        self.assertFalse(report.passed)
+        self.assertEqual(report[self.name].status, "near_tie")
+        self.assertEqual(report.first_failure, "prefill/layers.0.moe.expert_outputs")
+
+    def test_a_flip_to_an_unlikely_expert_fails_naming_both(self):
+        report = mg.compare(self.golden, self.flipped(self.least), "bf16")
+        self.assertFalse(report.passed)
+        self.assertEqual(report.first_failure, self.name)
+        note = report[self.name].note
+        self.assertIn(f"row 0 differs: rank 1: expert {self.least} where the reference chose "
+                      f"expert {self.second} (golden probability ", note)
+        self.assertIn("beyond the bf16 resolution", note)
+
+    def test_sampled_flips_are_judged_on_the_re_run(self):
+        run = mg.anchored_run(self.golden, copy_of_trace(self.golden))
+        sampling = self.golden.manifest["inputs"]["sampling"]
+        prompt = len(self.golden.manifest["inputs"]["prompt"])
+        row = 2
+        u = mg.generation_uniform(sampling["seed"], 0, prompt + row)
+        kept, low = [], 0.0
+        for token, p in mg.processed_distribution(run["sampled_logits"][row],
+                                                  sampling["temperature"], sampling["top_k"],
+                                                  sampling["top_p"]):
+            kept.append((interval_distance(u, low, low + p), token))
+            low += p
+        kept.sort()
+        reference = int(self.golden.tensor("sampled_tokens")[row])
+        self.assertEqual(kept[0], (0.0, reference))
+        near, far = kept[1], kept[-1]
+        self.assertLess(near[0], 0.01)
+        self.assertGreater(far[0], 0.3)
+        for (distance, token), status in ((near, "near_tie"), (far, "FAIL")):
+            with self.subTest(token=token):
+                candidate = sampled_flip_candidate(self.golden, row, token)
+                report = mg.compare(self.golden, candidate, "bf16")
+                self.assertTrue(report.anchored)
+                self.assertEqual(report["sampled_tokens"].status, status, report.to_text())
+                self.assertEqual(report["sampled_tokens"].out_of_tolerance, 1,
+                                 "the tokens after the flip are the re-run's own")
+                self.assertIn(f"row {row} differs: token {token} where the reference drew token "
+                              f"{reference} (u = {u:.6f}): its interval is ",
+                              report["sampled_tokens"].note)
+                self.assertIn(f"{distance:.3g} from u", report["sampled_tokens"].note)
+                self.assertEqual(report.passed, status == "near_tie")
+
+    def test_an_emulated_bf16_run_passes_re_anchored(self):
+        """`moeref candidate --emulate bf16` on tiny-hf-mixtral flips two routings and a sampled
+        token, each within bf16's resolution; everything else is the re-run's within tolerance."""
+        file = mg.read_safetensors_file(emulated_candidate(HF_MIXTRAL, "bf16"))
+        report = mg.compare(HF_MIXTRAL, file, "bf16")
+        self.assertTrue(report.passed, report.to_text())
+        self.assertTrue(report.anchored)
+        near = [t.name for t in report.tensors if t.status == "near_tie"]
+        self.assertEqual(len(near), 3, report.to_text())
+        self.assertEqual(sum(n.endswith("moe.topk_indices") for n in near), 2)
+        self.assertIn("sampled_tokens", near)
+        self.assertIn("where the reference drew token", report["sampled_tokens"].note)
+        self.assertFalse(mg.compare(HF_MIXTRAL, file, "fp32").passed)
+        # a later bug in the same run still fails
+        planted = dict(file.tensors)
+        planted["decode.3/logits"] = planted["decode.3/logits"] + 5.0
+        report = mg.compare(HF_MIXTRAL, planted, "bf16")
+        self.assertFalse(report.passed)
+        self.assertEqual(report.first_failure, "decode.3/logits")
+        self.assertEqual(len([t for t in report.tensors if t.status == "near_tie"]), 3)
+
+    def test_a_precomputed_re_run(self):
+        candidate = self.flipped(self.third)
+        expected = mg.compare(self.golden, candidate, "bf16").to_dict()
+        run = mg.anchored_run(self.golden, candidate)
+        self.assertIn("sampled_logits", run)
+        missing = "/nonexistent/moeref"
+        from_mapping = mg.compare(self.golden, candidate, "bf16", moeref=missing, anchored=run)
+        self.assertEqual(from_mapping.to_dict(), expected)
+        path = self.dir / "anchored.safetensors"
+        mg.write_safetensors(self.dir / "decisions.safetensors", candidate)
+        run_cli("anchor", TINY, self.dir / "decisions.safetensors", "--out", path)
+        from_file = mg.compare(self.golden, candidate, "bf16", moeref=missing, anchored=path)
+        self.assertEqual(from_file.to_dict(), expected)
+        # not read where no decision differs: the set's own tensors are the re-run's
+        exact = mg.compare(self.golden, copy_of_trace(self.golden), anchored={"x": f32([1])})
+        self.assertFalse(exact.anchored)
+        self.assertTrue(exact.passed)
+
+    def test_the_program_is_found_or_the_error_says_how(self):
+        candidate = self.flipped(self.third)
+        with self.assertRaises(mg.AnchoringError) as raised:
+            mg.compare(self.golden, candidate, "bf16", moeref=self.dir / "no-such-moeref")
+        self.assertIn("no-such-moeref", str(raised.exception))
+        self.assertIn("MOEREF_CLI", str(raised.exception))
+        cli = shutil.which(CLI)
+        fake = self.dir / "fake-moeref"
+        fake.write_text("#!/bin/sh\necho 'fake: cannot anchor' >&2\nexit 3\n")
+        fake.chmod(0o755)
+        with unittest.mock.patch.dict(os.environ, {"MOEREF_CLI": cli}):
+            self.assertEqual(mg.find_moeref(), cli)
+            self.assertEqual(mg.find_moeref(fake), str(fake), "the argument comes first")
+            with self.assertRaises(mg.AnchoringError) as raised:
+                mg.compare(self.golden, candidate, "bf16", moeref=fake)
+            self.assertIn("exited 3: fake: cannot anchor", str(raised.exception))
+        with unittest.mock.patch.dict(os.environ, {"MOEREF_CLI": str(self.dir / "gone")}):
+            with self.assertRaisesRegex(mg.AnchoringError, "MOEREF_CLI"):
+                mg.find_moeref()
+        # Without an argument, MOEREF_CLI or moeref on PATH: build/tools/moeref next to tools/,
+        # and where there is none, an error that says what differs and how to point to moeref.
+        decisions = self.dir / "flipped.safetensors"
+        mg.write_safetensors(decisions, candidate)
+        script = ("import sys, moeref_golden as mg\n"
+                  "try:\n"
+                  f"    r = mg.compare({str(TINY)!r}, mg.read_safetensors_file({str(decisions)!r}),"
+                  " 'bf16')\n"
+                  "    print('anchored' if r.anchored else 'not anchored', r.passed)\n"
+                  "except mg.AnchoringError as e:\n"
+                  "    print('AnchoringError:', e)\n")
+        for with_build in (False, True):
+            with self.subTest(with_build=with_build):
+                root = Path(tempfile.mkdtemp(dir=self.dir))
+                (root / "tools").mkdir()
+                shutil.copy(TOOL, root / "tools" / "moeref_golden.py")
+                if with_build:
+                    (root / "build" / "tools").mkdir(parents=True)
+                    (root / "build" / "tools" / "moeref").symlink_to(cli)
+                env = {k: v for k, v in os.environ.items() if k != "MOEREF_CLI"}
+                env.update(PYTHONPATH=str(root / "tools"), PATH=str(root))
+                result = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                                        text=True, env=env)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                if with_build:
+                    self.assertEqual(result.stdout, "anchored True\n")
+                else:
+                    for words in ("AnchoringError: a routing or sampling decision of the "
+                                  "candidate differs", "re-anchoring", "moeref=PATH",
+                                  "--moeref PATH", "MOEREF_CLI", "on PATH", "build/tools/moeref"):
+                        self.assertIn(words, result.stdout)
+
+    def test_a_flip_in_a_set_without_weights(self):
+        """The hand-built model set has no weights to re-run: both checkers say so."""
+        for name, row in (("prefill/layers.0.moe.topk_indices", 0), ("sampled_tokens", 1)):
+            with self.subTest(name=name):
+                candidate = {n: a.copy() for n, a, _, _ in SYNTHETIC_TRACE}
+                candidate[name][row] = candidate[name][row][::-1] if candidate[name].ndim > 1 \
+                    else candidate[name][row] + 1
+                with self.assertRaises(mg.GoldenError) as raised:
+                    mg.compare(SYNTHETIC, candidate)
+                self.assertEqual(str(raised.exception), f"{SYNTHETIC}: not a model case")
+                path = self.dir / "flip.safetensors"
+                mg.write_safetensors(path, candidate)
+                result = run_cli("compare", SYNTHETIC, path, check=False)
+                self.assertEqual(result.returncode, 1)
+                self.assertIn(str(raised.exception), result.stderr)
+                mine = subprocess.run([sys.executable, str(TOOL), "compare", str(SYNTHETIC),
+                                       str(path)], capture_output=True, text=True)
+                self.assertEqual(mine.returncode, 1)
+                self.assertIn(str(raised.exception), mine.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -653,7 +1097,8 @@ class AgreesWithCppTest(unittest.TestCase):
         return report, (text, verbose)
 
     def assert_same_report(self, python: dict, cpp: dict):
-        for key in ("set", "precision", "passed", "compared", "first_failure", "extra"):
+        for key in ("set", "precision", "passed", "anchored", "compared", "first_failure",
+                    "extra"):
             self.assertEqual(python[key], cpp[key], key)
         self.assertEqual(len(python["tensors"]), len(cpp["tensors"]))
         for p, c in zip(python["tensors"], cpp["tensors"]):
@@ -743,44 +1188,149 @@ class AgreesWithCppTest(unittest.TestCase):
             with self.subTest(precision=precision):
                 self.check(TINY, candidate, precision, dtypes=dtypes)
 
-    def test_near_ties_and_what_follows(self):
-        name = "prefill/layers.1.moe.topk_indices"
-        probs = self.golden.tensor("prefill/layers.1.moe.router_probs").astype(np.float64)
-        ordered = -np.sort(-probs, axis=1)
-        row = int(np.argmin((ordered[:, :2] - ordered[:, 1:3]).min(axis=1)))
-        candidate = copy_of_trace(self.golden)
-        candidate[name][row] = candidate[name][row][::-1]
-        candidate["decode.0/logits"] += 1.0
-        candidate["greedy_tokens"][-1] += 1
-        candidate["sampled_tokens"][2] += 1
-        cpp = self.check(TINY, candidate, "bf16")
-        statuses = {t["name"]: t["status"] for t in cpp["tensors"]}
-        self.assertEqual(statuses[name], "near_tie")
-        self.assertEqual(statuses["decode.0/logits"], "after_near_tie")
-        self.assertTrue(cpp["passed"])
-        self.check(TINY, candidate, "fp32", expect_pass=False)
+    def test_flips_that_need_re_anchoring(self):
+        """Routing and sampled flips near and far, honest (the reference re-run on them) and not
+        (the golden tensors with a decision changed), invalid rows, and a bug after a flip."""
+        name = "prefill/layers.0.moe.topk_indices"
+        order = routing_order(self.golden, name, 0)
+        candidates = {}
+        for label, expert in (("near", order[2]), ("far", order[-1])):
+            indices = self.golden.tensor(name).copy()
+            indices[0, 1] = expert
+            candidates[f"honest {label} routing"] = rerun_candidate(self.golden, {name: indices})
+            dishonest = copy_of_trace(self.golden)
+            dishonest[name] = indices
+            candidates[f"dishonest {label} routing"] = dishonest
+        planted = {n: a.copy() for n, a in candidates["honest near routing"].items()}
+        planted["decode.1/logits"][0, 0] += 5.0
+        candidates["a bug after a flip"] = planted
+        later = "decode.2/layers.1.moe.topk_indices"
+        swapped = copy_of_trace(self.golden)
+        swapped[later][0] = swapped[later][0][::-1]
+        candidates["swapped ranks in a decode call"] = swapped
+        for label, row in (("chosen twice", [3, 3]), ("no such expert", [99, 0])):
+            invalid = copy_of_trace(self.golden)
+            invalid["prefill/layers.1.moe.topk_indices"][4] = row
+            candidates[label] = invalid
+        wide = copy_of_trace(self.golden)
+        wide[name] = wide[name].astype(np.int64)
+        wide[name][1, 0] = 2**40  # outside int32: read as -1, no expert
+        candidates["beyond int32"] = wide
+        reference = [int(t) for t in self.golden.tensor("sampled_tokens")]
+        sampled = copy_of_trace(self.golden)
+        sampled["sampled_tokens"][5] = (reference[5] + 1) % 256
+        candidates["dishonest sampled token"] = sampled
+        candidates["honest sampled token"] = sampled_flip_candidate(
+            self.golden, 2, (reference[2] - 1) % 256)
+        for label, candidate in candidates.items():
+            for precision in ("fp32", "bf16", "fp16"):
+                with self.subTest(candidate=label, precision=precision):
+                    cpp = self.check(TINY, candidate, precision)
+                    self.assertTrue(cpp["anchored"])
+        cpp = self.check(TINY, candidates["a bug after a flip"], "bf16", expect_pass=False)
+        self.assertEqual(cpp["first_failure"], "decode.1/logits")
+        self.check(TINY, candidates["honest near routing"], "bf16", expect_pass=True)
 
-    def test_hand_built_set(self):
+    def test_emulated_runs(self):
+        """`moeref candidate --emulate`: a plain backend at each precision, with the decisions it
+        makes (tiny-hf-mixtral at bf16 flips two routings and a sampled token), at every
+        precision, as is and with a later tensor broken."""
+        for emulated in ("bf16", "fp16", "tf32"):
+            file = mg.read_safetensors_file(emulated_candidate(HF_MIXTRAL, emulated))
+            candidate = dict(file.tensors)
+            broken = dict(candidate)
+            broken["decode.3/layers.0.attn.out"] = candidate["decode.3/layers.0.attn.out"] + 5.0
+            for precision in mg.PRECISIONS:
+                with self.subTest(emulated=emulated, precision=precision):
+                    cpp = self.check(HF_MIXTRAL, candidate, precision,
+                                     expect_pass=True if precision == emulated == "bf16" else None)
+                    self.check(HF_MIXTRAL, broken, precision, expect_pass=False)
+                    if emulated == "bf16":
+                        self.assertTrue(cpp["anchored"])
+
+    def test_the_op_sampling_set_near_and_far_from_u(self):
+        """sampling-top-k-top-p: tokens whose interval is next to u, far from it, cut by top-k or
+        top-p, and outside the vocabulary; sampling-greedy-ties: ties and clear choices."""
+        golden = mg.GoldenSet(OP_SAMPLING)
+        rows = golden.tensor("tokens").size
+        changes = {"near": {}, "far": {}, "cut": {}, "least likely": {}}
+        for row in range(rows):
+            logits, parameters, u, kept = sampling_row(golden, row)
+            reference = int(golden.tensor("tokens")[row])
+            others = sorted((interval_distance(u, low, high), token)
+                            for token, low, high in kept if token != reference)
+            if others:
+                changes["near"][row] = others[0][1]
+                changes["far"][row] = others[-1][1]
+            cut = [t for t in np.argsort(-logits, kind="stable").tolist()
+                   if t not in {token for token, _, _ in kept}]
+            if cut:
+                changes["cut"][row] = cut[0]
+                changes["least likely"][row] = cut[-1]
+        self.assertGreater(min(len(c) for c in changes.values()), rows // 2)
+        variants = {}
+        for label, by_row in changes.items():
+            for row, token in list(by_row.items())[::3]:  # one row changed at a time
+                candidate = {"tokens": golden.tensor("tokens").copy()}
+                candidate["tokens"][row] = token
+                variants[f"{label}, row {row}"] = candidate
+        all_near = {"tokens": golden.tensor("tokens").copy()}
+        for row, token in changes["near"].items():
+            all_near["tokens"][row] = token
+        variants["every row near"] = all_near
+        for token in (-1, 50, 2**31 - 1):
+            candidate = {"tokens": golden.tensor("tokens").astype(np.int64)}
+            candidate["tokens"][3] = token
+            variants[f"token {token}"] = candidate
+        statuses = set()
+        for label, candidate in variants.items():
+            for precision in mg.PRECISIONS:
+                with self.subTest(variant=label, precision=precision):
+                    cpp = self.check(OP_SAMPLING, candidate, precision)
+                    statuses.add(cpp["tensors"][-1]["status"])
+        self.assertEqual(statuses, {"near_tie", "FAIL"}, "both verdicts are exercised")
+        greedy = mg.GoldenSet(OP_GREEDY)
+        logits, tokens = greedy.inputs["logits"], greedy.tensor("tokens")
+        for row in range(tokens.size):
+            for rank in (0, 1, 2, logits.shape[1] - 1):
+                token = int(np.argsort(-logits[row], kind="stable")[rank])
+                if token == tokens[row]:
+                    continue
+                candidate = {"tokens": tokens.copy()}
+                candidate["tokens"][row] = token
+                for precision in mg.PRECISIONS:
+                    with self.subTest(greedy_row=row, token=token, precision=precision):
+                        self.check(OP_GREEDY, candidate, precision)
+
+    def test_hand_built_sets(self):
         base = {name: a.copy() for name, a, _, _ in SYNTHETIC_TRACE}
-        topk = "prefill/layers.0.moe.topk_indices"
         variants = []
-        for rows in ([0], [1], [2], [0, 2], [2, 0]):
+        for row, token in ((0, 2), (0, 1), (0, 4), (1, 4), (1, 0), (0, 5), (1, -1)):
             candidate = {n: a.copy() for n, a in base.items()}
-            for row in rows:  # [0, 2]: a near-tie row before a large-margin one (see report)
-                candidate[topk][row] = candidate[topk][row][::-1]
-            variants.append(candidate)
-        for name, row in (("greedy_tokens", 0), ("greedy_tokens", 1), ("sampled_tokens", 0),
-                          ("sampled_tokens", 1), ("sampled_tokens", 2)):
-            candidate = {n: a.copy() for n, a in base.items()}
-            candidate[name][row] += 1
+            candidate["greedy_tokens"][row] = token
             candidate["prefill/layers.0.moe.aux_loss"] = f32(1e-3)
             variants.append(candidate)
-        zeros = {n: np.zeros_like(a) for n, a in base.items()}
+        zeros = {n: np.zeros_like(a) for n, a in base.items()
+                 if n not in ("prefill/layers.0.moe.topk_indices", "sampled_tokens")}
         variants.append(zeros)
         for i, candidate in enumerate(variants):
             for precision in mg.PRECISIONS:
                 with self.subTest(variant=i, precision=precision):
                     self.check(SYNTHETIC, candidate, precision)
+        top_k = []
+        for rows in ({0: [0, 1]}, {1: [1, 0]}, {2: [1, 0]}, {2: [0, 3]}, {3: [1, 0]}, {3: [0, 2]},
+                     {0: [0, 1], 2: [1, 0]}, {0: [0, 1], 1: [1, 0], 3: [0, 2]}, {1: [1, 1]},
+                     {2: [0, 4]}, {3: [-2, 0]}):
+            candidate = {"indices": TOP_K_INDICES.copy(),
+                         "weights": np.take_along_axis(TOP_K_PROBS, TOP_K_INDICES, axis=1)}
+            for row, experts in rows.items():
+                candidate["indices"][row] = experts
+            top_k.append(candidate)
+        for i, candidate in enumerate(top_k):
+            for precision in mg.PRECISIONS:
+                with self.subTest(top_k=i, precision=precision):
+                    self.check(SYNTHETIC_TOP_K, candidate, precision)
+            self.check(SYNTHETIC_TOP_K, candidate, "fp32", rtol=0.2, atol=0.01)
 
     def test_overrides_require_all_and_mismatches(self):
         candidate = copy_of_trace(self.golden)
@@ -839,9 +1389,9 @@ class CommandLineTest(unittest.TestCase):
     def setUp(self):
         self.dir = Path(tempfile.mkdtemp(dir=TMP))
 
-    def tool(self, *args):
+    def tool(self, *args, env=None):
         return subprocess.run([sys.executable, str(TOOL), *map(str, args)], capture_output=True,
-                              text=True)
+                              text=True, env=env)
 
     def test_compare_exits_like_moeref_compare(self):
         golden = mg.GoldenSet(TINY)
@@ -851,23 +1401,43 @@ class CommandLineTest(unittest.TestCase):
         candidate["prefill/layers.0.moe.router_logits"][0, 0] += 1
         bad = self.dir / "bad.safetensors"
         mg.write_safetensors(bad, candidate)
-        for path, code in ((good, 0), (bad, 1)):
+        flips = emulated_candidate(HF_MIXTRAL, "bf16")  # re-anchored: moeref found by MOEREF_CLI
+        for set_dir, path in ((TINY, good), (TINY, bad), (HF_MIXTRAL, flips)):
             for options in ([], ["--precision", "bf16"], ["--rtol", "0.5", "--atol", "0.01"]):
                 with self.subTest(file=path.name, options=options):
-                    mine = self.tool("compare", TINY, path, "--json", *options)
-                    cpp = run_cli("compare", TINY, path, "--json", *options, check=False)
+                    mine = self.tool("compare", set_dir, path, "--json", *options)
+                    cpp = run_cli("compare", set_dir, path, "--json", *options, check=False)
                     self.assertEqual(mine.returncode, cpp.returncode, mine.stderr)
                     self.assertEqual(json.loads(mine.stdout), json.loads(cpp.stdout))
                     for verbose in ([], ["--verbose"]):
-                        text = self.tool("compare", TINY, path, *verbose, *options)
-                        self.assertEqual(text.stdout, run_cli("compare", TINY, path, *verbose,
+                        text = self.tool("compare", set_dir, path, *verbose, *options)
+                        self.assertEqual(text.stdout, run_cli("compare", set_dir, path, *verbose,
                                                               *options, check=False).stdout)
+        self.assertIn("re-anchored", self.tool("compare", HF_MIXTRAL, flips).stdout)
         self.assertEqual(self.tool("compare", TINY, bad).returncode, 1)
         missing = self.tool("compare", self.dir, good)
         self.assertEqual(missing.returncode, 1)
         self.assertIn("manifest.json", missing.stderr)
         self.assertEqual(self.tool("compare", TINY).returncode, 2, "usage error")
         self.assertEqual(self.tool("compare", TINY, good, "--precision", "fp8").returncode, 2)
+
+    def test_the_moeref_option(self):
+        flips = emulated_candidate(HF_MIXTRAL, "bf16")
+        env = {k: v for k, v in os.environ.items() if k != "MOEREF_CLI"}
+        cpp = run_cli("compare", HF_MIXTRAL, flips, "--precision", "bf16").stdout
+        given = self.tool("compare", HF_MIXTRAL, flips, "--precision", "bf16", "--moeref", CLI,
+                          env=env)
+        self.assertEqual((given.returncode, given.stdout), (0, cpp), given.stderr)
+        wrong = self.tool("compare", HF_MIXTRAL, flips, "--moeref", self.dir / "none", env=env)
+        self.assertEqual((wrong.returncode, wrong.stdout), (1, ""))
+        self.assertTrue(wrong.stderr.startswith("error: a routing or sampling decision of the "
+                                                "candidate differs"), wrong.stderr)
+        self.assertIn(str(self.dir / "none"), wrong.stderr)
+        # no decision differs: no program needed, even a wrong one
+        exact = self.dir / "exact.safetensors"
+        mg.write_safetensors(exact, copy_of_trace(mg.GoldenSet(HF_MIXTRAL)))
+        self.assertEqual(self.tool("compare", HF_MIXTRAL, exact, "--moeref", self.dir / "none",
+                                   env=env).returncode, 0)
 
     def test_show_lists_the_tensors(self):
         result = self.tool("show", TINY)
@@ -881,7 +1451,9 @@ class CommandLineTest(unittest.TestCase):
     def test_module_docstring_teaches(self):
         doc = mg.__doc__
         for words in ("register_forward_hook", "compare(", "first_failure", "GoldenSet(",
-                      "precision", "near_tie", "write_safetensors"):
+                      "precision", "near_tie", "write_safetensors", "resolution", "exact tie",
+                      "re-run", "moeref anchor", "moeref=", "--moeref", "MOEREF_CLI",
+                      "build/tools/moeref", "anchored=", "AnchoringError", "report.anchored"):
             self.assertIn(words, doc)
 
 

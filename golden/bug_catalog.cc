@@ -43,6 +43,7 @@ Bug make_bug(std::string name, std::string description, std::string own_tensor,
           std::move(description),
           std::move(own_tensor),
           std::move(own_op_tensors),
+          {},
           reach,
           {},
           {}};
@@ -85,6 +86,9 @@ std::optional<Candidate> run_exact(const Bug& bug, const GoldenSet& set) {
 bool is_own_tensor(const Bug& bug, const GoldenSet& set, const std::string& name) {
   const std::string_view traced = traced_name(name);
   if (traced.ends_with(bug.own_tensor)) return true;
+  for (const std::string& also : bug.also_own) {
+    if (traced.ends_with(also)) return true;
+  }
   return set.kind() == "op" && std::find(bug.own_op_tensors.begin(), bug.own_op_tensors.end(),
                                          traced) != bug.own_op_tensors.end();
 }

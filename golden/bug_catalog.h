@@ -53,6 +53,10 @@ struct Bug {
   // ("out"; "context" and "probs"; "indices"); empty when it reaches none (moe and gated
   // cross-attention cases use the traced names, and own_tensor applies there).
   std::vector<std::string> own_op_tensors;
+  // Traced names (suffixes, as own_tensor) where the broken op also runs, and so may show first,
+  // in a vision set: the tower and the gated cross-attention blocks call the same norm, SwiGLU and
+  // residual add as the decoder layers, before them.
+  std::vector<std::string> also_own;
   Reach reach;  // the sets it can arise in; run_on and run give std::nullopt elsewhere
   // The candidate of a backend with this bug on `base` kernels (the exact reference's, with
   // Precision::kFP32, for the bug alone); std::nullopt when the bug cannot arise in that set (a

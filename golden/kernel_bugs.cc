@@ -451,13 +451,16 @@ bool has_moe_layer(const ModelConfig& c) { return c.n_moe_layers() > 0; }
 
 template <typename K>
 Bug kernel_bug(std::string name, std::string description, std::string own_tensor,
-               std::vector<std::string> own_op_tensors, Reach reach) {
-  return make_bug(std::move(name), std::move(description), std::move(own_tensor),
-                  std::move(own_op_tensors), std::move(reach),
-                  [](const GoldenSet& set, const Kernels& base, Precision precision) {
-                    const K kernels(base, precision);
-                    return run_mutated(set, kernels, {});
-                  });
+               std::vector<std::string> own_op_tensors, Reach reach,
+               std::vector<std::string> also_own = {}) {
+  Bug bug = make_bug(std::move(name), std::move(description), std::move(own_tensor),
+                     std::move(own_op_tensors), std::move(reach),
+                     [](const GoldenSet& set, const Kernels& base, Precision precision) {
+                       const K kernels(base, precision);
+                       return run_mutated(set, kernels, {});
+                     });
+  bug.also_own = std::move(also_own);
+  return bug;
 }
 
 }  // namespace
@@ -484,15 +487,16 @@ std::vector<Bug> kernel_bugs() {
           "attn.q", {"out"}, rope),
       kernel_bug<RmsNormEpsAfterSqrt>("rmsnorm-eps-after-sqrt",
                                       "RMSNorm adds eps after the square root: x / (rms + eps)",
-                                      "attn_norm.out", {"out"}, rms_norm),
+                                      "attn_norm.out", {"out"}, rms_norm, {"xattn.q", "xattn.k"}),
       kernel_bug<RmsNormPaddedWidth>(
           "rmsnorm-padded-width",
           "RMSNorm averages the squares over the row padded to 64 lanes, not over its width",
-          "attn_norm.out", {"out"}, rms_norm),
+          "attn_norm.out", {"out"}, rms_norm, {"xattn.q", "xattn.k"}),
       kernel_bug<NormWithoutGain>(
           "norm-without-gain", "RMSNorm and LayerNorm leave out the gain w (as if it were 1)",
           "attn_norm.out", {"out"},
-          {kModelKinds, {}, {"rms_norm", "layer_norm", "gated_cross_attention"}, {}}),
+          {kModelKinds, {}, {"rms_norm", "layer_norm", "gated_cross_attention"}, {}},
+          {"xattn.q", "xattn.k", "norm.out"}),
       kernel_bug<LayerNormWithoutMean>(
           "layernorm-mean-not-subtracted",
           "LayerNorm does not subtract the mean: x / sqrt(mean(x^2) + eps) * w + b",
@@ -578,10 +582,11 @@ std::vector<Bug> kernel_bugs() {
           {kModelKinds,
            [](const ModelConfig& c) { return c.ffn_activation == Activation::kSwiGlu; },
            {"expert_ffn", "moe"},
-           [](const nlohmann::json& p) { return p.at("activation") == "swiglu"; }}),
+           [](const nlohmann::json& p) { return p.at("activation") == "swiglu"; }},
+          {"xattn.ffn.out"}),
       kernel_bug<MissingResidual>(
           "missing-residual", "the residual add writes the branch alone: x = f(x), not x + f(x)",
-          "attn.residual", {}, {kModelKinds, {}, {}, {}}),
+          "attn.residual", {}, {kModelKinds, {}, {}, {}}, {"vision.embed.out"}),
   };
 }
 

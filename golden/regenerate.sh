@@ -25,3 +25,6 @@ sets=golden/sets
   --description "Continuous batching: 4 requests, chunked prefill, 3 preemptions, paged KV"
 "$moeref" golden configs/golden/tiny-vision.json --out "$sets/tiny-vision" \
   --description "Vision: ViT tower, Perceiver Resampler, gated cross-attention (multi-query, q/k RMSNorm) in front of both layers; image after prompt token 4"
+"$moeref" golden configs/golden/tiny-bf16-ready.json --out "$sets/tiny-bf16-ready" \
+  --margin 0.05 --temperature 0.5 --top-k 0 --top-p 1.0 --prompt-length 8 --seed 1 \
+  --description "bf16-ready: 4 experts top-1, 32 tokens, a prompt searched for margins of 0.05: honest bf16 and fp16 backends make every decision as the reference does"

@@ -75,5 +75,24 @@ TEST(CheckerPower, NoHonestBackendFailsACalibratedSet) {
   }
 }
 
+// The bf16-ready set: every honest backend at bf16 and fp16 makes every decision as the reference
+// does, so its whole comparison is against the set's own tensors.
+TEST(Bf16ReadySet, HonestBackendsMakeNoOtherDecision) {
+  const GoldenSet set = GoldenSet::open(kSets / "tiny-bf16-ready");
+  for (Precision p : {Precision::kTF32, Precision::kBF16, Precision::kFP16}) {
+    CompareOptions options;
+    options.precision = p;
+    for (const HonestBackend& backend : honest_backends(p)) {
+      const CompareReport report = compare(set, run_case(set, *backend.kernels), options);
+      EXPECT_TRUE(report.passed) << backend.name << " at " << precision_name(p);
+      EXPECT_FALSE(report.anchored) << backend.name << " at " << precision_name(p) << "\n"
+                                    << report.to_text();
+      for (const TensorReport& t : report.tensors) {
+        EXPECT_NE(t.status, TensorStatus::kNearTie) << backend.name << ": " << t.name;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace moeref::golden

@@ -79,15 +79,24 @@ The rules (golden/compare.h, golden/decisions.h, golden/anchored_run.h)
   atol come from the precision and the tensor's tolerance class (DEFAULT_TOLERANCES below) unless
   you pass rtol/atol. Reported: max abs error, max relative error (over nonzero expected values),
   NMSE = sum (a - e)^2 / sum e^2, cosine similarity, and how many elements are out of tolerance.
+- Per-tensor gates, where the set is calibrated (model and op sets written by moeref: the
+  manifest's "honest_errors", the worst max abs error and NMSE that twelve honest emulated
+  backends make on each float tensor at each precision): a float tensor that passes elementwise
+  still fails when its max abs error exceeds 4 times the honest one or its NMSE 16 times the
+  honest one, each floored at 4 roundings of the precision (GATE_FACTORS, UNIT_ROUNDOFF); the
+  report gives the bounds as max_abs_bound and nmse_bound (inf where no gate applies). Where the
+  honest backends err by more than the class allows on a tensor, its elementwise atol widens to
+  4 times their max abs error. rtol/atol overrides turn the gates off.
 - Integer tensors must be equal, row by row (a row: one token's experts, or one token). A row of
   a decision that differs is judged on the scores the reference chose from: it is excused, as a
   "near_tie" (reported, not failed), only when your option scores within the precision's
   resolution of the reference's option, resolution = tol(score of the reference's option) +
-  tol(score of yours), tol(v) = atol + rtol * |v| of the scores' class; an exact tie is the tie
-  rule's to decide and is never excused. The note names both options, their scores and the
-  distance ("row 7 differs: rank 0: expert 6 where the reference chose expert 5 (golden
-  probability 0.2456 where the golden choice has 0.2472): 0.0016 apart, within the bf16
-  resolution 0.125: a near-tie").
+  tol(score of yours), tol(v) = atol + rtol * |v| of the scores' class (where the score tensor
+  is calibrated, routing and greedy decisions take tol(v) = 2 * its honest max abs error + one
+  rounding * |v| instead); an exact tie is the tie rule's to decide and is never excused. The
+  note names both options, their scores and the distance ("row 7 differs: rank 0: expert 6 where
+  the reference chose expert 5 (golden probability 0.2456 where the golden choice has 0.2472):
+  0.0016 apart, within the bf16 resolution 0.0315: a near-tie").
     top-k experts ("...moe.topk_indices", an op case's "indices"): rank by rank, on the router
       probabilities (probability class); an expert that does not exist or is chosen twice fails;
     greedy tokens: on the logits row that chose the token (logits class);
@@ -158,9 +167,10 @@ __all__ = [
     "FORMAT_VERSION", "PRECISIONS", "DEFAULT_TOLERANCES", "GoldenError", "SafetensorsError",
     "SafetensorsFile", "read_safetensors", "read_safetensors_file", "write_safetensors",
     "bfloat16_bits", "bfloat16_round", "GoldenSet", "TensorReport", "Report", "compare",
-    "default_tolerance", "AnchoringError", "find_moeref", "anchored_run", "needs_anchoring",
-    "philox4x32_10", "generation_uniform", "processed_distribution", "draw_token",
-    "judge_top_k", "judge_greedy", "judge_sampled", "main",
+    "default_tolerance", "GATE_FACTORS", "GATE_FLOOR_ROUNDINGS", "DECISION_FACTOR",
+    "UNIT_ROUNDOFF", "honest_error", "AnchoringError", "find_moeref", "anchored_run",
+    "needs_anchoring", "philox4x32_10", "generation_uniform", "processed_distribution",
+    "draw_token", "judge_top_k", "judge_greedy", "judge_sampled", "main",
 ]
 
 
@@ -605,10 +615,10 @@ PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 # element passes when |a - e| <= k * (1 + |e|). tests/python/test_moeref_golden.py keeps the two
 # in sync by comparing this module's reports with `moeref compare --json` at every precision.
 DEFAULT_TOLERANCES = {
-    "fp32": {"activation": (9e-6, 9e-6), "probability": (1e-6, 1e-6), "logits": (8e-6, 8e-6)},
-    "tf32": {"activation": (2e-2, 2e-2), "probability": (4e-3, 4e-3), "logits": (2e-2, 2e-2)},
-    "bf16": {"activation": (3e-1, 3e-1), "probability": (5e-2, 5e-2), "logits": (2e-1, 2e-1)},
-    "fp16": {"activation": (4e-2, 4e-2), "probability": (6e-3, 6e-3), "logits": (3e-2, 3e-2)},
+    "fp32": {"activation": (2e-5, 2e-5), "probability": (3e-6, 3e-6), "logits": (2e-5, 2e-5)},
+    "tf32": {"activation": (4e-2, 4e-2), "probability": (4e-3, 4e-3), "logits": (3e-2, 3e-2)},
+    "bf16": {"activation": (4e-1, 4e-1), "probability": (6e-2, 6e-2), "logits": (3e-1, 3e-1)},
+    "fp16": {"activation": (5e-2, 5e-2), "probability": (7e-3, 7e-3), "logits": (3e-2, 3e-2)},
 }
 
 
@@ -625,6 +635,39 @@ def default_tolerance(precision: str, tolerance_class: str) -> tuple[float, floa
 def _check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise ValueError(f'unknown precision "{precision}" (fp32, tf32, bf16 or fp16)')
+
+
+# The per-tensor gates and decision resolutions of calibrated sets (golden/calibration.h; copies
+# of golden/tolerances.cc's gate_factors, decision_factor and unit_roundoff, the same at every
+# precision and tolerance class): a float tensor fails above GATE_FACTORS[0] times the worst
+# honest backend's max |a - e| or GATE_FACTORS[1] times its NMSE, each baseline floored at
+# GATE_FLOOR_ROUNDINGS roundings of the tensor's largest value (squared, for the NMSE); a decision
+# is judged with tol(v) = DECISION_FACTOR * the score tensor's worst honest max |a - e| +
+# UNIT_ROUNDOFF * |v|.
+GATE_FACTORS = (4.0, 16.0)
+GATE_FLOOR_ROUNDINGS = 4.0
+DECISION_FACTOR = 2.0
+UNIT_ROUNDOFF = {"fp32": 2.0**-24, "tf32": 2.0**-24, "bf16": 2.0**-9, "fp16": 2.0**-11}
+
+
+def honest_error(golden: GoldenSet, precision: str, tensor: str) -> tuple[float, float] | None:
+    """(max_abs_error, nmse) of the worst honest emulated backend on `tensor` at `precision`, from
+    the manifest's "honest_errors", or None where the set has none (not calibrated: written before
+    calibration, a speculative or batching set, or built by hand). GoldenError for a malformed
+    entry."""
+    by_precision = golden.manifest.get("honest_errors")
+    if not isinstance(by_precision, dict) or precision not in by_precision:
+        return None
+    by_tensor = by_precision[precision]
+    if not isinstance(by_tensor, dict) or tensor not in by_tensor:
+        return None
+    pair = by_tensor[tensor]
+    if not (isinstance(pair, list) and len(pair) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)):
+        raise GoldenError(f'{golden.dir / "manifest.json"}: honest_errors.{precision}."{tensor}" '
+                          f"must be [max_abs_error, nmse], got "
+                          f"{json.dumps(pair, separators=(',', ':'))}")
+    return float(pair[0]), float(pair[1])
 
 
 @dataclass
@@ -645,13 +688,15 @@ class TensorReport:
     cosine: float = 1.0
     rtol: float = 0.0
     atol: float = 0.0
+    max_abs_bound: float = math.inf  # the per-tensor gates applied (inf: none)
+    nmse_bound: float = math.inf
     note: str = ""
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in (
             "name", "op", "tolerance_class", "status", "elements", "out_of_tolerance",
             "non_finite", "max_abs_error", "max_rel_error", "nmse", "cosine", "rtol", "atol",
-            "note")}
+            "max_abs_bound", "nmse_bound", "note")}
 
     def to_text(self) -> str:
         """One line, as `moeref compare` prints it."""
@@ -1081,6 +1126,22 @@ class _Checker:
         return (rtol if self.rtol is None else float(self.rtol),
                 atol if self.atol is None else float(self.atol))
 
+    def gate_baseline(self, name: str) -> tuple[float, float] | None:
+        """The honest backends' worst errors on tensor `name`, where the set stores them and no
+        rtol/atol override turns the gates off."""
+        if self.rtol is not None or self.atol is not None:
+            return None
+        return honest_error(self.golden, self.precision, name)
+
+    def score_tolerance(self, tolerance_class: str, score_tensor: str) -> tuple[float, float]:
+        """(rtol, atol) of the scores a decision was made on: one rounding, plus DECISION_FACTOR
+        times the worst honest error on the score tensor where the set is calibrated; the class
+        tolerance otherwise."""
+        honest = self.gate_baseline(score_tensor)
+        if honest is not None:
+            return UNIT_ROUNDOFF[self.precision], DECISION_FACTOR * honest[0]
+        return self.tolerance_for(tolerance_class)
+
     def expected(self, name: str) -> np.ndarray:
         """What the candidate's tensor `name` is compared with: the re-anchored reference's where
         there is a re-run, the set's otherwise (GoldenError if neither has it)."""
@@ -1097,14 +1158,17 @@ class _Checker:
         inputs = self.golden.inputs
         if _traced_name(name).endswith("moe.topk_indices") or (name == "indices"
                                                                and "probs" in inputs):
-            probs = (inputs["probs"] if name == "indices"
-                     else self.expected(name[:-len("topk_indices")] + "router_probs"))
+            probs_name = ("probs" if name == "indices"
+                          else name[:-len("topk_indices")] + "router_probs")
+            probs = inputs["probs"] if name == "indices" else self.expected(probs_name)
             return judge_top_k(_row_of(probs, probs.shape[-1], row), expected_row, actual_row,
-                               self.tolerance_for("probability"), p)
+                               self.score_tolerance("probability", probs_name), p)
         if name == "greedy_tokens" and self.golden.kind == "model":
-            logits = self.expected("prefill/logits" if row == 0 else f"decode.{row - 1}/logits")
+            logits_name = "prefill/logits" if row == 0 else f"decode.{row - 1}/logits"
+            logits = self.expected(logits_name)
             return judge_greedy(_row_of(logits, logits.shape[1], logits.shape[0] - 1),
-                                expected_row[0], actual_row[0], self.tolerance_for("logits"), p)
+                                expected_row[0], actual_row[0],
+                                self.score_tolerance("logits", logits_name), p)
         if name == "sampled_tokens" and self.golden.kind == "model" and self.anchored is not None:
             if "sampled_logits" not in self.anchored:
                 raise GoldenError('the re-anchored run has no "sampled_logits", which '
@@ -1189,11 +1253,44 @@ class _Checker:
             self.check_integers(entry["name"], expected, actual, list(golden.shape), report)
         else:
             report.rtol, report.atol = self.tolerance_for(entry["tolerance_class"])
-            self.measure_floats(expected, actual, report)
+            honest = self.gate_baseline(entry["name"])
+            # Where an honest backend errs by more than the class allows on this tensor, the
+            # elementwise bound widens to the gate's.
+            if honest is not None:
+                report.atol = max(report.atol, GATE_FACTORS[0] * honest[0])
+            largest_expected = self.measure_floats(expected, actual, report)
+            if honest is not None:
+                self.apply_gates(honest, largest_expected, report)
         return report
 
+    def apply_gates(self, honest: tuple[float, float], largest_expected: float,
+                    report: TensorReport) -> None:
+        """The per-tensor gates (compare.cc, apply_gates): the bounds always, a failure only for
+        a tensor that passed the elementwise check."""
+        floor = GATE_FLOOR_ROUNDINGS * UNIT_ROUNDOFF[self.precision]
+        report.max_abs_bound = GATE_FACTORS[0] * max(honest[0], floor * largest_expected)
+        report.nmse_bound = GATE_FACTORS[1] * max(honest[1], floor * floor)
+        if report.status == "FAIL":
+            return
+        p = self.precision
+        if report.max_abs_error > report.max_abs_bound:
+            note = ("max abs error %.3g is above the %s gate %.3g (%g times the worst honest %s "
+                    "backend's %.3g, floored at %g roundings)"
+                    % (report.max_abs_error, p, report.max_abs_bound, GATE_FACTORS[0], p,
+                       honest[0], GATE_FLOOR_ROUNDINGS))
+        elif report.nmse > report.nmse_bound:
+            note = ("NMSE %.3g is above the %s gate %.3g (%g times the worst honest %s backend's "
+                    "%.3g, floored at %g roundings)"
+                    % (report.nmse, p, report.nmse_bound, GATE_FACTORS[1], p, honest[1],
+                       GATE_FLOOR_ROUNDINGS))
+        else:
+            return
+        report.status, report.note = "FAIL", note
+
     @staticmethod
-    def measure_floats(expected: np.ndarray, actual: np.ndarray, report: TensorReport) -> None:
+    def measure_floats(expected: np.ndarray, actual: np.ndarray, report: TensorReport) -> float:
+        """Fills the metrics and the elementwise verdict; returns the largest |e| over the
+        elements where both values are finite."""
         with np.errstate(all="ignore"):
             golden_finite = np.isfinite(expected)
             # A golden inf or NaN must be reproduced exactly.
@@ -1202,6 +1299,7 @@ class _Checker:
             finite = golden_finite & np.isfinite(actual)
             report.non_finite = int((golden_finite & ~np.isfinite(actual)).sum())
             e, a = expected[finite], actual[finite]
+            largest_expected = float(np.abs(e).max(initial=0.0))
             error = np.abs(a - e)
             report.max_abs_error = _max(error)
             nonzero = e != 0.0
@@ -1223,6 +1321,7 @@ class _Checker:
             report.note = (f"{report.out_of_tolerance} of {report.elements} elements out of "
                            "tolerance")
         report.status = "FAIL" if report.out_of_tolerance > 0 else "pass"
+        return largest_expected
 
 
 def _candidate_arrays(candidate: Any) -> dict[str, tuple[np.ndarray, str]]:

@@ -87,7 +87,7 @@ def i32(values):
 # The hand-built model set (no weights: a routing or sampling flip, which needs a re-run of the
 # model, cannot be checked on it). Greedy tokens are judged on the logits row that chose them:
 # row 0 on the last row of prefill/logits (token 0 at 3.0; token 2 at 2.5 is 0.5 away, within
-# bf16's resolution 0.2 * (2 + 3.0 + 2.5) = 1.5 and beyond fp16's 0.225), row 1 on decode.0/logits
+# bf16's resolution 0.3 * (2 + 3.0 + 2.5) = 2.25 and beyond fp16's 0.225), row 1 on decode.0/logits
 # (tokens 1 and 4 tie exactly at 2.0: the tie rule picks 1, and 4 is never excused).
 SYNTHETIC_TRACE = [
     ("prefill/layers.0.moe.router_probs",
@@ -107,14 +107,23 @@ SYNTHETIC_TRACE = [
 
 # The hand-built top_k op set: router probabilities of 4 experts chosen around the resolutions of
 # the default tolerances, resolution = tol(p_reference) + tol(p_candidate), tol(p) = k + k * p.
-#   row 0: experts 1 and 0 are 1.2e-7 apart: a near-tie at every precision (fp32: 2.7e-6)
-#   row 1: experts 0 and 1 are 5e-5 apart: beyond fp32 (2.8e-6), within tf32 (0.0112)
+#   row 0: experts 1 and 0 are 1.2e-7 apart: a near-tie at every precision (fp32: 8.1e-6)
+#   row 1: experts 0 and 1 are 5e-5 apart: beyond fp32 (8.4e-6), within tf32 (0.0112)
 #   row 2: experts 0 and 1 are 0.45 apart, expert 3 is 0.2 below expert 1: beyond even bf16
+#          (0.177 and 0.138)
 #   row 3: experts 0 and 1 tie exactly (the lower index ranks first); expert 2 is 0.1 below 1:
-#          within bf16 (0.125), beyond fp16 (0.015)
+#          within bf16 (0.15), beyond fp16 (0.0175)
 TOP_K_PROBS = f32([[0.35, 0.3500001, 0.2, 0.0999999], [0.4, 0.39995, 0.2, 0.00005],
                    [0.7, 0.25, 0.0, 0.05], [0.3, 0.3, 0.2, 0.2]])
 TOP_K_INDICES = i32([[1, 0], [0, 1], [0, 1], [0, 1]])
+TOP_K_WEIGHTS = np.take_along_axis(TOP_K_PROBS, TOP_K_INDICES, axis=1)
+# Its calibration (golden/calibration.h), made up: the worst honest backend's [max |a - e|, NMSE]
+# on "weights" at fp32, bf16 and fp16, none at tf32 (no gates there). The gates: 4 times the max
+# abs error floored at 4 roundings of the largest weight (0.7), 16 times the NMSE floored at
+# (4 roundings)^2: at fp32 6.68e-7 and 1.6e-12, at bf16 0.04 and 9.77e-4, at fp16 0.04 and
+# 1.6e-3 (there the honest max abs error is above the class's 7e-3, and atol widens to 0.04).
+TOP_K_HONEST_ERRORS = {"fp32": {"weights": [1e-7, 1e-13]}, "bf16": {"weights": [0.01, 1e-8]},
+                       "fp16": {"weights": [0.01, 1e-4]}}
 
 
 def setUpModule():
@@ -130,14 +139,14 @@ def setUpModule():
                                   "inputs": {"prompt": [1, 2, 3]}},
                       {"prompt": i32([1, 2, 3])}, SYNTHETIC_TRACE)
     SYNTHETIC_TOP_K = TMP / "synthetic-top-k"
-    weights = np.take_along_axis(TOP_K_PROBS, TOP_K_INDICES, axis=1)
     write_set_by_hand(SYNTHETIC_TOP_K, {"format_version": 1, "kind": "op", "case": "top-k-by-hand",
                                         "op": "top_k", "description": "built by hand",
                                         "parameters": {"k": 2, "n_experts": 4,
-                                                       "renormalize": False, "tokens": 4}},
+                                                       "renormalize": False, "tokens": 4},
+                                        "honest_errors": TOP_K_HONEST_ERRORS},
                       {"probs": TOP_K_PROBS},
                       [("indices", TOP_K_INDICES, "top_k", "exact"),
-                       ("weights", weights, "top_k", "probability")])
+                       ("weights", TOP_K_WEIGHTS, "top_k", "probability")])
 
 
 def tearDownModule():
@@ -166,16 +175,22 @@ def emulated_candidate(set_dir: Path, precision: str) -> Path:
 
 
 def rerun_candidate(golden: mg.GoldenSet, decisions: dict) -> dict:
-    """What an honest backend that made these routing decisions, and the set's elsewhere,
-    computes: the reference re-run on them (`moeref anchor`), with the routing it was forced to in
-    place of the reference's own choices on the re-run's probabilities (which it reports)."""
+    """What an honest backend that made these routing decisions computes, every other routing its
+    own choice on what follows them: the reference re-run on the routing (`moeref anchor`), the
+    routing not decided here taken from the re-run's own choices until it repeats itself."""
     candidate = copy_of_trace(golden)
     candidate.update(decisions)
-    run = mg.anchored_run(golden, candidate)
+    while True:
+        run = mg.anchored_run(golden, candidate)
+        moved = [e["name"] for e in golden.expected if e["name"].endswith("moe.topk_indices")
+                 and e["name"] not in decisions
+                 and not np.array_equal(run[e["name"]], candidate[e["name"]])]
+        if not moved:
+            break
+        for name in moved:
+            candidate[name] = run[name].copy()
     result = {e["name"]: run[e["name"]].copy() for e in golden.expected}
-    for name in result:
-        if name.endswith("moe.topk_indices") or name == "sampled_tokens":
-            result[name] = np.array(candidate[name])
+    result.update({name: np.array(value) for name, value in decisions.items()})
     return result
 
 
@@ -654,7 +669,7 @@ class CompareTest(unittest.TestCase):
         self.assertRegex(topk.note, r"^row 0 differs: rank 0: expert 0 where the reference chose "
                                     r"expert 1 \(golden probability 0.35 where the golden choice "
                                     r"has 0.35\): 1.19e-07 apart, within the fp32 resolution "
-                                    r"2.7e-06: a near-tie$")
+                                    r"8.1e-06: a near-tie$")
         candidate["indices"][1] = [1, 0]  # 5e-5 apart: another row, beyond fp32
         report = mg.compare(SYNTHETIC_TOP_K, candidate)
         self.assertFalse(report.passed)
@@ -676,8 +691,8 @@ class CompareTest(unittest.TestCase):
         for precision in ("tf32", "bf16", "fp16"):
             self.assertEqual(status({1: [1, 0]}, precision), "near_tie", precision)
         self.assertEqual(status({2: [1, 0]}, "bf16"), "FAIL")  # 0.45 apart
-        self.assertEqual(status({2: [0, 3]}, "bf16"), "FAIL")  # 0.2 apart, resolution 0.115
-        self.assertEqual(status({3: [0, 2]}, "bf16"), "near_tie")  # 0.1 apart, resolution 0.125
+        self.assertEqual(status({2: [0, 3]}, "bf16"), "FAIL")  # 0.2 apart, resolution 0.138
+        self.assertEqual(status({3: [0, 2]}, "bf16"), "near_tie")  # 0.1 apart, resolution 0.15
         self.assertEqual(status({3: [0, 2]}, "fp16"), "FAIL")
         # an override moves the resolution too
         self.assertEqual(status({2: [1, 0]}, "fp32", rtol=1.0, atol=1.0), "near_tie")
@@ -724,12 +739,12 @@ class CompareTest(unittest.TestCase):
         self.assertEqual(note(0, 2, "bf16"), (
             "near_tie", "row 0 differs: token 2 where the reference chose token 0 (golden logit "
                         "2.5 where the golden choice has 3): 0.5 apart, within the bf16 "
-                        "resolution 1.5: a near-tie"))
+                        "resolution 2.25: a near-tie"))
         for precision in ("fp32", "tf32", "fp16"):
             self.assertEqual(note(0, 2, precision)[0], "FAIL", precision)
-        status, words = note(0, 1, "bf16")  # -1.0: 4 apart, resolution 1.2
+        status, words = note(0, 1, "bf16")  # -1.0: 4 apart, resolution 1.8
         self.assertEqual(status, "FAIL")
-        self.assertTrue(words.endswith("4 apart, beyond the bf16 resolution 1.2"), words)
+        self.assertTrue(words.endswith("4 apart, beyond the bf16 resolution 1.8"), words)
         self.assertEqual(note(1, 5, "bf16"), (
             "FAIL", "row 1 differs: token 5 is outside the vocabulary of 5"))
         # kept flags are no judged decision: any difference fails
@@ -740,8 +755,8 @@ class CompareTest(unittest.TestCase):
 
     def test_sampled_tokens_are_judged_against_u(self):
         """The op sampling set: row 0 draws u = 0.61296 in token 39's interval; the interval of
-        token 46, the next one kept, starts 0.0231 above u, within bf16's resolution 2 * (0.05 +
-        0.05 * u) = 0.161 but beyond fp16's 0.0194; token 22's is 0.518 away; token 0 was cut."""
+        token 46, the next one kept, starts 0.0231 above u, within bf16's resolution 2 * (0.06 +
+        0.06 * u) = 0.194 but beyond fp16's 0.0226; token 22's is 0.518 away; token 0 was cut."""
         golden = mg.GoldenSet(OP_SAMPLING)
 
         def verdict(token, precision):
@@ -754,20 +769,20 @@ class CompareTest(unittest.TestCase):
         self.assertEqual(verdict(46, "bf16"), (
             "near_tie", "row 0 differs: token 46 where the reference drew token 39 (u = 0.612960): "
                         "its interval is [0.636089, 0.770427), 0.0231 from u, within the bf16 "
-                        "resolution 0.161: a near-tie"))
+                        "resolution 0.194: a near-tie"))
         self.assertEqual(verdict(46, "fp16"), (
             "FAIL", "row 0 differs: token 46 where the reference drew token 39 (u = 0.612960): "
                     "its interval is [0.636089, 0.770427), 0.0231 from u, beyond the fp16 "
-                    "resolution 0.0194"))
+                    "resolution 0.0226"))
         self.assertEqual(verdict(22, "bf16"), (
             "FAIL", "row 0 differs: token 22 where the reference drew token 39 (u = 0.612960): "
                     "its interval is [0.000000, 0.095306), 0.518 from u, beyond the bf16 "
-                    "resolution 0.161"))
+                    "resolution 0.194"))
         status, note = verdict(0, "bf16")
         self.assertEqual(status, "near_tie")
         self.assertIn("token 0 where the reference drew token 39 (u = 0.612960): the top-k/top-p "
                       "cut removed it (probability 0.03416 before the cut, 0.0127 below the "
-                      "least kept token's), within the bf16 resolution 0.161: a near-tie", note)
+                      "least kept token's), within the bf16 resolution 0.194: a near-tie", note)
         self.assertEqual(verdict(50, "bf16"), (
             "FAIL", "row 0 differs: token 50 is outside the vocabulary of 50"))
         # the op greedy set: temperature 0, judged as greedy tokens on the logits class
@@ -804,6 +819,87 @@ class CompareTest(unittest.TestCase):
                 full[token] = p
             np.testing.assert_array_equal(full, probs[row], err_msg=f"row {row}")
             self.assertEqual(mg.draw_token(distribution, u), golden.tensor("tokens")[row])
+
+    def test_per_tensor_gates(self):
+        def weights(precision, change, **overrides):
+            candidate = {"weights": change(TOP_K_WEIGHTS.astype(np.float64))}
+            return mg.compare(SYNTHETIC_TOP_K, candidate, precision, **overrides)["weights"]
+
+        def one_element(delta):
+            def change(w):
+                w[2, 0] += delta
+                return w
+            return change
+
+        largest = float(TOP_K_WEIGHTS.max())
+        fp32_bound = 4 * max(1e-7, 4 * 2**-24 * largest)
+        exact = weights("fp32", lambda w: w)
+        self.assertEqual((exact.status, exact.max_abs_bound, exact.nmse_bound),
+                         ("pass", fp32_bound, 16 * max(1e-13, (4 * 2**-24) ** 2)))
+        self.assertEqual(weights("fp32", one_element(6e-7)).status, "pass")
+        above = weights("fp32", one_element(8e-7))  # within the elementwise 1e-6 * (1 + |e|)
+        self.assertEqual(above.out_of_tolerance, 0)
+        self.assertEqual((above.status, above.note), (
+            "FAIL", "max abs error 8e-07 is above the fp32 gate 6.68e-07 (4 times the worst "
+                    "honest fp32 backend's 1e-07, floored at 4 roundings)"))
+        spread = weights("bf16", lambda w: w + 0.03)  # max abs 0.03 < 0.04, NMSE 5.5e-3
+        self.assertEqual((spread.status, spread.note), (
+            "FAIL", "NMSE 0.00555 is above the bf16 gate 0.000977 (16 times the worst honest "
+                    "bf16 backend's 1e-08, floored at 4 roundings)"))
+        self.assertEqual(weights("bf16", lambda w: w + 0.01).status, "pass")
+        # fp16: the honest max abs error 0.01 is above the class's 7e-3: atol widens to 0.04
+        widened = weights("fp16", one_element(0.03))
+        self.assertEqual((widened.status, widened.atol, widened.rtol), ("pass", 0.04, 7e-3))
+        self.assertEqual(weights("fp16", one_element(0.03), atol=7e-3).status, "FAIL")
+        # elementwise failures keep their note; no calibration at tf32; overrides: no gates
+        beyond = weights("fp32", one_element(1e-3))
+        self.assertEqual((beyond.status, beyond.note), ("FAIL", "1 of 8 elements out of tolerance"))
+        self.assertEqual(beyond.max_abs_bound, fp32_bound)
+        for tensor in (weights("tf32", one_element(8e-7)),
+                       weights("fp32", one_element(8e-7), rtol=1e-6)):
+            self.assertEqual((tensor.status, tensor.max_abs_bound, tensor.nmse_bound),
+                             ("pass", math.inf, math.inf))
+        report = mg.compare(SYNTHETIC_TOP_K, {"weights": TOP_K_WEIGHTS}).to_dict()
+        self.assertEqual(json.loads(mg.compare(SYNTHETIC_TOP_K, {"weights": TOP_K_WEIGHTS},
+                                               "tf32").to_json())["tensors"][1]["max_abs_bound"],
+                         None, "inf is written as null, as in the C++ report")
+        self.assertEqual(report["tensors"][0]["max_abs_bound"], math.inf, "integer tensors")
+
+    def test_decisions_on_calibrated_scores(self):
+        """Greedy row 0 of the hand-built set (token 2, 0.5 below token 0 at 3.0) at bf16: a
+        near-tie on the class tolerance (resolution 1.5), a failure where prefill/logits is
+        calibrated with an honest max abs error of 0.1 (resolution 0.2 + 0.2 + 2^-9 * 5.5)."""
+        calibrated = Path(tempfile.mkdtemp(dir=TMP)) / "calibrated"
+        write_set_by_hand(calibrated, {"format_version": 1, "kind": "model", "case": "calibrated",
+                                       "honest_errors": {"bf16": {"prefill/logits": [0.1, 1e-4]}}},
+                          {"prompt": i32([1, 2, 3])}, SYNTHETIC_TRACE)
+        candidate = {"greedy_tokens": i32([2, 1])}
+        self.assertEqual(mg.compare(SYNTHETIC, candidate, "bf16")["greedy_tokens"].status,
+                         "near_tie")
+        self.assertEqual(mg.compare(calibrated, candidate, "bf16")["greedy_tokens"].note,
+                         "row 0 differs: token 2 where the reference chose token 0 (golden logit "
+                         "2.5 where the golden choice has 3): 0.5 apart, beyond the bf16 "
+                         "resolution 0.411")
+        self.assertEqual(mg.compare(calibrated, candidate, "bf16", atol=0.2)["greedy_tokens"]
+                         .status, "near_tie", "an override goes back to the class tolerance")
+
+    def test_a_malformed_calibration_is_an_error(self):
+        broken = Path(tempfile.mkdtemp(dir=TMP)) / "broken"
+        shutil.copytree(SYNTHETIC_TOP_K, broken)
+        manifest = json.loads((broken / "manifest.json").read_text())
+        manifest["honest_errors"]["fp32"]["weights"] = [1e-7]
+        (broken / "manifest.json").write_text(json.dumps(manifest))
+        with self.assertRaises(mg.GoldenError) as raised:
+            mg.compare(broken, {"weights": TOP_K_WEIGHTS})
+        self.assertEqual(str(raised.exception), f'{broken / "manifest.json"}: honest_errors.fp32.'
+                                                '"weights" must be [max_abs_error, nmse], got '
+                                                '[1e-07]')
+        self.assertTrue(mg.compare(broken, {"weights": TOP_K_WEIGHTS}, "tf32").passed)
+        path = broken.parent / "weights.safetensors"
+        mg.write_safetensors(path, {"weights": TOP_K_WEIGHTS})
+        result = run_cli("compare", broken, path, check=False)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn(str(raised.exception), result.stderr)
 
     def test_missing_extra_and_require_all(self):
         candidate = {"prefill/logits": self.golden.tensor("prefill/logits"),
@@ -842,7 +938,7 @@ class CompareTest(unittest.TestCase):
         self.assertEqual(set(report["tensors"][0]), {
             "name", "op", "tolerance_class", "status", "elements", "out_of_tolerance",
             "non_finite", "max_abs_error", "max_rel_error", "nmse", "cosine", "rtol", "atol",
-            "note"})
+            "max_abs_bound", "nmse_bound", "note"})
         self.assertEqual(json.loads(json.dumps(report)), report)
 
 
@@ -1009,7 +1105,7 @@ class ReanchoringTest(unittest.TestCase):
             mg.compare(self.golden, candidate, "bf16", moeref=self.dir / "no-such-moeref")
         self.assertIn("no-such-moeref", str(raised.exception))
         self.assertIn("MOEREF_CLI", str(raised.exception))
-        cli = shutil.which(CLI)
+        cli = str(Path(shutil.which(CLI)).resolve())
         fake = self.dir / "fake-moeref"
         fake.write_text("#!/bin/sh\necho 'fake: cannot anchor' >&2\nexit 3\n")
         fake.chmod(0o755)
@@ -1317,6 +1413,20 @@ class AgreesWithCppTest(unittest.TestCase):
             for precision in mg.PRECISIONS:
                 with self.subTest(variant=i, precision=precision):
                     self.check(SYNTHETIC, candidate, precision)
+        calibrated = self.dir / "calibrated"
+        if not calibrated.exists():
+            write_set_by_hand(calibrated, {"format_version": 1, "kind": "model",
+                                           "case": "calibrated", "honest_errors": {
+                                               "bf16": {"prefill/logits": [0.1, 1e-4],
+                                                        "prefill/layers.0.out": [0.05, 1e-3]},
+                                               "fp32": {"decode.0/logits": [1e-6, 1e-12]}}},
+                              {"prompt": i32([1, 2, 3])}, SYNTHETIC_TRACE)
+        for i, candidate in enumerate(variants):
+            candidate = dict(candidate, **{"prefill/layers.0.out": base["prefill/layers.0.out"]
+                                           + 0.01 * i})
+            for precision in mg.PRECISIONS:
+                with self.subTest(calibrated=i, precision=precision):
+                    self.check(calibrated, candidate, precision)
         top_k = []
         for rows in ({0: [0, 1]}, {1: [1, 0]}, {2: [1, 0]}, {2: [0, 3]}, {3: [1, 0]}, {3: [0, 2]},
                      {0: [0, 1], 2: [1, 0]}, {0: [0, 1], 1: [1, 0], 3: [0, 2]}, {1: [1, 1]},
@@ -1326,6 +1436,12 @@ class AgreesWithCppTest(unittest.TestCase):
             for row, experts in rows.items():
                 candidate["indices"][row] = experts
             top_k.append(candidate)
+        for delta in (6e-7, 8e-7, 1e-3, 0.01, 0.03):  # around the gates of both precisions
+            near = TOP_K_WEIGHTS.astype(np.float64) + delta
+            one = TOP_K_WEIGHTS.astype(np.float64)
+            one[2, 0] += delta
+            top_k += [{"indices": TOP_K_INDICES, "weights": near},
+                      {"indices": TOP_K_INDICES, "weights": one}]
         for i, candidate in enumerate(top_k):
             for precision in mg.PRECISIONS:
                 with self.subTest(top_k=i, precision=precision):
@@ -1347,15 +1463,38 @@ class AgreesWithCppTest(unittest.TestCase):
         self.check(TINY, {"nothing": f32([0])}, "fp32", expect_pass=False)
 
     def test_the_default_tolerances_match(self):
+        """The class tolerances and gate constants are those of golden/tolerances.cc: checked on
+        a set without calibration (the class bounds alone) and on a calibrated one (atol widened
+        to 4 times the honest max abs error where that is larger; the gates' bounds)."""
+        plain = self.dir / "uncalibrated"
+        if not plain.exists():
+            shutil.copytree(TINY, plain)
+            manifest = json.loads((plain / "manifest.json").read_text())
+            self.assertIn("honest_errors", manifest)
+            del manifest["honest_errors"]
+            (plain / "manifest.json").write_text(json.dumps(manifest))
         classes = {}
         for precision in mg.PRECISIONS:
             with self.subTest(precision=precision):
-                cpp = self.check(TINY, copy_of_trace(self.golden), precision)
+                cpp = self.check(plain, copy_of_trace(self.golden), precision)
                 for t in cpp["tensors"]:
                     expected = mg.default_tolerance(precision, t["tolerance_class"])
                     self.assertEqual((t["rtol"], t["atol"]), expected, t["name"])
+                    self.assertEqual((t["max_abs_bound"], t["nmse_bound"]), (None, None))
                     classes.setdefault(t["tolerance_class"], 0)
                     classes[t["tolerance_class"]] += 1
+                cpp = self.check(TINY, copy_of_trace(self.golden), precision, expect_pass=True)
+                for t in cpp["tensors"]:
+                    rtol, atol = mg.default_tolerance(precision, t["tolerance_class"])
+                    honest = mg.honest_error(self.golden, precision, t["name"])
+                    if t["tolerance_class"] == "exact":
+                        self.assertIsNone(honest)
+                        continue
+                    self.assertIsNotNone(honest, t["name"])
+                    self.assertEqual((t["rtol"], t["atol"]),
+                                     (rtol, max(atol, mg.GATE_FACTORS[0] * honest[0])), t["name"])
+                    self.assertEqual(t["nmse_bound"], mg.GATE_FACTORS[1] * max(
+                        honest[1], (mg.GATE_FLOOR_ROUNDINGS * mg.UNIT_ROUNDOFF[precision]) ** 2))
         self.assertEqual(set(classes), {"exact", "activation", "probability", "logits"})
 
     def test_other_model_and_op_sets(self):

@@ -36,7 +36,7 @@ std::vector<int32_t> integers(const TensorRecord& record) {
 }  // namespace
 
 bool needs_anchoring(const GoldenSet& set, const Candidate& candidate) {
-  if (set.kind() != "model") return false;
+  if (set.kind() != "model" || !set.weights()) return false;
   for (const ExpectedTensor& entry : set.expected()) {
     if (!is_decision_that_moves_tensors(entry.name)) continue;
     const TensorRecord* record = usable(set, candidate, entry.name);

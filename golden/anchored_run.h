@@ -20,7 +20,8 @@
 
 namespace moeref::golden {
 
-// Whether a re-run is needed: the set is a model case and some "moe.topk_indices" tensor or
+// Whether a re-run is needed: the set is a model case with weights (a set built by hand without
+// them is judged on its own scores) and some "moe.topk_indices" tensor or
 // "sampled_tokens" of the candidate (of the set's shape, integer-typed) differs from the set's.
 bool needs_anchoring(const GoldenSet& set, const Candidate& candidate);
 

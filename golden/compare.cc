@@ -260,6 +260,7 @@ class Checker {
           name == "indices"
               ? std::string("probs")
               : name.substr(0, name.size() - std::string("topk_indices").size()) + "router_probs";
+      if (name != "indices" && !set_.has_expected(probs_name)) return std::nullopt;
       const TensorRecord& probs =
           name == "indices" ? set_.inputs().at("probs") : expected(probs_name);
       return judge_top_k(row_of(probs.to_f32(), probs.shape.back(), row), expected_row, actual_row,
@@ -268,6 +269,7 @@ class Checker {
     if (name == "greedy_tokens" && set_.kind() == "model") {
       const std::string logits_name =
           row == 0 ? "prefill/logits" : "decode." + std::to_string(row - 1) + "/logits";
+      if (!set_.has_expected(logits_name)) return std::nullopt;
       const TensorRecord& logits = expected(logits_name);
       return judge_greedy(row_of(logits.to_f32(), logits.shape[1], logits.shape[0] - 1),
                           expected_row[0], actual_row[0],
@@ -282,7 +284,9 @@ class Checker {
       const double u = generation_uniform(params.seed, 0, position, 0, RandomStream::kSampling);
       return judge_sampled(row_of(logits.to_f32(), logits.shape[1], row), params, u,
                            expected_row[0], actual_row[0],
-                           tolerance_for(ToleranceClass::kProbability), p);
+                           tolerance_for(params.temperature == 0.0 ? ToleranceClass::kLogits
+                                                                   : ToleranceClass::kProbability),
+                           p);
     }
     if (name == "tokens" && set_.kind() == "op" && set_.inputs().contains("logits")) {
       const TensorRecord& logits = set_.inputs().at("logits");

@@ -123,7 +123,8 @@ DecisionVerdict judge_sampled(std::span<const float> logits, const SamplingParam
   }
   const double probability = all[static_cast<size_t>(actual)].probability;
   const double distance = least_kept - probability;
-  const bool excused = distance <= resolution;
+  // Equal probabilities are the cut's tie rule (the lower token id ranks first), not rounding's.
+  const bool excused = distance > 0.0 && distance <= resolution;
   return {excused,
           options + format(": the top-k/top-p cut removed it (probability %.4g before the cut, "
                            "%.3g below the least kept token's), %s the %s resolution %.3g%s",

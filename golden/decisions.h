@@ -17,8 +17,8 @@
 //   (ref/sampling.h): the reference's token is the one whose cumulative-probability interval holds
 //   u; the backend's token is excused when the probability mass between u and its own interval is
 //   within the resolution of the probabilities at u (tol(u) twice). A token that the top-k or
-//   top-p cut removed is excused only when its probability before the cut is within that
-//   resolution of the least probable kept token's.
+//   top-p cut removed is excused only when its probability before the cut is below the least
+//   probable kept token's, and within that resolution of it.
 // Each verdict carries a note that names both options, their scores and the distance.
 #pragma once
 

@@ -11,6 +11,8 @@
 #include <fstream>
 #include <string>
 
+#include "golden/bug_catalog.h"
+#include "golden/buggy_kernels.h"
 #include "golden/candidate_runner.h"
 #include "golden/compare.h"
 #include "golden/emulated_kernels.h"
@@ -263,63 +265,10 @@ TEST(Checker, NamesTheFirstTensorAPlantedBugReaches) {
 
 // ---- bf16: bugs that the elementwise bound alone let pass. ----
 
-// An honest bf16 backend (golden/emulated_kernels.h) with one op replaced by a buggy one.
-class Bf16Backend : public Kernels {
+// An honest bf16 backend whose top-k picks the k least likely experts.
+class LeastLikelyExperts final : public BuggyKernels {
  public:
-  const char* name() const override { return "bf16 with a bug"; }
-  void matmul(const float* x, const float* w, float* y, int64_t rows, int64_t in,
-              int64_t out) const override {
-    base().matmul(x, w, y, rows, in, out);
-  }
-  void rms_norm(const float* x, const float* weight, double eps, float* y, int64_t rows,
-                int64_t d) const override {
-    base().rms_norm(x, weight, eps, y, rows, d);
-  }
-  void layer_norm(const float* x, const float* weight, const float* bias, double eps, float* y,
-                  int64_t rows, int64_t d) const override {
-    base().layer_norm(x, weight, bias, eps, y, rows, d);
-  }
-  void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
-            double theta) const override {
-    base().rope(x, positions, n_heads, head_dim, theta);
-  }
-  void attention(const float* q, const float* keys, const float* values,
-                 std::span<const int64_t> positions, const ref::AttentionDims& dims, float* context,
-                 float* probs, int64_t probs_width) const override {
-    base().attention(q, keys, values, positions, dims, context, probs, probs_width);
-  }
-  void softmax(float* x, int64_t rows, int64_t n) const override { base().softmax(x, rows, n); }
-  void swiglu(const float* gate, const float* up, float* out, int64_t n) const override {
-    base().swiglu(gate, up, out, n);
-  }
-  void gelu(float* x, int64_t n) const override { base().gelu(x, n); }
-  void residual_add(float* x, const float* branch, int64_t n) const override {
-    base().residual_add(x, branch, n);
-  }
-  void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
-                    bool renormalize, int32_t* indices, float* weights) const override {
-    base().select_top_k(probs, n_tokens, n_experts, k, renormalize, indices, weights);
-  }
-  int64_t apply_capacity(const int32_t* indices, int64_t n_tokens, int64_t k, int64_t n_experts,
-                         int64_t capacity, int32_t* kept) const override {
-    return base().apply_capacity(indices, n_tokens, k, n_experts, capacity, kept);
-  }
-
- protected:
-  static const Kernels& base() { return emulated_kernels(Precision::kBF16); }
-};
-
-// RMSNorm that forgets its gain: off by the gain's 1 + r, |r| <= ~0.35 (init_std 0.2).
-class NormWithoutGain final : public Bf16Backend {
-  void rms_norm(const float* x, const float*, double eps, float* y, int64_t rows,
-                int64_t d) const override {
-    const std::vector<float> ones(static_cast<size_t>(d), 1.0f);
-    base().rms_norm(x, ones.data(), eps, y, rows, d);
-  }
-};
-
-// Top-k that picks the k least likely experts.
-class LeastLikelyExperts final : public Bf16Backend {
+  LeastLikelyExperts() : BuggyKernels(emulated_kernels(Precision::kBF16), Precision::kBF16) {}
   void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
                     bool renormalize, int32_t* indices, float* weights) const override {
     std::vector<float> negated(probs, probs + n_tokens * n_experts);
@@ -339,7 +288,7 @@ CompareOptions at(Precision precision) {
 TEST(CheckerAtBf16, ANormWithoutItsGainFailsAtItsOwnTensor) {
   const GoldenSet set = GoldenSet::open(kSets / "tiny-hf-mixtral");
   const CompareReport report =
-      compare(set, run_model_case(set, NormWithoutGain()), at(Precision::kBF16));
+      compare(set, *find_bug("norm-without-gain").run(set, Precision::kBF16), at(Precision::kBF16));
   EXPECT_FALSE(report.passed);
   EXPECT_EQ(report.first_failure, "prefill/layers.0.attn_norm.out") << report.to_text();
 }

@@ -2,14 +2,14 @@
 // each float tensor of a set, the baseline of the checker's per-tensor gates and of its decision
 // resolutions (golden/compare.h; docs/golden-format.md, "Per-tensor gates").
 //
-// The FlashAttention rule (Dao et al. 2022, section 5) judges a kernel by its error relative to
-// plain implementations at the same precision, not by an absolute bound. For every float tensor of
-// a model or op set and every precision, each honest emulated backend (golden/emulated_kernels.h:
-// twelve ways to compute this model at that precision: reduction orders, fused and unfused
-// multiply-add, flash and memory-efficient attention, autocast, ...) is run on the set
-// (golden/candidate_runner.h) and compared with it, re-anchored on its own decisions where it
-// makes other ones. The largest max |a - e| and the largest NMSE of any of them are stored in the
-// manifest:
+// The FlashAttention rule (the flash-attention repository's tests, Dao et al. 2022) judges a kernel
+// by its error relative to plain implementations at the same precision, not by an absolute bound.
+// For every float tensor of a model or op set and every precision, each honest emulated backend
+// (golden/emulated_kernels.h: twelve ways to compute this model at that precision: reduction
+// orders, fused and unfused multiply-add, flash and memory-efficient attention, autocast, ...) is
+// run on the set (golden/candidate_runner.h) and compared with it, re-anchored on its own decisions
+// where it makes other ones. The largest max |a - e| and the largest NMSE of any of them are stored
+// in the manifest:
 //   "honest_errors": {"<precision>": {"<tensor>": [max_abs_error, nmse], ...}, ...}
 // Speculative and batching sets are not calibrated: their decisions are not re-anchored yet, so
 // an honest backend's errors after a flip there measure the flip. A set without the key (written

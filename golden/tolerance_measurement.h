@@ -13,8 +13,9 @@
 // failed decision is an honest backend's flip the checker did not excuse, and is listed by name.
 //
 // Where a set is calibrated (golden/calibration.h), the ratio of each tensor's max |a - e| and
-// NMSE to the plain backend's baseline is kept too: the evidence behind gate_factors(), which must
-// stay above the worst ratio of any honest backend. Tensors that failed compare() are listed.
+// NMSE to the gate's baseline (the worst honest backend's) is kept too: the evidence behind
+// gate_factors(), which must stay above the worst ratio of any honest backend. Tensors that failed
+// compare() are listed.
 #pragma once
 
 #include <cstdint>

@@ -2,24 +2,25 @@
 // goes wrong (docs/golden-format.md, "Checking").
 //
 // Every expected tensor is visited in execution order.
-// - Float tensors pass when every element satisfies |a - e| <= atol + rtol * |e|. A non-finite
-//   candidate value where the golden one is finite fails (counted in non_finite); a non-finite
-//   golden value must be matched exactly (the same infinity, or NaN). Reported: max absolute and
-//   relative error (relative over nonzero golden values), NMSE = sum (a - e)^2 / sum e^2 (the plain
-//   sum of squared errors when every golden value is 0), cosine similarity (1 when both are all
-//   zeros, 0 when only one is), each over the elements where both values are finite, and the count
-//   of elements out of tolerance. rtol and atol come from the precision and the tensor's tolerance
-//   class (default_tolerance), unless overridden; overrides also set the near-tie resolutions.
-// - Integer tensors (expert indices, kept flags, tokens) must be equal, except where the golden
-//   decision was closer than the candidate's precision can resolve: a row (token) that differs
-//   where the golden margin is below twice the tolerance of the values that decided it (router
-//   probabilities for expert indices, logits for greedy tokens, probabilities for sampled tokens;
-//   op cases: the input probabilities of top_k, the draw margins of sampling) is a near-tie,
-//   reported but not failed; any other differing row fails the tensor. An exact tie (margin 0)
-//   is decided by the tie rule and never excused. Rows are
-//   judged one by one, except in the sampled generation, a single sequence, where the tokens after
-//   a near-tie may differ. Integer tensors report rtol = atol = 0. Everything after a near-tie may
-//   legitimately differ: later tensors that fail are reported as after_near_tie, not failed.
+// - Expected values: the set's own, or, where a model set's candidate routed a token elsewhere or
+//   sampled another token, the reference re-run on the candidate's decisions (re-anchoring,
+//   golden/anchored_run.h), so that what follows a legitimate flip is compared with what it should
+//   be, not excused.
+// - Float tensors pass when every element satisfies |a - e| <= atol + rtol * |e| and, in a
+//   calibrated set (golden/calibration.h), the tensor's max |a - e| and NMSE stay within
+//   gate_factors() times the worst honest backend's on that tensor. A non-finite candidate value
+//   where the golden one is finite fails (counted in non_finite); a non-finite golden value must
+//   be matched exactly (the same infinity, or NaN). Reported: max absolute and relative error
+//   (relative over nonzero golden values), NMSE = sum (a - e)^2 / sum e^2 (the plain sum of
+//   squared errors when every golden value is 0), cosine similarity (1 when both are all zeros, 0
+//   when only one is), each over the elements where both values are finite, the count of elements
+//   out of tolerance, and the gates applied. rtol and atol come from the precision and the
+//   tensor's tolerance class (default_tolerance), atol widened to the tensor's gate where an
+//   honest backend needs it; overrides replace both and turn the gates off.
+// - Integer tensors (expert indices, kept flags, tokens) must be equal, except where a differing
+//   row is a decision the candidate's precision cannot resolve, judged on the reference's scores
+//   (golden/decisions.h): such a row is a near-tie, reported but not failed; any other differing
+//   row fails the tensor. Integer tensors report rtol = atol = 0.
 // - A candidate tensor of the wrong shape fails. Missing tensors are reported (failed only with
 //   require_all); candidate tensors the set does not have are listed as extra. A candidate that
 //   matches no expected tensor at all fails.

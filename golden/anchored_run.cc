@@ -1,5 +1,7 @@
 #include "golden/anchored_run.h"
 
+#include <algorithm>
+
 #include "golden/candidate_runner.h"
 #include "golden/forced_routing.h"
 #include "ref/router.h"
@@ -22,14 +24,11 @@ const TensorRecord* usable(const GoldenSet& set, const Candidate& candidate,
   return integer && record.shape == set.expected_tensor(name).shape ? &record : nullptr;
 }
 
-// I32 or I64 values as int32 (values outside int32 become -1: no expert, no token).
+// I32 or I64 values as decisions (golden/compare.h).
 std::vector<int32_t> integers(const TensorRecord& record) {
   const std::vector<double> values = as_doubles(record);
   std::vector<int32_t> result(values.size());
-  for (size_t i = 0; i < values.size(); ++i) {
-    result[i] =
-        values[i] >= INT32_MIN && values[i] <= INT32_MAX ? static_cast<int32_t>(values[i]) : -1;
-  }
+  std::transform(values.begin(), values.end(), result.begin(), as_decision);
   return result;
 }
 

@@ -114,6 +114,10 @@ std::vector<double> as_doubles(const TensorRecord& record) {
   return values;
 }
 
+int32_t as_decision(double value) {
+  return value >= INT32_MIN && value <= INT32_MAX ? static_cast<int32_t>(value) : -1;
+}
+
 namespace {
 
 // Fills the metrics and the elementwise verdict; returns the largest finite |e|.
@@ -324,7 +328,7 @@ class Checker {
         const double e = expected_values[row * width + j];
         const double a = actual_values[row * width + j];
         expected_row[j] = static_cast<int32_t>(e);
-        actual_row[j] = a >= INT32_MIN && a <= INT32_MAX ? static_cast<int32_t>(a) : -1;
+        actual_row[j] = as_decision(a);
         if (e != a) {
           row_differs = true;
           ++report.out_of_tolerance;

@@ -125,6 +125,9 @@ struct CompareReport {
 using Candidate = std::map<std::string, TensorRecord>;
 // The values of a tensor of any of those dtypes, as double.
 std::vector<double> as_doubles(const TensorRecord& record);
+// An integer tensor's value as a decision (an expert, a token): values outside int32 become -1,
+// which is no expert and no token.
+int32_t as_decision(double value);
 Candidate candidate_from_file(const SafetensorsFile& file);
 
 CompareReport compare(const GoldenSet& set, const Candidate& candidate,

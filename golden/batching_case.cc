@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "golden/margins.h"
+#include "ref/philox.h"
 #include "ref/version.h"
 #include "ref/weights.h"
 
@@ -47,6 +49,27 @@ ExpectedTensor kind_of(const std::string& name) {
   }
   const TensorKind kind = classify_model_tensor(name);
   return {name, kind.op, kind.tolerance};
+}
+
+// The margin of every decision: the routing's smallest, and each request's tokens'.
+json margins_json(const BatchingCaseSpec& spec, const Engine& engine,
+                  const std::vector<TensorRecord>& trace) {
+  const int64_t vocab = spec.config.vocab_size;
+  json requests = json::object();
+  for (const EngineRequest& r : spec.requests) {
+    const RequestOutcome& outcome = engine.outcomes().at(r.id);
+    json tokens = json::array();
+    for (size_t k = 0; k < outcome.tokens.size(); ++k) {
+      const auto position = static_cast<uint32_t>(r.prompt.size() + k);
+      const double u = generation_uniform(r.sampling.seed, 0, position, static_cast<uint32_t>(r.id),
+                                          RandomStream::kSampling);
+      const std::span<const float> row(outcome.logits.data() + k * static_cast<size_t>(vocab),
+                                       static_cast<size_t>(vocab));
+      tokens.push_back(token_margin(row, r.sampling, u));
+    }
+    requests[std::to_string(r.id)] = std::move(tokens);
+  }
+  return {{"router", router_margin(trace, spec.config.top_k)}, {"requests", requests}};
 }
 
 }  // namespace
@@ -103,6 +126,7 @@ BatchingCase build_batching_case(const BatchingCaseSpec& spec, const Kernels& ke
   };
   c.weights = weight_records(spec.config, model.weights());
   c.trace = recorder.records();
+  c.manifest["margins"] = margins_json(spec, engine, c.trace);
   const int64_t vocab = spec.config.vocab_size;
   for (const auto& [id, outcome] : engine.outcomes()) {
     const std::string prefix = "request." + std::to_string(id) + "/";

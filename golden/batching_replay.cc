@@ -64,11 +64,20 @@ std::vector<int32_t> table_used(const Sequence& s, BatchingFault fault) {
   return table;
 }
 
+// The token fed back: the forced one where there is one in the vocabulary, else the picked one.
+int32_t forced_token(const ForcedTokens* forced, const Sequence& s, int32_t picked, int64_t vocab) {
+  if (forced == nullptr) return picked;
+  const auto found = forced->find(s.request.id);
+  if (found == forced->end() || s.generated.size() >= found->second.size()) return picked;
+  const int32_t token = found->second[s.generated.size()];
+  return token >= 0 && token < vocab ? token : picked;
+}
+
 }  // namespace
 
 Candidate replay_batching_case(const GoldenSet& set, const Kernels& kernels,
                                const ModelWeights& weights, const TokenPicker& tokens,
-                               BatchingFault fault) {
+                               BatchingFault fault, const ForcedTokens* forced) {
   if (set.kind() != "batching") throw GoldenError(set.dir().string() + ": not a batching case");
   const BatchingCaseSpec spec =
       batching_spec_from_manifest(set.manifest(), (set.dir() / "manifest.json").string());
@@ -150,7 +159,7 @@ Candidate replay_batching_case(const GoldenSet& set, const Kernels& kernels,
           tokens.pick_from_call(chunk, s.request.sampling, static_cast<uint32_t>(s.tokens.size()),
                                 static_cast<uint32_t>(s.request.id));
       const float* picked_row = chunk.row(tokens.row(chunk));
-      s.tokens.push_back(token);
+      s.tokens.push_back(forced_token(forced, s, token, vocab));
       s.generated.push_back(token);
       s.logits.insert(s.logits.end(), picked_row, picked_row + vocab);
       sampled.push_back(static_cast<int32_t>(s.request.id));

@@ -8,9 +8,18 @@
 // With the reference kernels, moeref's token rules and no fault, the candidate equals the set bit
 // for bit.
 //
+// With forced tokens (request id -> its generated tokens), each sequence is fed the forced token
+// where there is one and it is a token of the vocabulary, while "step.s/sampled" and
+// "request.id/tokens" record the picker's own choice: how the checker re-runs the reference on a
+// backend's own tokens (golden/anchored_run.h).
+//
 // A preemption is read from the schedule: a sequence scheduled from position 0 after it had
 // computed tokens was preempted in between, and this chunk starts its recomputation.
 #pragma once
+
+#include <cstdint>
+#include <map>
+#include <vector>
 
 #include "golden/compare.h"
 #include "golden/golden_set.h"
@@ -30,9 +39,11 @@ enum class BatchingFault {
   kStaleBlockTableAfterPreemption,
 };
 
+using ForcedTokens = std::map<int64_t, std::vector<int32_t>>;
+
 // Throws GoldenError if the set is not a batching case.
 Candidate replay_batching_case(const GoldenSet& set, const Kernels& kernels,
                                const ModelWeights& weights, const TokenPicker& tokens,
-                               BatchingFault fault);
+                               BatchingFault fault, const ForcedTokens* forced = nullptr);
 
 }  // namespace moeref::golden

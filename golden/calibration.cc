@@ -9,8 +9,6 @@ namespace moeref::golden {
 
 using nlohmann::json;
 
-bool is_calibrated_kind(const std::string& kind) { return kind == "model" || kind == "op"; }
-
 json measure_honest_errors(const GoldenSet& set) {
   json errors = json::object();
   for (Precision p : {Precision::kFP32, Precision::kTF32, Precision::kBF16, Precision::kFP16}) {

@@ -4,17 +4,15 @@
 //
 // The FlashAttention rule (the flash-attention repository's tests, Dao et al. 2022) judges a kernel
 // by its error relative to plain implementations at the same precision, not by an absolute bound.
-// For every float tensor of a model or op set and every precision, each honest emulated backend
+// For every float tensor of a set and every precision, each honest emulated backend
 // (golden/emulated_kernels.h: twelve ways to compute this model at that precision: reduction
 // orders, fused and unfused multiply-add, flash and memory-efficient attention, autocast, ...) is
 // run on the set (golden/candidate_runner.h) and compared with it, re-anchored on its own decisions
-// where it makes other ones. The largest max |a - e| and the largest NMSE of any of them are stored
-// in the manifest:
+// where it makes other ones (golden/anchored_run.h). The largest max |a - e| and the largest NMSE
+// of any of them are stored in the manifest:
 //   "honest_errors": {"<precision>": {"<tensor>": [max_abs_error, nmse], ...}, ...}
-// Speculative and batching sets are not calibrated: their decisions are not re-anchored yet, so
-// an honest backend's errors after a flip there measure the flip. A set without the key (written
-// before it existed, one of those kinds, or built by hand) is checked with the elementwise bounds
-// alone.
+// A set without the key (written before it existed, or built by hand) is checked with the
+// elementwise bounds alone.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -30,9 +28,6 @@ struct HonestError {
   double max_abs_error = 0.0;
   double nmse = 0.0;
 };
-
-// Whether sets of this kind are calibrated ("model" and "op").
-bool is_calibrated_kind(const std::string& kind);
 
 // Runs every honest backend at every precision on `set` and returns the "honest_errors" section
 // for its manifest. The set's own "honest_errors", if any, are not read.

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <set>
 #include <sstream>
 
 #include "golden/anchored_run.h"
@@ -213,8 +214,9 @@ SamplingParams sampling_params(const json& object) {
 
 class Checker {
  public:
-  Checker(const GoldenSet& set, const CompareOptions& options, const Candidate* anchored)
-      : set_(set), options_(options), anchored_(anchored) {}
+  Checker(const GoldenSet& set, const CompareOptions& options, const Candidate& candidate,
+          const Candidate* anchored)
+      : set_(set), options_(options), candidate_(candidate), anchored_(anchored) {}
 
   Tolerance tolerance_for(ToleranceClass c) const {
     Tolerance t = default_tolerance(options_.precision, c);
@@ -292,6 +294,21 @@ class Checker {
                                                                    : ToleranceClass::kProbability),
                            p);
     }
+    if (set_.kind() == "speculative")
+      return judge_speculative(name, row, expected_row[0], actual_row[0]);
+    if (set_.kind() == "batching" && traced_name(name) == "sampled") {
+      if (actual_row[0] != expected_row[0]) {
+        return DecisionVerdict{false, "request " + std::to_string(actual_row[0]) +
+                                          " where the schedule samples for request " +
+                                          std::to_string(expected_row[0])};
+      }
+      return judge_request_token(expected_row[0], generated_before(name, row, expected_row[0]),
+                                 expected_row[1], actual_row[1]);
+    }
+    if (set_.kind() == "batching" && traced_name(name) == "tokens") {
+      return judge_request_token(std::stoll(name.substr(std::string("request.").size())), row,
+                                 expected_row[0], actual_row[0]);
+    }
     if (name == "tokens" && set_.kind() == "op" && set_.inputs().contains("logits")) {
       const TensorRecord& logits = set_.inputs().at("logits");
       const json& parameters = manifest.at("parameters");
@@ -307,6 +324,120 @@ class Checker {
           params.temperature == 0.0 ? ToleranceClass::kLogits : ToleranceClass::kProbability);
       return judge_sampled(row_of(logits.to_f32(), logits.shape[1], row), params, u,
                            expected_row[0], actual_row[0], tolerance, p);
+    }
+    return std::nullopt;
+  }
+
+  // A speculative block's decision (ref/speculative.h) on the block's q and p: row `row` of
+  // "mode/block.b/draft_tokens", "accepted" or "final_token".
+  std::optional<DecisionVerdict> judge_speculative(const std::string& name, int64_t row,
+                                                   int32_t expected_value,
+                                                   int32_t actual_value) const {
+    const size_t slash = name.rfind('/');
+    const std::string prefix = name.substr(0, slash + 1);
+    const std::string field = name.substr(slash + 1);
+    if (!has(prefix + "draft_probs") || !has(prefix + "target_probs")) return std::nullopt;
+    const bool greedy = name.starts_with("greedy/");
+    const TensorRecord& q = expected(prefix + "draft_probs");
+    const TensorRecord& p = expected(prefix + "target_probs");
+    const int64_t vocab = p.shape.back();
+    const std::vector<float> q_values = q.to_f32();
+    const std::vector<float> p_values = p.to_f32();
+    const Tolerance tolerance =
+        score_tolerance(ToleranceClass::kProbability, prefix + "target_probs");
+    const Precision precision = options_.precision;
+    if (field == "draft_tokens") {
+      const SamplingParams params = sampling_params(set_.manifest().at("inputs").at("sampling"));
+      const int64_t position = expected(prefix + "position").to_i32().at(0) + row;
+      const double u = greedy ? 0.0
+                              : generation_uniform(params.seed, 0, static_cast<uint32_t>(position),
+                                                   0, RandomStream::kDraftProposal);
+      return judge_drawn(row_of(q_values, vocab, row), greedy, u, expected_value, actual_value,
+                         score_tolerance(ToleranceClass::kProbability, prefix + "draft_probs"),
+                         precision);
+    }
+    if (field == "accepted") {
+      // The proposal tested is the one the candidate fed (its own), which the re-run followed.
+      const std::string proposals = prefix + "draft_tokens";
+      const auto found = candidate_.find(proposals);
+      std::vector<int32_t> fed = expected(proposals).to_i32();
+      if (found != candidate_.end()) {
+        fed.clear();
+        for (double value : as_doubles(found->second)) fed.push_back(as_decision(value));
+      }
+      if (row >= std::ssize(fed) || row >= q.shape[0]) return std::nullopt;
+      const double u = expected(prefix + "accept_u").to_f32().at(static_cast<size_t>(row));
+      return judge_acceptance(row_of(p_values, vocab, row), row_of(q_values, vocab, row),
+                              fed[static_cast<size_t>(row)], greedy, u, actual_value, tolerance,
+                              precision);
+    }
+    if (field == "final_token") {
+      const int32_t kind = expected(prefix + "final_kind").to_i32().at(0);
+      const double u = expected(prefix + "final_u").to_f32().at(0);
+      if (kind == 1) {
+        return judge_drawn(row_of(p_values, vocab, p.shape[0] - 1), greedy, u, expected_value,
+                           actual_value, tolerance, precision);
+      }
+      const int64_t i = expected(prefix + "accepted").numel() - 1;
+      if (kind != 0 || i < 0 || i >= q.shape[0]) return std::nullopt;
+      const std::span<const float> p_row = row_of(p_values, vocab, i);
+      if (greedy) {
+        return judge_drawn(p_row, true, 0.0, expected_value, actual_value, tolerance, precision);
+      }
+      const std::span<const float> q_row = row_of(q_values, vocab, i);
+      std::vector<float> residual(p_row.size());
+      bool empty = true;
+      for (size_t t = 0; t < residual.size(); ++t) {
+        residual[t] = std::max(0.0f, p_row[t] - q_row[t]);
+        empty = empty && residual[t] <= 0.0f;
+      }
+      // Two probabilities' errors in each residual weight.
+      const Tolerance doubled{2.0 * tolerance.rtol, 2.0 * tolerance.atol};
+      return judge_drawn(empty ? p_row : std::span<const float>(residual), false, u, expected_value,
+                         actual_value, doubled, precision);
+    }
+    return std::nullopt;
+  }
+
+  bool has(const std::string& name) const {
+    return (anchored_ != nullptr && anchored_->contains(name)) || set_.has_expected(name);
+  }
+
+  // A batching set's request `id`: how many tokens it generated before row `row` of the step
+  // tensor `name` ("step.s/sampled"), by the set's schedule.
+  int64_t generated_before(const std::string& name, int64_t row, int32_t id) const {
+    const int64_t step = std::stoll(name.substr(std::string("step.").size()));
+    int64_t count = 0;
+    for (int64_t s = 0; s <= step; ++s) {
+      const std::vector<int32_t> sampled =
+          set_.expected_tensor("step." + std::to_string(s) + "/sampled").to_i32();
+      const auto rows = static_cast<int64_t>(sampled.size()) / 2;
+      for (int64_t r = 0; r < (s == step ? row : rows); ++r) count += sampled[r * 2] == id;
+    }
+    return count;
+  }
+
+  // A batching set's token `k` of request `id`, chosen from that request's logits row k with its
+  // sampling parameters and the Philox draw at its position (ref/engine.h).
+  std::optional<DecisionVerdict> judge_request_token(int64_t id, int64_t k, int32_t expected_token,
+                                                     int32_t actual_token) const {
+    const std::string logits_name = "request." + std::to_string(id) + "/logits";
+    if (!set_.has_expected(logits_name)) return std::nullopt;
+    const TensorRecord& logits = expected(logits_name);
+    if (k >= logits.shape[0]) return std::nullopt;
+    for (const json& request : set_.manifest().at("requests")) {
+      if (request.at("id").get<int64_t>() != id) continue;
+      const SamplingParams params = sampling_params(request.at("sampling"));
+      const auto position = static_cast<uint32_t>(request.at("prompt").size() + k);
+      const bool greedy = params.temperature == 0.0;
+      const double u = greedy
+                           ? 0.0
+                           : generation_uniform(params.seed, 0, position, static_cast<uint32_t>(id),
+                                                RandomStream::kSampling);
+      const Tolerance tolerance = greedy ? score_tolerance(ToleranceClass::kLogits, logits_name)
+                                         : tolerance_for(ToleranceClass::kProbability);
+      return judge_sampled(row_of(logits.to_f32(), logits.shape[1], k), params, u, expected_token,
+                           actual_token, tolerance, options_.precision);
     }
     return std::nullopt;
   }
@@ -405,6 +536,7 @@ class Checker {
  private:
   const GoldenSet& set_;
   const CompareOptions& options_;
+  const Candidate& candidate_;
   const Candidate* anchored_;
 };
 
@@ -439,13 +571,15 @@ CompareReport compare(const GoldenSet& set, const Candidate& candidate,
                       const CompareOptions& options) {
   std::optional<Candidate> anchored;
   if (needs_anchoring(set, candidate)) anchored = anchored_run(set, candidate);
-  const Checker checker(set, options, anchored ? &*anchored : nullptr);
+  const Checker checker(set, options, candidate, anchored ? &*anchored : nullptr);
   CompareReport report;
   report.set = set.name();
   report.precision = options.precision;
   report.anchored = anchored.has_value();
   bool failed = false;
-  for (const ExpectedTensor& entry : set.expected()) {
+  const std::vector<ExpectedTensor> expected =
+      anchored ? anchored_expected(set, *anchored) : set.expected();
+  for (const ExpectedTensor& entry : expected) {
     const auto found = candidate.find(entry.name);
     TensorReport tensor = checker.check(entry, found == candidate.end() ? nullptr : &found->second);
     if (tensor.status != TensorStatus::kMissing) ++report.compared;
@@ -455,8 +589,10 @@ CompareReport compare(const GoldenSet& set, const Candidate& candidate,
     failed = failed || fails;
     report.tensors.push_back(std::move(tensor));
   }
+  std::set<std::string> known;
+  for (const ExpectedTensor& entry : expected) known.insert(entry.name);
   for (const auto& [name, record] : candidate) {
-    if (!set.has_expected(name)) report.extra.push_back(name);
+    if (!known.contains(name)) report.extra.push_back(name);
   }
   report.passed = !failed && report.compared > 0;
   return report;
@@ -476,7 +612,7 @@ TensorReport compare_tensor(const GoldenSet& set, const std::string& name,
   const TensorRecord record = make_f32_record(name, golden.shape, candidate);
   ExpectedTensor entry = set.expected_entry(name);
   if (entry.tolerance == ToleranceClass::kExact) entry.tolerance = ToleranceClass::kActivation;
-  return Checker(set, options, nullptr).check(entry, &record);
+  return Checker(set, options, Candidate{}, nullptr).check(entry, &record);
 }
 
 namespace {

@@ -19,6 +19,12 @@
 //   within the resolution of the probabilities at u (tol(u) twice). A token that the top-k or
 //   top-p cut removed is excused only when its probability before the cut is below the least
 //   probable kept token's, and within that resolution of it.
+// - Speculative decisions (ref/speculative.h), on the block's recorded q and p: a proposal drawn
+//   from q (or its argmax, greedy), on the draft's probabilities as a sampled token is; an
+//   acceptance u q(x) <= p(x) decided the other way when |u q(x) - p(x)| is within
+//   tol(p(x)) + u tol(q(x)) (greedy: p(x) against the best other token's, as a greedy token); the
+//   final token drawn from the residual max(0, p - q) (tolerance doubled: two probabilities) or,
+//   after every proposal was accepted, from the last p.
 // Each verdict carries a note that names both options, their scores and the distance.
 #pragma once
 
@@ -50,5 +56,16 @@ DecisionVerdict judge_greedy(std::span<const float> logits, int32_t expected, in
 DecisionVerdict judge_sampled(std::span<const float> logits, const SamplingParams& params, double u,
                               int32_t expected, int32_t actual, const Tolerance& tolerance,
                               Precision precision);
+
+// One token drawn with u from `weights` over the vocabulary (normalised by their sum, in token-id
+// order, zero weights left out), or with greedy its argmax; `tolerance` is the weights' tolerance.
+DecisionVerdict judge_drawn(std::span<const float> weights, bool greedy, double u, int32_t expected,
+                            int32_t actual, const Tolerance& tolerance, Precision precision);
+
+// A speculative acceptance test decided `actual` (1 accept, 0 reject) where the reference decided
+// the other way: sampled, u q(x) <= p(x); greedy, x is the argmax of `p_row`.
+DecisionVerdict judge_acceptance(std::span<const float> p_row, std::span<const float> q_row,
+                                 int32_t proposal, bool greedy, double u, int32_t actual,
+                                 const Tolerance& tolerance, Precision precision);
 
 }  // namespace moeref::golden

@@ -7,6 +7,7 @@
 #include <span>
 #include <stdexcept>
 
+#include "golden/margins.h"
 #include "ref/generate.h"
 #include "ref/image.h"
 #include "ref/model.h"
@@ -56,48 +57,20 @@ std::vector<float> logits_for_token(const TraceRecorder& trace, size_t i) {
   return std::vector<float>(values.end() - vocab, values.end());
 }
 
-double top_gap(std::vector<float> values, int64_t k) {
-  std::sort(values.begin(), values.end(), std::greater<>());
-  double gap = std::numeric_limits<double>::infinity();
-  for (int64_t j = 0; j < k && j + 1 < static_cast<int64_t>(values.size()); ++j) {
-    gap = std::min(gap, static_cast<double>(values[j]) - values[j + 1]);
-  }
-  return gap;
-}
-
-double router_margin(const TraceRecorder& trace, int64_t k) {
-  double margin = std::numeric_limits<double>::infinity();
-  for (const TensorRecord& record : trace.records()) {
-    if (!record.name.ends_with("moe.router_probs")) continue;
-    const std::vector<float> probs = record.to_f32();
-    const int64_t n_experts = record.shape[1];
-    for (size_t row = 0; row < probs.size(); row += static_cast<size_t>(n_experts)) {
-      margin = std::min(margin, top_gap({probs.begin() + row, probs.begin() + row + n_experts}, k));
-    }
-  }
-  return margin;
-}
-
 Margins measure_margins(const ModelCaseSpec& spec, const std::vector<int32_t>& prompt,
                         const Generations& runs) {
   Margins margins;
-  margins.router = std::min(router_margin(runs.greedy_trace, spec.config.top_k),
-                            router_margin(runs.sampled_trace, spec.config.top_k));
+  margins.router = std::min(router_margin(runs.greedy_trace.records(), spec.config.top_k),
+                            router_margin(runs.sampled_trace.records(), spec.config.top_k));
   for (size_t i = 0; i < runs.greedy.tokens.size(); ++i) {
     margins.per_greedy_token.push_back(top_gap(logits_for_token(runs.greedy_trace, i), 1));
   }
   for (size_t i = 0; i < runs.sampled.tokens.size(); ++i) {
-    const std::vector<float> logits = logits_for_token(runs.sampled_trace, i);
     const auto position = static_cast<uint32_t>(prompt.size() + i);
     const double u =
         generation_uniform(spec.sampling.seed, 0, position, 0, RandomStream::kSampling);
-    double cumulative = 0.0;
-    double distance = std::numeric_limits<double>::infinity();
-    for (const TokenProbability& t : processed_distribution(logits, spec.sampling)) {
-      cumulative += t.probability;
-      distance = std::min(distance, std::fabs(u - cumulative));
-    }
-    margins.per_sampled_token.push_back(distance);
+    margins.per_sampled_token.push_back(
+        token_margin(logits_for_token(runs.sampled_trace, i), spec.sampling, u));
   }
   auto minimum = [](const std::vector<double>& v) {
     return v.empty() ? std::numeric_limits<double>::infinity()

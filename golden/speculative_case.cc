@@ -6,6 +6,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include "golden/margins.h"
 #include "golden/model_case.h"
 #include "ref/philox.h"
 #include "ref/speculative.h"
@@ -24,12 +25,14 @@ struct Run {
 };
 
 Run run(const Model& target, const Model& draft, const SpeculativeCaseSpec& spec,
-        const std::vector<int32_t>& prompt, bool greedy) {
+        const std::vector<int32_t>& prompt, bool greedy,
+        const std::vector<FollowedBlock>* follow = nullptr) {
   GenerationRequest request{prompt, spec.new_tokens, spec.sampling, 0, std::nullopt, 0};
   if (greedy) request.sampling = SamplingParams{};
   SpeculativeOptions options;
   options.gamma = spec.gamma;
   options.adaptive_gamma = spec.adaptive_gamma;
+  options.follow = follow;
   Run r;
   r.result = speculative_generate(target, draft, request, options, &r.trace);
   return r;
@@ -52,21 +55,21 @@ double log_gap(std::vector<double> probs) {
   return std::log(probs[0]) - std::log(probs[1]);
 }
 
+// How far u is from going to another token of the distribution `weights` (normalised here).
 double boundary_distance(const std::vector<double>& weights, double u) {
   double total = 0.0;
   for (double w : weights) total += w;
-  double cumulative = 0.0, distance = std::numeric_limits<double>::infinity();
-  for (double w : weights) {
-    if (w <= 0.0) continue;
-    cumulative += w / total;
-    distance = std::min(distance, std::fabs(u - cumulative));
-  }
-  return distance;
+  std::vector<double> probabilities(weights.size());
+  for (size_t t = 0; t < weights.size(); ++t) probabilities[t] = weights[t] / total;
+  return draw_margin(probabilities, u);
 }
 
-// The smallest margin of any decision recorded in a run's blocks.
-double run_margin(const Run& r, bool greedy, uint64_t seed) {
-  double margin = std::numeric_limits<double>::infinity();
+// Every decision's margin, block by block: greedy, the log-probability gap of the two most likely
+// tokens of each distribution a decision was taken on; sampled, each proposal's draw against the
+// draft's q, each acceptance's |u q(x) - p(x)|, and the final token's draw against the residual
+// or the last p. A block's "final" is null when it emitted no final token.
+json block_margins(const Run& r, bool greedy, uint64_t seed) {
+  json blocks = json::array();
   for (int64_t b = 0; b < r.result.stats.blocks; ++b) {
     const std::string prefix = "block." + std::to_string(b) + "/";
     const auto q = rows(r.trace.at(prefix + "draft_probs"));
@@ -75,48 +78,52 @@ double run_margin(const Run& r, bool greedy, uint64_t seed) {
     const std::vector<float> accept_u = r.trace.at(prefix + "accept_u").to_f32();
     const int32_t final_kind = r.trace.at(prefix + "final_kind").to_i32()[0];
     const double final_u = r.trace.at(prefix + "final_u").to_f32()[0];
-    if (greedy) {
-      for (const auto& row : q) margin = std::min(margin, log_gap(row));
-      for (size_t i = 0; i <= accept_u.size() && i < p.size(); ++i) {
-        margin = std::min(margin, log_gap(p[i]));
-      }
-      continue;
-    }
-    for (size_t i = 0; i < accept_u.size(); ++i) {
-      const int32_t x = proposals[i];
-      margin = std::min(margin, std::fabs(accept_u[i] * q[i][x] - p[i][x]));
-    }
-    // Every proposal is recorded (and must be reproduced), examined or not.
     const int64_t position = r.trace.at(prefix + "position").to_i32()[0];
+    json proposal_margins = json::array(), acceptance_margins = json::array();
+    json final_margin = nullptr;
+    // Every proposal is recorded (and must be reproduced), examined or not.
     for (size_t i = 0; i < proposals.size(); ++i) {
       const double u = generation_uniform(seed, 0, static_cast<uint32_t>(position + i), 0,
                                           RandomStream::kDraftProposal);
-      margin = std::min(margin, boundary_distance(q[i], u));
+      proposal_margins.push_back(greedy ? log_gap(q[i]) : boundary_distance(q[i], u));
+    }
+    for (size_t i = 0; i < accept_u.size(); ++i) {
+      const int32_t x = proposals[i];
+      acceptance_margins.push_back(greedy ? log_gap(p[i])
+                                          : std::fabs(accept_u[i] * q[i][x] - p[i][x]));
     }
     if (final_kind == 0) {
       const size_t i = accept_u.size() - 1;
       std::vector<double> residual(p[i].size());
       for (size_t t = 0; t < residual.size(); ++t) residual[t] = std::max(0.0, p[i][t] - q[i][t]);
-      margin = std::min(margin, boundary_distance(residual, final_u));
+      final_margin = greedy ? log_gap(p[i]) : boundary_distance(residual, final_u);
     } else if (final_kind == 1) {
-      margin = std::min(margin, boundary_distance(p.back(), final_u));
+      final_margin = greedy ? log_gap(p.back()) : boundary_distance(p.back(), final_u);
     }
+    blocks.push_back({{"proposals", proposal_margins},
+                      {"acceptances", acceptance_margins},
+                      {"final", final_margin}});
   }
-  return margin;
+  return blocks;
 }
 
-ToleranceClass field_class(const std::string& name) {
-  for (const char* field : {"draft_probs", "target_probs", "accept_u", "final_u"}) {
-    if (name.ends_with(field)) return ToleranceClass::kProbability;
+// The smallest margin of any decision of block_margins.
+double smallest_margin(const json& blocks) {
+  double margin = std::numeric_limits<double>::infinity();
+  for (const json& block : blocks) {
+    for (const char* key : {"proposals", "acceptances"}) {
+      for (const json& m : block.at(key)) margin = std::min(margin, m.get<double>());
+    }
+    if (!block.at("final").is_null()) margin = std::min(margin, block.at("final").get<double>());
   }
-  return ToleranceClass::kExact;
+  return margin;
 }
 
 void add_run(SpeculativeCase& c, const Run& r, const std::string& mode) {
   for (const TensorRecord& record : r.trace.records()) {
     TensorRecord renamed = record;
     renamed.name = mode + "/" + record.name;
-    c.expected.push_back({renamed.name, "speculative_decoding", field_class(renamed.name)});
+    c.expected.push_back(speculative_tensor(renamed.name));
     c.trace.push_back(std::move(renamed));
   }
   const std::string tokens = mode + "/tokens";
@@ -131,12 +138,37 @@ json sampling_json(const SamplingParams& s) {
 
 }  // namespace
 
+ExpectedTensor speculative_tensor(const std::string& name) {
+  for (const char* field : {"draft_probs", "target_probs", "accept_u", "final_u"}) {
+    if (name.ends_with(field)) return {name, "speculative_decoding", ToleranceClass::kProbability};
+  }
+  return {name, "speculative_decoding", ToleranceClass::kExact};
+}
+
+std::vector<TensorRecord> follow_speculative_case(
+    const SpeculativeCaseSpec& spec,
+    const std::map<std::string, std::vector<FollowedBlock>>& follow) {
+  const Model target(spec.target, init_weights(spec.target), ref_kernels());
+  const Model draft(spec.draft, init_weights(spec.draft), ref_kernels());
+  SpeculativeCase c;
+  for (const bool greedy : {true, false}) {
+    const std::string mode = greedy ? "greedy" : "sampled";
+    const auto found = follow.find(mode);
+    add_run(c,
+            run(target, draft, spec, spec.prompt, greedy,
+                found != follow.end() ? &found->second : nullptr),
+            mode);
+  }
+  return c.trace;
+}
+
 SpeculativeCase build_speculative_case(const SpeculativeCaseSpec& spec, const Kernels& kernels) {
   const Model target(spec.target, init_weights(spec.target), kernels);
   const Model draft(spec.draft, init_weights(spec.draft), kernels);
   check_pairing(spec.target, spec.draft);
   std::vector<int32_t> prompt = spec.prompt;
   Run greedy, sampled;
+  json greedy_blocks, sampled_blocks;
   double greedy_margin = 0.0, sampled_margin = 0.0;
   for (uint32_t candidate = 0;; ++candidate) {
     if (spec.prompt.empty()) {
@@ -150,8 +182,10 @@ SpeculativeCase build_speculative_case(const SpeculativeCaseSpec& spec, const Ke
     }
     greedy = run(target, draft, spec, prompt, true);
     sampled = run(target, draft, spec, prompt, false);
-    greedy_margin = run_margin(greedy, true, spec.sampling.seed);
-    sampled_margin = run_margin(sampled, false, spec.sampling.seed);
+    greedy_blocks = block_margins(greedy, true, spec.sampling.seed);
+    sampled_blocks = block_margins(sampled, false, spec.sampling.seed);
+    greedy_margin = smallest_margin(greedy_blocks);
+    sampled_margin = smallest_margin(sampled_blocks);
     const bool reached =
         greedy_margin >= spec.margin_threshold && sampled_margin >= spec.margin_threshold;
     if (!spec.prompt.empty() || reached) break;
@@ -176,7 +210,9 @@ SpeculativeCase build_speculative_case(const SpeculativeCaseSpec& spec, const Ke
       {"margins",
        {{"threshold", spec.margin_threshold},
         {"greedy", greedy_margin},
-        {"sampled", sampled_margin}}},
+        {"sampled", sampled_margin},
+        {"greedy_blocks", greedy_blocks},
+        {"sampled_blocks", sampled_blocks}}},
       {"statistics",
        {{"greedy",
          {{"blocks", greedy.result.stats.blocks},

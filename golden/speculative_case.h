@@ -7,13 +7,15 @@
 // then "greedy/tokens" and "sampled/tokens". Weights: the target's under "target/<name>", the
 // draft's under "draft/<name>" (names of ref/weights.h).
 //
-// Margins (manifest "margins"): greedy, the smallest gap log p1 - log p2 between the two most
-// likely tokens of any recorded distribution (the target's and the draft's, temperature 1);
-// sampled, the smallest |u q(x) - p(x)| of any acceptance test and the smallest distance of any
-// draw's u from a boundary of the distribution it inverts. As for model cases, a prompt is searched
-// (Philox, golden/model_case.h) until both reach the threshold.
+// Margins (manifest "margins", golden/margins.h): "greedy_blocks" and "sampled_blocks" hold, block
+// by block, the margin of every decision: greedy, the gap log p1 - log p2 between the two most
+// likely tokens of the distribution each proposal, acceptance and final token was decided on;
+// sampled, each proposal's draw against q, each acceptance's |u q(x) - p(x)| and the final draw
+// against the residual or the last p. "greedy" and "sampled" are their smallest. As for model
+// cases, a prompt is searched (Philox, golden/model_case.h) until both reach the threshold.
 #pragma once
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -23,6 +25,7 @@
 #include "ref/kernels.h"
 #include "ref/safetensors.h"
 #include "ref/sampling.h"
+#include "ref/speculative.h"
 
 namespace moeref::golden {
 
@@ -54,6 +57,18 @@ struct SpeculativeCase {
 // with the set's prompt).
 SpeculativeCase build_speculative_case(const SpeculativeCaseSpec& spec,
                                        const Kernels& kernels = ref_kernels());
+// What a recorded tensor of a speculative case is: its op and tolerance class (the probabilities
+// and draws are probabilities; positions, tokens and decisions exact).
+ExpectedTensor speculative_tensor(const std::string& name);
+
+// The case's greedy and sampled generations with the reference following another implementation's
+// decisions (SpeculativeOptions::follow), keyed by mode ("greedy", "sampled"), under the set's
+// names: how the checker re-runs the reference on a backend's own decisions
+// (golden/anchored_run.h). Following the reference's own decisions reproduces the case bit for bit.
+std::vector<TensorRecord> follow_speculative_case(
+    const SpeculativeCaseSpec& spec,
+    const std::map<std::string, std::vector<FollowedBlock>>& follow);
+
 SpeculativeCaseSpec speculative_spec_from_manifest(const nlohmann::json& manifest,
                                                    const std::string& source);
 

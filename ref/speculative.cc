@@ -198,8 +198,21 @@ void SpeculativeDecoder::step(Tracer* tracer) {
         generation_uniform(seed, 0, static_cast<uint32_t>(position), request, stream));
   };
 
+  const FollowedBlock* followed =
+      options_.follow != nullptr && result_.stats.blocks < std::ssize(*options_.follow)
+          ? &(*options_.follow)[static_cast<size_t>(result_.stats.blocks)]
+          : nullptr;
+  const int64_t vocab = target_.config().vocab_size;
+  // The followed decision i of a list where it has a valid one (0 <= value < limit), else `own`.
+  auto follow = [](const std::vector<int32_t>& list, int64_t i, int32_t own, int64_t limit) {
+    if (i >= std::ssize(list)) return own;
+    const int32_t value = list[static_cast<size_t>(i)];
+    return value >= 0 && value < limit ? value : own;
+  };
+
   BlockRecord block;
   block.position = n;
+  std::vector<int32_t> proposals;  // the ones fed: the own ones unless followed
   std::vector<std::vector<double>> q(static_cast<size_t>(gamma));
   if (gamma > 0) {
     const std::span<const int32_t> pending(context_.data() + draft_cache_.length(),
@@ -213,9 +226,11 @@ void SpeculativeDecoder::step(Tracer* tracer) {
           greedy ? argmax(q[i])
                  : draw_from_weights(q[i], uniform(n + i, RandomStream::kDraftProposal));
       block.draft_tokens.push_back(proposal);
+      proposals.push_back(followed != nullptr ? follow(followed->draft_tokens, i, proposal, vocab)
+                                              : proposal);
       append(block.draft_probs, greedy ? softmax_dense(draft_row) : q[i]);
       if (i + 1 < gamma) {
-        logits = draft_.forward(std::span(&block.draft_tokens.back(), 1), draft_cache_).logits;
+        logits = draft_.forward(std::span(&proposals.back(), 1), draft_cache_).logits;
         ++result_.stats.draft_forwards;
       }
     }
@@ -223,7 +238,7 @@ void SpeculativeDecoder::step(Tracer* tracer) {
 
   // The target scores the last context token and every proposal in one forward pass.
   std::vector<int32_t> scored(context_.begin() + target_cache_.length(), context_.end());
-  scored.insert(scored.end(), block.draft_tokens.begin(), block.draft_tokens.end());
+  scored.insert(scored.end(), proposals.begin(), proposals.end());
   const Tensor target_logits = target_.forward(scored, target_cache_).logits;
   ++result_.stats.target_forwards;
   ++result_.stats.blocks;
@@ -235,15 +250,21 @@ void SpeculativeDecoder::step(Tracer* tracer) {
     append(block.target_probs, greedy ? softmax_dense(target_row) : p[i]);
   }
 
+  auto followed_final = [&](int32_t own) {
+    return followed != nullptr ? follow({followed->final_token}, 0, own, vocab) : own;
+  };
   int64_t accepted = 0;
   bool going = true;
   for (int64_t i = 0; i < gamma && going; ++i) {
-    const int32_t x = block.draft_tokens[i];
+    const int32_t x = proposals[i];
     const int64_t position = n + i;
     const double u = greedy ? 0.0 : uniform(position, RandomStream::kSpeculativeAccept);
-    const bool accept = greedy ? x == argmax(p[i]) : options_.accept(u, p[i][x], q[i][x]);
+    const bool own_accept = greedy ? x == argmax(p[i]) : options_.accept(u, p[i][x], q[i][x]);
     block.accept_u.push_back(static_cast<float>(u));
-    block.accepted.push_back(accept ? 1 : 0);
+    block.accepted.push_back(own_accept ? 1 : 0);
+    const bool accept = followed != nullptr
+                            ? follow(followed->accepted, i, own_accept ? 1 : 0, 2) == 1
+                            : own_accept;
     if (accept) {
       ++accepted;
       going = emit(x);
@@ -260,14 +281,14 @@ void SpeculativeDecoder::step(Tracer* tracer) {
     block.final_token =
         greedy ? argmax(p[i]) : draw_from_weights(residual_empty ? p[i] : residual, draw_u);
     going = false;
-    emit(block.final_token);
+    emit(followed_final(block.final_token));
   }
   if (going) {  // every proposal accepted: the bonus token from the target's last distribution
     const double draw_u = greedy ? 0.0 : uniform(n + gamma, RandomStream::kSampling);
     block.final_kind = 1;
     block.final_u = static_cast<float>(draw_u);
     block.final_token = greedy ? argmax(p[gamma]) : draw_from_weights(p[gamma], draw_u);
-    emit(block.final_token);
+    emit(followed_final(block.final_token));
   }
 
   result_.stats.drafted += gamma;
@@ -279,7 +300,7 @@ void SpeculativeDecoder::step(Tracer* tracer) {
   if (options_.adaptive_gamma && gamma > 0) {
     gamma_ = accepted == gamma ? gamma_ + 2 : std::max<int64_t>(1, gamma_ - 1);
   }
-  if (tracer != nullptr) block.write(*tracer, target_.config().vocab_size);
+  if (tracer != nullptr) block.write(*tracer, vocab);
 }
 
 SpeculativeResult speculative_generate(const Model& target, const Model& draft,

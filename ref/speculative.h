@@ -56,9 +56,22 @@ using ResidualWeights = std::vector<double> (*)(const std::vector<double>& p,
 std::vector<double> exact_residual(const std::vector<double>& p,
                                    const std::vector<double>& q);  // max(0, p - q)
 
+// One block's decisions as another implementation made them (see SpeculativeOptions::follow).
+struct FollowedBlock {
+  std::vector<int32_t> draft_tokens;
+  std::vector<int32_t> accepted;  // 1 accepted, 0 rejected, per examined proposal
+  int32_t final_token = -1;
+};
+
 struct SpeculativeOptions {
   int64_t gamma = 4;
   bool adaptive_gamma = false;
+  // Decisions to follow instead of the decoder's own, block by block: how the checker re-runs the
+  // reference on a backend's own decisions (golden/anchored_run.h). Block b feeds (*follow)[b]'s
+  // proposals, acceptances and final token where it has one that is valid (a token of the
+  // vocabulary; 0 or 1), its own choice elsewhere; the records keep the decoder's own choices,
+  // made on the same probabilities, and the emitted tokens are the ones fed.
+  const std::vector<FollowedBlock>* follow = nullptr;
   // Replaceable only so that a wrong rule can be planted and shown to be caught
   // (tests/speculative_test.cc, golden/bug_catalog.h).
   AcceptanceTest accept = exact_acceptance;

@@ -6,11 +6,12 @@
 // worst figures of any tensor are kept, with the backend and tensor that gave each, over the
 // whole family and for each backend.
 //
-// Model sets are measured against the reference re-run on the backend's own decisions, as the
-// checker compares them (golden/anchored_run.h). In the other kinds, once a run's decisions differ
-// from the set's (an integer tensor that compare() reports as a near-tie, or one it fails), every
-// later tensor of that set is left out: after a flip it measures the flip, not the precision. A
-// failed decision is an honest backend's flip the checker did not excuse, and is listed by name.
+// Model, batching and speculative sets are measured against the reference re-run on the backend's
+// own decisions, as the checker compares them (golden/anchored_run.h). In an op set, which is not
+// re-run, once a run's decisions differ from the set's (an integer tensor that compare() reports
+// as a near-tie, or one it fails), every later tensor of that set is left out: after a flip it
+// measures the flip, not the precision. A failed decision is an honest backend's flip the checker
+// did not excuse, and is listed by name.
 //
 // Where a set is calibrated (golden/calibration.h), the ratio of each tensor's max |a - e| and
 // NMSE to the gate's baseline (the worst honest backend's) is kept too: the evidence behind

@@ -17,6 +17,11 @@
 // directory beside the target; then an existing set is renamed aside, the new one renamed into
 // place, and the old one removed. A kill between the two renames leaves no set at the target
 // (the old one survives under a hidden name, which find_golden_sets skips), never half of one.
+//
+// Opening reads nothing outside the set and nothing unbounded: the manifest's "files" may name
+// only the set's own safetensors files, every file read must be a regular file in the directory
+// (no link, device or FIFO), and each file's size must be the one its header declares before it
+// is hashed.
 #pragma once
 
 #include <filesystem>

@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "ref/json_text.h"
+
 namespace moeref {
 
 namespace {
@@ -632,13 +634,9 @@ ModelConfig load_config(const std::filesystem::path& path) {
   };
   json object;
   try {
-    object = json::parse(text, reject_repeated_keys);
-  } catch (const json::parse_error& e) {
-    // e.what() is "[json.exception.parse_error.101] parse error at line L, column C: ...".
-    const std::string what = e.what();
-    const size_t prefix_end = what.find("] ");
-    throw ConfigError(source + ": malformed JSON: " +
-                      what.substr(prefix_end == std::string::npos ? 0 : prefix_end + 2));
+    object = parse_json_text(text, reject_repeated_keys);
+  } catch (const JsonTextError& e) {
+    throw ConfigError(source + ": " + e.what());
   }
   return config_from_json(object, source);
 }

@@ -1,10 +1,12 @@
 #include "ref/hf_interop.h"
 
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <regex>
 
 #include "ref/atomic_file.h"
+#include "ref/json_text.h"
 
 namespace moeref {
 
@@ -122,6 +124,11 @@ ModelConfig config_from_hf_json(const json& hf, const std::string& source) {
   }
   const int64_t n_heads = require_int(hf, "num_attention_heads", source);
   const int64_t d_model = require_int(hf, "hidden_size", source);
+  // Checked here, before head_dim may be derived from them by a division.
+  if (n_heads < 1)
+    fail(source, "num_attention_heads", "must be at least 1 (" + std::to_string(n_heads) + ")");
+  if (d_model < 1)
+    fail(source, "hidden_size", "must be at least 1 (" + std::to_string(d_model) + ")");
   double rope_theta = 0.0;
   if (hf.contains("rope_parameters")) {
     rope_theta =
@@ -172,25 +179,27 @@ ModelConfig config_from_hf_json(const json& hf, const std::string& source) {
 void export_hf(const ModelConfig& config, const ModelWeights& weights, const fs::path& dir) {
   check_mixtral_compatible(config, config.name);
   fs::create_directories(dir);
-  write_safetensors(dir / "model.safetensors", weight_records(config, weights, hf_tensor_name),
-                    {{"format", "pt"}});
+  write_safetensors_views(dir / "model.safetensors", weight_views(config, weights, hf_tensor_name),
+                          {{"format", "pt"}});
   write_file_atomically(dir / "config.json", hf_config_json(config).dump(2) + "\n");
 }
 
-ImportedModel import_hf(const fs::path& dir) {
+ImportedModel import_hf(const fs::path& dir, NonFiniteWeights non_finite) {
   const fs::path config_path = dir / "config.json";
-  std::ifstream in(config_path);
+  std::ifstream in(config_path, std::ios::binary);
   if (!in) throw ConfigError(config_path.string() + ": cannot open");
+  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (in.bad()) throw ConfigError(config_path.string() + ": cannot read");
   json hf;
   try {
-    hf = json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw ConfigError(config_path.string() + ": malformed JSON: " + e.what());
+    hf = parse_json_text(text);
+  } catch (const JsonTextError& e) {
+    throw ConfigError(config_path.string() + ": " + e.what());
   }
   ImportedModel model;
   model.config = config_from_hf_json(hf, config_path.string());
   model.weights =
-      load_weights(model.config, SafetensorsFile::read(dir / "model.safetensors"), hf_tensor_name);
+      load_weights(model.config, dir / "model.safetensors", {hf_tensor_name, non_finite});
   return model;
 }
 

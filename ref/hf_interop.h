@@ -46,6 +46,9 @@ struct ImportedModel {
   ModelWeights weights;
 };
 
-ImportedModel import_hf(const std::filesystem::path& dir);
+// Errors name the file and the key (config.json) or the tensor (model.safetensors); NaN and Inf
+// weights are refused unless non_finite is kAllow (ref/weights.h).
+ImportedModel import_hf(const std::filesystem::path& dir,
+                        NonFiniteWeights non_finite = NonFiniteWeights::kRefuse);
 
 }  // namespace moeref

@@ -50,7 +50,7 @@ Command register_import_hf(CLI::App& app) {
   command->add_option("--config-out", options->config_out, "moeref config to write")->required();
   command->add_option("--weights-out", options->weights_out, "Weights to write")->required();
   return {command, [options] {
-            const ImportedModel model = import_hf(options->hf_dir);
+            const ImportedModel model = import_hf(options->hf_dir, non_finite_weights());
             save_weights(model.config, model.weights, options->weights_out);
             write_file_atomically(options->config_out, config_to_json(model.config).dump(2) + "\n");
             std::cout << "wrote " << options->config_out << " and " << options->weights_out << "\n";

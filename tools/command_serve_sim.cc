@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "ref/engine.h"
+#include "ref/json_text.h"
 #include "tools/commands.h"
 #include "tools/model_loading.h"
 
@@ -119,9 +120,9 @@ std::vector<int32_t> prompt_tokens(const json& value) {
 EngineRequest parse_request(const std::string& line) {
   json object;
   try {
-    object = json::parse(line);
-  } catch (const json::parse_error& e) {
-    throw LineError(std::string("invalid JSON: ") + e.what());
+    object = parse_json_text(line);
+  } catch (const JsonTextError& e) {
+    throw LineError(e.what());
   }
   if (!object.is_object()) {
     throw LineError(std::string("expected a JSON object, got ") + object.type_name() + " " +
@@ -418,6 +419,7 @@ int serve_sim(const ServeSimOptions& options) {
       throw std::logic_error("the engine has not finished after " + std::to_string(bound) +
                              " steps; it is stuck (a bug in ref/engine.cc)");
     }
+    engine.skip_idle_steps();  // an arrival far ahead is reached at once, not step by step
     StepRecord record = engine.step();
     for (const auto& [id, token] : record.sampled) {
       if (!times[id].first_token_step) times[id].first_token_step = record.step;

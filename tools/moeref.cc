@@ -23,6 +23,10 @@ int main(int argc, char** argv) {
   app.add_option("--backend", backend, "Kernel set: ref (the oracle) or simd (fast)")
       ->check(CLI::IsMember({"ref", "simd"}))
       ->capture_default_str();
+  bool allow_nonfinite_weights = false;
+  app.add_flag("--allow-nonfinite-weights", allow_nonfinite_weights,
+               "Load weights holding NaN or Inf (refused by default), to test how a backend "
+               "propagates them");
 
   const std::vector<Command> commands = {
       register_stats(app),     register_init(app),      register_run(app),
@@ -44,6 +48,8 @@ int main(int argc, char** argv) {
 
   if (threads > 0) omp_set_num_threads(threads);
   select_backend(backend);
+  set_non_finite_weights(allow_nonfinite_weights ? moeref::NonFiniteWeights::kAllow
+                                                 : moeref::NonFiniteWeights::kRefuse);
   for (const Command& command : commands) {
     if (!command.subcommand->parsed()) continue;
     try {

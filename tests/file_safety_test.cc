@@ -125,7 +125,8 @@ TEST(StagedFile, TheNextWriteRemovesTheTemporaryOfAKilledProcess) {
   EXPECT_TRUE(fs::exists(temp.path() / other_target));
 }
 
-// Each runs in a child that the signal ends (gtest death tests); the directory is looked at here.
+// Each runs in a forked child (a gtest death test) that the signal ends; the directory, made
+// before the fork, is looked at here.
 void interrupted_file_write(const fs::path& target) {
   remove_temporaries_on_interrupt();
   write_file_atomically(target, [](std::ostream& out) {
@@ -145,7 +146,6 @@ void interrupted_directory_write(const fs::path& target) {
 }
 
 TEST(RemovedOnInterrupt, SigtermDuringAWriteLeavesNoTemporary) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
   const TempDir temp;
   EXPECT_EXIT(interrupted_file_write(temp.path() / "out.bin"), testing::KilledBySignal(SIGTERM),
               "");
@@ -153,7 +153,6 @@ TEST(RemovedOnInterrupt, SigtermDuringAWriteLeavesNoTemporary) {
 }
 
 TEST(RemovedOnInterrupt, SigintDuringAStagedDirectoryLeavesNoTemporary) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
   const TempDir temp;
   EXPECT_EXIT(interrupted_directory_write(temp.path() / "set"), testing::KilledBySignal(SIGINT),
               "");

@@ -113,6 +113,12 @@ const std::vector<RefusedCase>& refused_cases() {
          return "golden " + quote(kTiny) + " --out " + quote(copy_of_committed_set(d));
        },
        "give --force", "--out"},
+      {"golden --out a symbolic link to an earlier golden set",
+       [](const fs::path& d) {
+         fs::create_directory_symlink(copy_of_committed_set(d), d / "link");
+         return "golden " + quote(kTiny) + " --out " + quote(d / "link") + " --force";
+       },
+       "is a symbolic link", "--out"},
       {"golden --ops --out a model set",
        [](const fs::path& d) { return "golden --ops --out " + quote(copy_of_committed_set(d)); },
        "is a golden set, not a directory of the op cases' sets", "--out"},

@@ -96,6 +96,10 @@ void check_golden_dir(const OutputFile& output, GoldenOutput kind,
     case golden::GoldenTarget::kOther:
       break;
   }
+  std::error_code error;
+  if (fs::is_symlink(output.path, error)) {
+    refuse(output, "is a symbolic link; give the directory it names");
+  }
   if (!is_existing_directory(output.path)) refuse(output, "exists and is not a directory");
   refuse(output, std::string("holds files that are not ") +
                      (tree ? "golden sets" : "a golden set") +

@@ -4,7 +4,11 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -265,6 +269,35 @@ TEST(CliOutputs, ForceReplacesBothFilesOfAnEarlierExport) {
   EXPECT_EQ(import_hf(hf).config, load_config(kTiny));
   EXPECT_EQ(read_file(hf / "tokenizer.json"), "kept");
   EXPECT_EQ(std::distance(fs::directory_iterator(hf), fs::directory_iterator()), 3);
+}
+
+// `golden --ops` builds its whole tree in a hidden directory beside the target, which a SIGTERM
+// removes before the program dies by the signal.
+TEST(CliOutputs, SigtermLeavesNoTemporaryBehind) {
+  const TempDir temp;
+  const fs::path out = temp.path() / "ops";
+  const pid_t child = fork();
+  if (child == 0) {
+    freopen("/dev/null", "w", stdout);
+    execl(MOEREF_CLI, MOEREF_CLI, "golden", "--ops", "--out", out.c_str(),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  ASSERT_GT(child, 0);
+  // Wait for the hidden directory to appear (or the program to end, which fails below).
+  bool staged = false;
+  while (!staged && waitpid(child, nullptr, WNOHANG) == 0) {
+    for (const auto& entry : fs::directory_iterator(temp.path())) {
+      staged = staged || entry.path().filename().string().rfind(".ops.tmp.", 0) == 0;
+    }
+    if (!staged) usleep(1000);
+  }
+  ASSERT_TRUE(staged) << "the program ended before its temporary directory was seen";
+  kill(child, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << "status " << status;
+  EXPECT_TRUE(fs::is_empty(temp.path()));
 }
 
 }  // namespace

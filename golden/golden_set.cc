@@ -170,6 +170,46 @@ const ExpectedTensor& GoldenSet::expected_entry(const std::string& name) const {
   return expected_[found->second];
 }
 
+namespace {
+
+bool is_golden_set(const fs::path& dir) {
+  std::error_code error;
+  if (!fs::is_regular_file(dir / "manifest.json", error)) return false;
+  json manifest;
+  try {
+    manifest = read_manifest(dir / "manifest.json");
+  } catch (const GoldenError&) {
+    return false;
+  }
+  if (!manifest.is_object() || !manifest.contains("format_version") || !manifest.contains("kind") ||
+      !manifest.contains("files") || !manifest.at("files").is_object()) {
+    return false;
+  }
+  const json& files = manifest.at("files");
+  for (fs::directory_iterator it(dir, error), end; !error && it != end; it.increment(error)) {
+    const std::string name = it->path().filename().string();
+    if (name != "manifest.json" && !files.contains(name)) return false;
+  }
+  return !error;
+}
+
+}  // namespace
+
+GoldenTarget classify_golden_target(const fs::path& dir) {
+  std::error_code error;
+  const fs::file_status status = fs::symlink_status(dir, error);
+  if (status.type() == fs::file_type::not_found) return GoldenTarget::kAbsent;
+  if (status.type() != fs::file_type::directory) return GoldenTarget::kOther;
+  if (fs::is_empty(dir, error) && !error) return GoldenTarget::kEmptyDirectory;
+  if (is_golden_set(dir)) return GoldenTarget::kGoldenSet;
+  for (fs::directory_iterator it(dir, error), end; !error && it != end; it.increment(error)) {
+    if (!it->is_directory() || it->is_symlink() || !is_golden_set(it->path())) {
+      return GoldenTarget::kOther;
+    }
+  }
+  return error ? GoldenTarget::kOther : GoldenTarget::kGoldenTree;
+}
+
 void write_golden_set(const fs::path& dir, json manifest, const std::vector<TensorRecord>& weights,
                       const std::vector<TensorRecord>& inputs,
                       const std::vector<TensorRecord>& trace,
@@ -178,22 +218,23 @@ void write_golden_set(const fs::path& dir, json manifest, const std::vector<Tens
     throw GoldenError(dir.string() + ": " + std::to_string(trace.size()) + " traced tensors but " +
                       std::to_string(expected.size()) + " kinds");
   }
-  const fs::path target = dir.filename().empty() ? dir.parent_path() : dir;
-  if (!target.parent_path().empty()) fs::create_directories(target.parent_path());
-  const fs::path staging = temporary_sibling(target, "tmp");
-  const fs::path previous = temporary_sibling(target, "old");
+  const GoldenTarget target = classify_golden_target(dir);
+  if (target == GoldenTarget::kGoldenTree || target == GoldenTarget::kOther) {
+    throw GoldenError(dir.string() +
+                      ": not a golden set, nor an empty directory; refusing to replace it");
+  }
   try {
-    fs::remove_all(staging);
-    fs::create_directory(staging);
+    StagedDirectory staging(dir);
+    const fs::path& staged = staging.path();
     json files = json::object();
     if (!weights.empty()) {
-      write_safetensors(staging / kWeightsFile, weights);
-      files[kWeightsFile] = sha256_file_hex(staging / kWeightsFile);
+      write_safetensors(staged / kWeightsFile, weights);
+      files[kWeightsFile] = sha256_file_hex(staged / kWeightsFile);
     }
-    write_safetensors(staging / kInputsFile, inputs);
-    files[kInputsFile] = sha256_file_hex(staging / kInputsFile);
-    write_safetensors(staging / kTraceFile, trace);
-    files[kTraceFile] = sha256_file_hex(staging / kTraceFile);
+    write_safetensors(staged / kInputsFile, inputs);
+    files[kInputsFile] = sha256_file_hex(staged / kInputsFile);
+    write_safetensors(staged / kTraceFile, trace);
+    files[kTraceFile] = sha256_file_hex(staged / kTraceFile);
     json tensors = json::array();
     for (size_t i = 0; i < trace.size(); ++i) {
       tensors.push_back({{"name", trace[i].name},
@@ -206,15 +247,9 @@ void write_golden_set(const fs::path& dir, json manifest, const std::vector<Tens
     }
     manifest["files"] = files;
     manifest["tensors"] = tensors;
-    write_file_atomically(staging / "manifest.json", manifest.dump(1) + "\n");
-
-    if (fs::exists(target)) fs::rename(target, previous);
-    fs::rename(staging, target);
-    fs::remove_all(previous);
+    write_file_atomically(staged / "manifest.json", manifest.dump(1) + "\n");
+    staging.publish();
   } catch (const std::exception& e) {
-    std::error_code ignored;
-    fs::remove_all(staging, ignored);
-    if (!fs::exists(target) && fs::exists(previous)) fs::rename(previous, target, ignored);
     throw GoldenError(dir.string() + ": cannot write the golden set: " + e.what());
   }
 }

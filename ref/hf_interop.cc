@@ -179,9 +179,13 @@ ModelConfig config_from_hf_json(const json& hf, const std::string& source) {
 void export_hf(const ModelConfig& config, const ModelWeights& weights, const fs::path& dir) {
   check_mixtral_compatible(config, config.name);
   fs::create_directories(dir);
-  write_safetensors_views(dir / "model.safetensors", weight_views(config, weights, hf_tensor_name),
-                          {{"format", "pt"}});
-  write_file_atomically(dir / "config.json", hf_config_json(config).dump(2) + "\n");
+  std::vector<StagedFile> files;
+  files.push_back(stage_safetensors(dir / "model.safetensors",
+                                    weight_views(config, weights, hf_tensor_name),
+                                    {{"format", "pt"}}));
+  const std::string config_text = hf_config_json(config).dump(2) + "\n";
+  files.push_back(StagedFile(dir / "config.json", [&](std::ostream& out) { out << config_text; }));
+  publish_together(files);
 }
 
 ImportedModel import_hf(const fs::path& dir, NonFiniteWeights non_finite) {

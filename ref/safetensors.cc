@@ -569,12 +569,12 @@ const TensorRecord& SafetensorsFile::at(const std::string& name) const {
   return tensors_[found->second];
 }
 
-void write_safetensors_views(const fs::path& path, const std::vector<TensorView>& tensors,
+StagedFile stage_safetensors(const fs::path& path, const std::vector<TensorView>& tensors,
                              const std::map<std::string, std::string>& metadata) {
   check_writable(path, tensors, metadata);
   const std::string header = padded_header(tensors, metadata);
   try {
-    write_file_atomically(path, [&](std::ostream& out) {
+    return StagedFile(path, [&](std::ostream& out) {
       write_u64_le(out, header.size());
       out.write(header.data(), static_cast<std::streamsize>(header.size()));
       for (const TensorView& view : tensors) {
@@ -583,8 +583,18 @@ void write_safetensors_views(const fs::path& path, const std::vector<TensorView>
       }
     });
   } catch (const std::runtime_error& e) {
-    // write_file_atomically's message already starts with the path; callers of this module
-    // catch one error type.
+    // StagedFile's message already starts with the path; callers of this module catch one error
+    // type.
+    throw SafetensorsError(e.what());
+  }
+}
+
+void write_safetensors_views(const fs::path& path, const std::vector<TensorView>& tensors,
+                             const std::map<std::string, std::string>& metadata) {
+  StagedFile staged = stage_safetensors(path, tensors, metadata);
+  try {
+    staged.publish();
+  } catch (const std::runtime_error& e) {
     throw SafetensorsError(e.what());
   }
 }

@@ -26,6 +26,8 @@
 #include <string>
 #include <vector>
 
+#include "ref/atomic_file.h"
+
 namespace moeref {
 
 class SafetensorsError : public std::runtime_error {
@@ -122,5 +124,11 @@ void write_safetensors_views(const std::filesystem::path& path,
                              const std::map<std::string, std::string>& metadata = {});
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorRecord>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
+
+// The same file written beside `path` and not yet published, for publish_together
+// (ref/atomic_file.h) with the files that belong with it.
+StagedFile stage_safetensors(const std::filesystem::path& path,
+                             const std::vector<TensorView>& tensors,
+                             const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace moeref

@@ -9,6 +9,7 @@
 #include "ref/config.h"
 #include "tools/commands.h"
 #include "tools/model_loading.h"
+#include "tools/output_guard.h"
 
 namespace moeref::cli {
 
@@ -100,6 +101,14 @@ Command register_golden(CLI::App& app) {
       ->add_option("--margin", spec.margin_threshold,
                    "Smallest router, greedy and sampling margin to accept")
       ->capture_default_str();
+  guard_outputs(command, [options] {
+    OutputPlan plan{{options->config_path, options->draft_config_path}, {}};
+    if (options->verify_dir.empty() && !options->out_dir.empty()) {
+      plan.golden_dir = {"--out", options->out_dir};
+      plan.golden = options->ops ? GoldenOutput::kTree : GoldenOutput::kSet;
+    }
+    return plan;
+  });
   return {command, [options] {
             if (!options->verify_dir.empty()) return verify(options->verify_dir);
             if (options->out_dir.empty()) {

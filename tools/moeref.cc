@@ -6,12 +6,14 @@
 #include <vector>
 
 #include "ref/freed_memory.h"
+#include "ref/temporary_cleanup.h"
 #include "tools/commands.h"
 #include "tools/model_loading.h"
 
 int main(int argc, char** argv) {
   using namespace moeref::cli;
   moeref::retain_freed_memory();
+  moeref::remove_temporaries_on_interrupt();
   CLI::App app(
       "moeref: reference implementation and correctness oracle of a GPT-4-style "
       "mixture-of-experts transformer");

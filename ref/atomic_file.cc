@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <stdexcept>
 #include <string>
@@ -27,10 +29,11 @@ void write_file_atomically(const fs::path& target,
   try {
     {
       std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-      if (!out) throw std::runtime_error("cannot open for writing");
+      if (!out)
+        throw std::runtime_error(std::string("cannot open for writing: ") + std::strerror(errno));
       write(out);
       out.flush();
-      if (!out) throw std::runtime_error("write failed");
+      if (!out) throw std::runtime_error(std::string("write failed: ") + std::strerror(errno));
     }
     std::error_code error;
     fs::rename(temporary, target, error);

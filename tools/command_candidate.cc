@@ -14,6 +14,7 @@
 #include "golden/emulated_kernels.h"
 #include "golden/golden_set.h"
 #include "tools/commands.h"
+#include "tools/usage.h"
 
 namespace moeref::cli {
 
@@ -52,7 +53,8 @@ Command register_candidate(CLI::App& app) {
   command
       ->add_option("--emulate", options->precision,
                    "Precision the emulated kernels compute in: fp32, tf32, bf16 or fp16")
-      ->required();
+      ->required()
+      ->check(precision_name());
   command->add_option("--out", options->out_path, "Safetensors file to write")->required();
   return {command, [options] {
             const golden::Precision precision = golden::precision_from_name(options->precision);

@@ -86,7 +86,7 @@ StagedFile::StagedFile(const fs::path& target, const std::function<void(std::ost
     remove_stale_temporaries(target_);
     registration_ = std::make_unique<RemovedOnInterrupt>(temporary_);
     const int fd = open(temporary_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0) fail_with_errno("cannot create " + temporary_.string());
+    if (fd < 0) fail_with_errno("cannot open for writing");
     try {
       {
         errno = 0;

@@ -158,7 +158,10 @@ class FieldReader {
   bool has(const char* key) const { return object_.contains(key); }
 
   void reject_unknown_keys() const {
-    for (const auto& [key, value] : object_.items()) {
+    // Not a structured binding: clang 14 cannot capture one in the lambda below.
+    for (const auto& item : object_.items()) {
+      const std::string& key = item.key();
+      const auto& value = item.value();
       if (std::find(keys_.begin(), keys_.end(), key) != keys_.end()) continue;
       const auto closest = std::min_element(keys_.begin(), keys_.end(), [&](auto a, auto b) {
         return edit_distance(key, a) < edit_distance(key, b);

@@ -1,7 +1,9 @@
 #include "ref/hf_interop.h"
 
+#include <cstdint>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <regex>
 
@@ -28,6 +30,11 @@ const json& require(const json& object, const std::string& key, const std::strin
 int64_t require_int(const json& object, const std::string& key, const std::string& source) {
   const json& value = require(object, key, source);
   if (!value.is_number_integer()) fail(source, key, "expected an integer (" + value.dump() + ")");
+  // nlohmann keeps integers past int64 as uint64; get<int64_t> would wrap 2^64 - 1 to -1.
+  if (value.is_number_unsigned() &&
+      value.get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()}) {
+    fail(source, key, "integer out of the int64 range (" + value.dump() + ")");
+  }
   return value.get<int64_t>();
 }
 

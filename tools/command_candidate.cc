@@ -15,6 +15,7 @@
 #include "golden/golden_set.h"
 #include "tools/commands.h"
 #include "tools/output_guard.h"
+#include "tools/usage.h"
 
 namespace moeref::cli {
 
@@ -53,7 +54,8 @@ Command register_candidate(CLI::App& app) {
   command
       ->add_option("--emulate", options->precision,
                    "Precision the emulated kernels compute in: fp32, tf32, bf16 or fp16")
-      ->required();
+      ->required()
+      ->check(precision_name());
   command->add_option("--out", options->out_path, "Safetensors file to write")->required();
   guard_outputs(command, [options] {
     return OutputPlan{{options->golden_dir}, {{"--out", options->out_path}}};

@@ -10,6 +10,7 @@
 #include "tools/commands.h"
 #include "tools/model_loading.h"
 #include "tools/output_guard.h"
+#include "tools/usage.h"
 
 namespace moeref::cli {
 
@@ -112,7 +113,7 @@ Command register_golden(CLI::App& app) {
   return {command, [options] {
             if (!options->verify_dir.empty()) return verify(options->verify_dir);
             if (options->out_dir.empty()) {
-              throw std::invalid_argument("give --out DIR to write a set, or --verify DIR");
+              throw UsageError("give --out DIR to write a set, or --verify DIR");
             }
             if (options->ops) {
               golden::write_op_cases(options->out_dir);
@@ -120,7 +121,7 @@ Command register_golden(CLI::App& app) {
               return 0;
             }
             if (options->config_path.empty()) {
-              throw std::invalid_argument("give a CONFIG for a model case, or --ops");
+              throw UsageError("give a CONFIG for a model case, or --ops");
             }
             if (!options->draft_config_path.empty()) return write_speculative(*options);
             if (options->batching) {

@@ -63,8 +63,8 @@ Command register_import_hf(CLI::App& app) {
   return {command, [options] {
             const ImportedModel model = import_hf(options->hf_dir, non_finite_weights());
             std::vector<StagedFile> files;
-            files.push_back(stage_safetensors(options->weights_out,
-                                              weight_views(model.config, model.weights)));
+            files.push_back(
+                stage_safetensors(options->weights_out, weight_views(model.config, model.weights)));
             const std::string config_text = config_to_json(model.config).dump(2) + "\n";
             files.push_back(
                 StagedFile(options->config_out, [&](std::ostream& out) { out << config_text; }));

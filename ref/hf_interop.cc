@@ -149,7 +149,11 @@ ModelConfig config_from_hf_json(const json& hf, const std::string& source) {
       {"d_model", d_model},
       {"n_layers", require_int(hf, "num_hidden_layers", source)},
       {"n_heads", n_heads},
-      {"n_kv_heads", require_int(hf, "num_key_value_heads", source)},
+      // transformers' MixtralConfig reads a null num_key_value_heads as num_attention_heads; an
+      // absent one would be its class default (8), which is not guessed here: absent is missing.
+      {"n_kv_heads", require(hf, "num_key_value_heads", source).is_null()
+                         ? n_heads
+                         : require_int(hf, "num_key_value_heads", source)},
       {"head_dim", hf.contains("head_dim") && !hf.at("head_dim").is_null()
                        ? require_int(hf, "head_dim", source)
                        : d_model / n_heads},

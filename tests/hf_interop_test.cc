@@ -383,6 +383,20 @@ TEST(ConfigFromHfJson, HandWrittenHubConfigGivesTiny) {
   EXPECT_EQ(config_from_hf_json(with_eos, "hub/config.json").eos_token_id, 2);
 }
 
+// transformers' MixtralConfig: a null num_key_value_heads is num_attention_heads (multi-head
+// attention), and a missing or null head_dim is hidden_size / num_attention_heads.
+TEST(ConfigFromHfJson, NullKeyValueHeadsAndHeadDimDefaultAsTransformersDoes) {
+  json hf = hand_hf_config();
+  hf["num_key_value_heads"] = nullptr;
+  hf["head_dim"] = nullptr;
+  const ModelConfig config = config_from_hf_json(hf, "hub/config.json");
+  EXPECT_EQ(config.n_kv_heads, 4);
+  EXPECT_EQ(config.head_dim, 16);
+
+  hf.erase("head_dim");
+  EXPECT_EQ(config_from_hf_json(hf, "hub/config.json").head_dim, 16);
+}
+
 TEST(ConfigFromHfJson, ErrorsNameTheKey) {
   struct Case {
     const char* what;
@@ -411,8 +425,12 @@ TEST(ConfigFromHfJson, ErrorsNameTheKey) {
       {"hidden_size a string", "hidden_size", [](json& j) { j["hidden_size"] = "64"; }},
       {"vocab_size a float", "vocab_size", [](json& j) { j["vocab_size"] = 256.5; }},
       {"rms_norm_eps a string", "rms_norm_eps", [](json& j) { j["rms_norm_eps"] = "1e-5"; }},
-      {"num_key_value_heads null", "num_key_value_heads",
-       [](json& j) { j["num_key_value_heads"] = nullptr; }},
+      // Absent, transformers would take MixtralConfig's class default (8, Mixtral-8x7B's value),
+      // a guess moeref does not make.
+      {"missing num_key_value_heads", "num_key_value_heads",
+       [](json& j) { j.erase("num_key_value_heads"); }},
+      {"num_key_value_heads a string", "num_key_value_heads",
+       [](json& j) { j["num_key_value_heads"] = "1"; }},
       {"model_type llama", "model_type", [](json& j) { j["model_type"] = "llama"; }},
       {"hidden_act gelu", "hidden_act", [](json& j) { j["hidden_act"] = "gelu"; }},
       {"sliding_window set", "sliding_window", [](json& j) { j["sliding_window"] = 4096; }},

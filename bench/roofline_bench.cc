@@ -106,12 +106,12 @@ double measure_sgemm(int64_t n, int64_t repeats, benchmark::State* state) {
 // fewer TLB misses, the best read this machine can do. Not through ref/huge_page_allocator.h:
 // its cache would keep the freed GiB resident when the peak memory is reset for the model.
 double measure_read_bandwidth(int64_t repeats, benchmark::State* state) {
-  const int64_t n = kReadBytes / static_cast<int64_t>(sizeof(float));
+  constexpr int64_t n = kReadBytes / static_cast<int64_t>(sizeof(float));
   const std::unique_ptr<float[], decltype(&std::free)> values(
       static_cast<float*>(std::aligned_alloc(kHugePageBytes, kReadBytes)), &std::free);
   if (values == nullptr) throw std::bad_alloc();
   madvise(values.get(), kReadBytes, MADV_HUGEPAGE);  // a hint: without it, 4 KiB pages
-  auto part = [n](int thread, int threads) {
+  auto part = [](int thread, int threads) {
     const int64_t per_thread = (n / threads) / 16 * 16;  // whole 64-byte lines
     const int64_t begin = per_thread * thread;
     return std::pair(begin, thread + 1 == threads ? n : begin + per_thread);

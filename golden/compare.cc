@@ -12,6 +12,7 @@
 #include "golden/anchored_run.h"
 #include "golden/calibration.h"
 #include "golden/decisions.h"
+#include "golden/fp16.h"
 #include "ref/philox.h"
 
 namespace moeref::golden {
@@ -62,12 +63,6 @@ bool is_float(DType dtype) {
 
 bool is_integer(DType dtype) { return dtype == DType::kI32 || dtype == DType::kI64; }
 
-float half_to_float(uint16_t h) {
-  _Float16 value;
-  std::memcpy(&value, &h, sizeof value);
-  return static_cast<float>(value);
-}
-
 float bf16_to_float(uint16_t b) {
   const uint32_t bits = static_cast<uint32_t>(b) << 16;
   float value;
@@ -97,7 +92,7 @@ std::vector<double> as_doubles(const TensorRecord& record) {
         values[i] = load<double>(data, i);
         break;
       case DType::kF16:
-        values[i] = half_to_float(load<uint16_t>(data, i));
+        values[i] = fp16_to_float(load<uint16_t>(data, i));
         break;
       case DType::kBF16:
         values[i] = bf16_to_float(load<uint16_t>(data, i));

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "golden/emulation.h"
+#include "golden/fp16.h"
 
 namespace moeref::golden {
 
@@ -141,7 +142,7 @@ float round_to_precision(float value, Precision precision) {
     case Precision::kBF16:
       return round_mantissa(value, 16);
     case Precision::kFP16:
-      return static_cast<float>(static_cast<_Float16>(value));
+      return round_to_fp16(value);
   }
   return value;
 }

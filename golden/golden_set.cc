@@ -1,10 +1,12 @@
 #include "golden/golden_set.h"
 
 #include <fstream>
+#include <iterator>
 #include <system_error>
 
 #include "golden/sha256.h"
 #include "ref/atomic_file.h"
+#include "ref/json_text.h"
 
 namespace moeref::golden {
 
@@ -21,13 +23,31 @@ constexpr const char* kTraceFile = "trace.safetensors";
   throw GoldenError(where.string() + ": " + problem);
 }
 
+// A file of the set must be a regular file in the set's directory itself: not a link, device or
+// FIFO (/dev/zero would be read forever), nothing reached through another directory.
+void check_regular_file(const fs::path& path, const std::string& listed_as) {
+  std::error_code error;
+  const fs::file_status status = fs::symlink_status(path, error);
+  if (error || !fs::exists(status)) fail(path, "missing (" + listed_as + ")");
+  if (!fs::is_regular_file(status)) {
+    fail(path, "not a regular file (" + listed_as + "); a golden set holds only its own files");
+  }
+}
+
 json read_manifest(const fs::path& path) {
-  std::ifstream in(path);
+  std::error_code error;
+  if (!fs::exists(fs::symlink_status(path, error))) {
+    fail(path, "cannot open (is this a golden set directory?)");
+  }
+  check_regular_file(path, "the set's manifest");
+  std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, "cannot open (is this a golden set directory?)");
+  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (in.bad()) fail(path, "cannot read");
   try {
-    return json::parse(in);
-  } catch (const json::parse_error& e) {
-    fail(path, std::string("malformed JSON: ") + e.what());
+    return parse_json_text(text);
+  } catch (const JsonTextError& e) {
+    fail(path, e.what());
   }
 }
 
@@ -43,11 +63,28 @@ std::string require_string(const json& object, const char* key, const fs::path& 
   return value.get<std::string>();
 }
 
+// "files" names exactly the set's safetensors files (the weights only for sets that have them),
+// so no entry reaches outside the directory; each is hashed only once its own header has been
+// checked against its size, so the bytes hashed are the bytes the header declares.
 void check_file_digests(const fs::path& dir, const json& files, const fs::path& manifest_path) {
   if (!files.is_object()) fail(manifest_path, "key \"files\" must be an object");
+  for (const char* required : {kInputsFile, kTraceFile}) {
+    if (!files.contains(required)) {
+      fail(manifest_path, "key \"files\" does not list " + std::string(required));
+    }
+  }
   for (const auto& [file, digest] : files.items()) {
+    if (file != kWeightsFile && file != kInputsFile && file != kTraceFile) {
+      fail(manifest_path, "key \"files\" lists \"" + file + "\", which is not one of " +
+                              kWeightsFile + ", " + kInputsFile + " or " + kTraceFile);
+    }
     const fs::path path = dir / file;
-    if (!fs::exists(path)) fail(path, "missing (listed in manifest.json)");
+    check_regular_file(path, "listed in manifest.json");
+    try {
+      SafetensorsIndex::open(path);
+    } catch (const SafetensorsError& e) {
+      throw GoldenError(e.what());
+    }
     if (!digest.is_string() || sha256_file_hex(path) != digest.get<std::string>()) {
       fail(path, "sha256 does not match manifest.json: the file was changed or corrupted");
     }
@@ -77,6 +114,10 @@ GoldenSet GoldenSet::open(const fs::path& dir, Integrity integrity) {
   const json& files = require(m, "files", manifest_path);
   const bool check = integrity == Integrity::kCheckDigests;
   if (check) check_file_digests(dir, files, manifest_path);
+  if (!check && !files.is_object()) fail(manifest_path, "key \"files\" must be an object");
+  if (files.contains(kWeightsFile)) check_regular_file(dir / kWeightsFile, "a file of the set");
+  check_regular_file(dir / kInputsFile, "a file of the set");
+  check_regular_file(dir / kTraceFile, "a file of the set");
   try {
     if (files.contains(kWeightsFile)) set.weights_ = SafetensorsFile::read(dir / kWeightsFile);
     set.inputs_ = SafetensorsFile::read(dir / kInputsFile);
@@ -129,6 +170,46 @@ const ExpectedTensor& GoldenSet::expected_entry(const std::string& name) const {
   return expected_[found->second];
 }
 
+namespace {
+
+bool is_golden_set(const fs::path& dir) {
+  std::error_code error;
+  if (!fs::is_regular_file(dir / "manifest.json", error)) return false;
+  json manifest;
+  try {
+    manifest = read_manifest(dir / "manifest.json");
+  } catch (const GoldenError&) {
+    return false;
+  }
+  if (!manifest.is_object() || !manifest.contains("format_version") || !manifest.contains("kind") ||
+      !manifest.contains("files") || !manifest.at("files").is_object()) {
+    return false;
+  }
+  const json& files = manifest.at("files");
+  for (fs::directory_iterator it(dir, error), end; !error && it != end; it.increment(error)) {
+    const std::string name = it->path().filename().string();
+    if (name != "manifest.json" && !files.contains(name)) return false;
+  }
+  return !error;
+}
+
+}  // namespace
+
+GoldenTarget classify_golden_target(const fs::path& dir) {
+  std::error_code error;
+  const fs::file_status status = fs::symlink_status(dir, error);
+  if (status.type() == fs::file_type::not_found) return GoldenTarget::kAbsent;
+  if (status.type() != fs::file_type::directory) return GoldenTarget::kOther;
+  if (fs::is_empty(dir, error) && !error) return GoldenTarget::kEmptyDirectory;
+  if (is_golden_set(dir)) return GoldenTarget::kGoldenSet;
+  for (fs::directory_iterator it(dir, error), end; !error && it != end; it.increment(error)) {
+    if (!it->is_directory() || it->is_symlink() || !is_golden_set(it->path())) {
+      return GoldenTarget::kOther;
+    }
+  }
+  return error ? GoldenTarget::kOther : GoldenTarget::kGoldenTree;
+}
+
 void write_golden_set(const fs::path& dir, json manifest, const std::vector<TensorRecord>& weights,
                       const std::vector<TensorRecord>& inputs,
                       const std::vector<TensorRecord>& trace,
@@ -137,22 +218,23 @@ void write_golden_set(const fs::path& dir, json manifest, const std::vector<Tens
     throw GoldenError(dir.string() + ": " + std::to_string(trace.size()) + " traced tensors but " +
                       std::to_string(expected.size()) + " kinds");
   }
-  const fs::path target = dir.filename().empty() ? dir.parent_path() : dir;
-  if (!target.parent_path().empty()) fs::create_directories(target.parent_path());
-  const fs::path staging = temporary_sibling(target, "tmp");
-  const fs::path previous = temporary_sibling(target, "old");
+  const GoldenTarget target = classify_golden_target(dir);
+  if (target == GoldenTarget::kGoldenTree || target == GoldenTarget::kOther) {
+    throw GoldenError(dir.string() +
+                      ": not a golden set, nor an empty directory; refusing to replace it");
+  }
   try {
-    fs::remove_all(staging);
-    fs::create_directory(staging);
+    StagedDirectory staging(dir);
+    const fs::path& staged = staging.path();
     json files = json::object();
     if (!weights.empty()) {
-      write_safetensors(staging / kWeightsFile, weights);
-      files[kWeightsFile] = sha256_file_hex(staging / kWeightsFile);
+      write_safetensors(staged / kWeightsFile, weights);
+      files[kWeightsFile] = sha256_file_hex(staged / kWeightsFile);
     }
-    write_safetensors(staging / kInputsFile, inputs);
-    files[kInputsFile] = sha256_file_hex(staging / kInputsFile);
-    write_safetensors(staging / kTraceFile, trace);
-    files[kTraceFile] = sha256_file_hex(staging / kTraceFile);
+    write_safetensors(staged / kInputsFile, inputs);
+    files[kInputsFile] = sha256_file_hex(staged / kInputsFile);
+    write_safetensors(staged / kTraceFile, trace);
+    files[kTraceFile] = sha256_file_hex(staged / kTraceFile);
     json tensors = json::array();
     for (size_t i = 0; i < trace.size(); ++i) {
       tensors.push_back({{"name", trace[i].name},
@@ -165,15 +247,9 @@ void write_golden_set(const fs::path& dir, json manifest, const std::vector<Tens
     }
     manifest["files"] = files;
     manifest["tensors"] = tensors;
-    write_file_atomically(staging / "manifest.json", manifest.dump(1) + "\n");
-
-    if (fs::exists(target)) fs::rename(target, previous);
-    fs::rename(staging, target);
-    fs::remove_all(previous);
+    write_file_atomically(staged / "manifest.json", manifest.dump(1) + "\n");
+    staging.publish();
   } catch (const std::exception& e) {
-    std::error_code ignored;
-    fs::remove_all(staging, ignored);
-    if (!fs::exists(target) && fs::exists(previous)) fs::rename(previous, target, ignored);
     throw GoldenError(dir.string() + ": cannot write the golden set: " + e.what());
   }
 }

@@ -14,9 +14,14 @@
 // Opening a set checks the format version, every file's sha256 and every tensor entry against the
 // file that holds it; each problem is a GoldenError naming the directory, the file or tensor and
 // what is wrong. Writing never leaves a partial set: the files are written into a hidden temporary
-// directory beside the target; then an existing set is renamed aside, the new one renamed into
-// place, and the old one removed. A kill between the two renames leaves no set at the target
-// (the old one survives under a hidden name, which find_golden_sets skips), never half of one.
+// directory beside the target, which then replaces the target in one step (ref/atomic_file.h,
+// StagedDirectory). Writing never destroys what is not a golden set: the target must be new, an
+// empty directory, or an earlier golden set (GoldenTarget).
+//
+// Opening reads nothing outside the set and nothing unbounded: the manifest's "files" may name
+// only the set's own safetensors files, every file read must be a regular file in the directory
+// (no link, device or FIFO), and each file's size must be the one its header declares before it
+// is hashed.
 #pragma once
 
 #include <filesystem>
@@ -80,9 +85,20 @@ class GoldenSet {
   SafetensorsFile trace_;
 };
 
-// Writes `dir` (replacing a set already there) from a manifest without "files" and "tensors",
-// which this adds. `expected` lists the trace records' kinds, in the same order. Empty weights
-// write no weights file.
+// What a directory holds, for deciding whether golden sets may be written there.
+enum class GoldenTarget {
+  kAbsent,          // nothing there
+  kEmptyDirectory,  // a directory with nothing in it
+  kGoldenSet,       // a golden set's manifest.json and only the files its "files" lists
+  kGoldenTree,      // one or more golden sets (directories) and nothing else: `golden --ops`
+  kOther,           // a file, or a directory holding anything else
+};
+GoldenTarget classify_golden_target(const std::filesystem::path& dir);
+
+// Writes `dir` from a manifest without "files" and "tensors", which this adds. `expected` lists
+// the trace records' kinds, in the same order. Empty weights write no weights file. `dir` must be
+// kAbsent, kEmptyDirectory or kGoldenSet (which is replaced); anything else throws GoldenError
+// naming it, untouched.
 void write_golden_set(const std::filesystem::path& dir, nlohmann::json manifest,
                       const std::vector<TensorRecord>& weights,
                       const std::vector<TensorRecord>& inputs,

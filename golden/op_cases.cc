@@ -707,8 +707,9 @@ std::vector<CaseEntry> make_registry() {
         .tokens = 13,
         .activation = Activation::kGelu}},
   };
-  for (const auto& [name, spec] : moe_cases) {
-    add(name, [spec](const std::string& n, const Kernels& kernels) {
+  // Not a structured binding: clang 14 cannot capture one in a lambda.
+  for (const auto& moe : moe_cases) {
+    add(moe.first, [spec = moe.second](const std::string& n, const Kernels& kernels) {
       return moe_case(n, kernels, spec);
     });
   }

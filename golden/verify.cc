@@ -5,6 +5,7 @@
 #include "golden/golden_set.h"
 #include "golden/op_cases.h"
 #include "golden/speculative_case.h"
+#include "ref/atomic_file.h"
 
 namespace moeref::golden {
 
@@ -122,15 +123,19 @@ VerifyResult verify_set(const fs::path& dir) {
   return result;
 }
 
-// Writes the set, then again with its calibration (golden/calibration.h), which is measured by
-// running the written set.
+// Writes the set with its calibration (golden/calibration.h), which is measured by running the
+// set: written first to a hidden draft beside `dir`, never published, so that an interrupted
+// run leaves no uncalibrated set behind.
 void write_calibrated_set(const fs::path& dir, nlohmann::json manifest,
                           const std::vector<TensorRecord>& weights,
                           const std::vector<TensorRecord>& inputs,
                           const std::vector<TensorRecord>& trace,
                           const std::vector<ExpectedTensor>& expected) {
-  write_golden_set(dir, manifest, weights, inputs, trace, expected);
-  manifest["honest_errors"] = measure_honest_errors(GoldenSet::open(dir));
+  {
+    const StagedDirectory draft(dir);
+    write_golden_set(draft.path(), manifest, weights, inputs, trace, expected);
+    manifest["honest_errors"] = measure_honest_errors(GoldenSet::open(draft.path()));
+  }
   write_golden_set(dir, manifest, weights, inputs, trace, expected);
 }
 
@@ -155,11 +160,19 @@ void write_batching_case(const BatchingCaseSpec& spec, const fs::path& dir) {
 }
 
 void write_op_cases(const fs::path& dir) {
+  const GoldenTarget target = classify_golden_target(dir);
+  if (target == GoldenTarget::kGoldenSet || target == GoldenTarget::kOther) {
+    throw GoldenError(
+        dir.string() +
+        ": not a tree of golden sets, nor an empty directory; refusing to replace it");
+  }
+  StagedDirectory staging(dir);
   for (const std::string& name : op_case_names()) {
     const OpCase built = build_op_case(name);
-    write_calibrated_set(dir / name, built.manifest, {}, built.inputs, built.outputs,
+    write_calibrated_set(staging.path() / name, built.manifest, {}, built.inputs, built.outputs,
                          built.expected);
   }
+  staging.publish();
 }
 
 std::vector<VerifyResult> verify_golden_tree(const fs::path& root) {

@@ -18,7 +18,9 @@ namespace moeref::golden {
 void write_model_case(const ModelCaseSpec& spec, const std::filesystem::path& dir);
 void write_batching_case(const BatchingCaseSpec& spec, const std::filesystem::path& dir);
 void write_speculative_case(const SpeculativeCaseSpec& spec, const std::filesystem::path& dir);
-// Writes every op case (golden/op_cases.h) under `dir`, one directory each.
+// Writes every op case (golden/op_cases.h) under `dir`, one directory each, as a whole: the tree
+// is built beside `dir` and replaces it in one step. `dir` must be new, an empty directory or an
+// earlier tree of golden sets (GoldenTarget::kGoldenTree); anything else throws GoldenError.
 void write_op_cases(const std::filesystem::path& dir);
 
 struct VerifyResult {

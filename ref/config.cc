@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "ref/json_text.h"
+
 namespace moeref {
 
 namespace {
@@ -156,7 +158,10 @@ class FieldReader {
   bool has(const char* key) const { return object_.contains(key); }
 
   void reject_unknown_keys() const {
-    for (const auto& [key, value] : object_.items()) {
+    // Not a structured binding: clang 14 cannot capture one in the lambda below.
+    for (const auto& item : object_.items()) {
+      const std::string& key = item.key();
+      const auto& value = item.value();
       if (std::find(keys_.begin(), keys_.end(), key) != keys_.end()) continue;
       const auto closest = std::min_element(keys_.begin(), keys_.end(), [&](auto a, auto b) {
         return edit_distance(key, a) < edit_distance(key, b);
@@ -632,13 +637,9 @@ ModelConfig load_config(const std::filesystem::path& path) {
   };
   json object;
   try {
-    object = json::parse(text, reject_repeated_keys);
-  } catch (const json::parse_error& e) {
-    // e.what() is "[json.exception.parse_error.101] parse error at line L, column C: ...".
-    const std::string what = e.what();
-    const size_t prefix_end = what.find("] ");
-    throw ConfigError(source + ": malformed JSON: " +
-                      what.substr(prefix_end == std::string::npos ? 0 : prefix_end + 2));
+    object = parse_json_text(text, reject_repeated_keys);
+  } catch (const JsonTextError& e) {
+    throw ConfigError(source + ": " + e.what());
   }
   return config_from_json(object, source);
 }

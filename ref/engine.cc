@@ -106,6 +106,18 @@ void Engine::finish(int64_t id) {
   ++summary_.finished;
 }
 
+int64_t Engine::skip_idle_steps() {
+  if (!waiting_.empty() || !running_.empty() || pending_.empty()) return 0;
+  const auto next = std::min_element(pending_.begin(), pending_.end(),
+                                     [](const EngineRequest& a, const EngineRequest& b) {
+                                       return a.arrival_step < b.arrival_step;
+                                     });
+  const int64_t skipped = std::max<int64_t>(next->arrival_step - step_, 0);
+  step_ += skipped;
+  summary_.steps += skipped;
+  return skipped;
+}
+
 StepRecord Engine::step(Tracer* tracer) {
   StepRecord record;
   record.step = step_;

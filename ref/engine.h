@@ -114,6 +114,11 @@ class Engine {
   // tokens, prefill), "block_tables" [chunks, longest table] (padded with -1), "sampled"
   // [sampled, 2] (request, token) and the forward pass's traced tensors.
   StepRecord step(Tracer* tracer = nullptr);
+  // When nothing is waiting or running, moves on to the step at which the next pending request
+  // arrives. The steps in between would be idle (nothing scheduled, sampled or traced), so they
+  // are counted in summary().steps as if stepped through, and the outcomes and the records of
+  // the steps that follow are the same. Returns the number of steps skipped.
+  int64_t skip_idle_steps();
 
   const std::map<int64_t, RequestOutcome>& outcomes() const { return outcomes_; }
   const EngineSummary& summary() const { return summary_; }

@@ -1,10 +1,14 @@
 #include "ref/hf_interop.h"
 
+#include <cstdint>
 #include <fstream>
+#include <iterator>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <regex>
 
 #include "ref/atomic_file.h"
+#include "ref/json_text.h"
 
 namespace moeref {
 
@@ -26,6 +30,11 @@ const json& require(const json& object, const std::string& key, const std::strin
 int64_t require_int(const json& object, const std::string& key, const std::string& source) {
   const json& value = require(object, key, source);
   if (!value.is_number_integer()) fail(source, key, "expected an integer (" + value.dump() + ")");
+  // nlohmann keeps integers past int64 as uint64; get<int64_t> would wrap 2^64 - 1 to -1.
+  if (value.is_number_unsigned() &&
+      value.get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()}) {
+    fail(source, key, "integer out of the int64 range (" + value.dump() + ")");
+  }
   return value.get<int64_t>();
 }
 
@@ -122,6 +131,11 @@ ModelConfig config_from_hf_json(const json& hf, const std::string& source) {
   }
   const int64_t n_heads = require_int(hf, "num_attention_heads", source);
   const int64_t d_model = require_int(hf, "hidden_size", source);
+  // Checked here, before head_dim may be derived from them by a division.
+  if (n_heads < 1)
+    fail(source, "num_attention_heads", "must be at least 1 (" + std::to_string(n_heads) + ")");
+  if (d_model < 1)
+    fail(source, "hidden_size", "must be at least 1 (" + std::to_string(d_model) + ")");
   double rope_theta = 0.0;
   if (hf.contains("rope_parameters")) {
     rope_theta =
@@ -135,7 +149,11 @@ ModelConfig config_from_hf_json(const json& hf, const std::string& source) {
       {"d_model", d_model},
       {"n_layers", require_int(hf, "num_hidden_layers", source)},
       {"n_heads", n_heads},
-      {"n_kv_heads", require_int(hf, "num_key_value_heads", source)},
+      // transformers' MixtralConfig reads a null num_key_value_heads as num_attention_heads; an
+      // absent one would be its class default (8), which is not guessed here: absent is missing.
+      {"n_kv_heads", require(hf, "num_key_value_heads", source).is_null()
+                         ? n_heads
+                         : require_int(hf, "num_key_value_heads", source)},
       {"head_dim", hf.contains("head_dim") && !hf.at("head_dim").is_null()
                        ? require_int(hf, "head_dim", source)
                        : d_model / n_heads},
@@ -172,25 +190,31 @@ ModelConfig config_from_hf_json(const json& hf, const std::string& source) {
 void export_hf(const ModelConfig& config, const ModelWeights& weights, const fs::path& dir) {
   check_mixtral_compatible(config, config.name);
   fs::create_directories(dir);
-  write_safetensors(dir / "model.safetensors", weight_records(config, weights, hf_tensor_name),
-                    {{"format", "pt"}});
-  write_file_atomically(dir / "config.json", hf_config_json(config).dump(2) + "\n");
+  std::vector<StagedFile> files;
+  files.push_back(stage_safetensors(dir / "model.safetensors",
+                                    weight_views(config, weights, hf_tensor_name),
+                                    {{"format", "pt"}}));
+  const std::string config_text = hf_config_json(config).dump(2) + "\n";
+  files.push_back(StagedFile(dir / "config.json", [&](std::ostream& out) { out << config_text; }));
+  publish_together(files);
 }
 
-ImportedModel import_hf(const fs::path& dir) {
+ImportedModel import_hf(const fs::path& dir, NonFiniteWeights non_finite) {
   const fs::path config_path = dir / "config.json";
-  std::ifstream in(config_path);
+  std::ifstream in(config_path, std::ios::binary);
   if (!in) throw ConfigError(config_path.string() + ": cannot open");
+  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (in.bad()) throw ConfigError(config_path.string() + ": cannot read");
   json hf;
   try {
-    hf = json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw ConfigError(config_path.string() + ": malformed JSON: " + e.what());
+    hf = parse_json_text(text);
+  } catch (const JsonTextError& e) {
+    throw ConfigError(config_path.string() + ": " + e.what());
   }
   ImportedModel model;
   model.config = config_from_hf_json(hf, config_path.string());
   model.weights =
-      load_weights(model.config, SafetensorsFile::read(dir / "model.safetensors"), hf_tensor_name);
+      load_weights(model.config, dir / "model.safetensors", {hf_tensor_name, non_finite});
   return model;
 }
 

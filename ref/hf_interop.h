@@ -37,7 +37,9 @@ nlohmann::json hf_config_json(const ModelConfig& config);
 // `source` prefixes errors, which name the Hugging Face key and its value.
 ModelConfig config_from_hf_json(const nlohmann::json& json, const std::string& source);
 
-// Writes DIR/config.json and DIR/model.safetensors (creating DIR), each atomically.
+// Writes DIR/config.json and DIR/model.safetensors (creating DIR), published together
+// (ref/atomic_file.h): after a failure both are as they were, never new weights beside an old
+// config.
 void export_hf(const ModelConfig& config, const ModelWeights& weights,
                const std::filesystem::path& dir);
 
@@ -46,6 +48,9 @@ struct ImportedModel {
   ModelWeights weights;
 };
 
-ImportedModel import_hf(const std::filesystem::path& dir);
+// Errors name the file and the key (config.json) or the tensor (model.safetensors); NaN and Inf
+// weights are refused unless non_finite is kAllow (ref/weights.h).
+ImportedModel import_hf(const std::filesystem::path& dir,
+                        NonFiniteWeights non_finite = NonFiniteWeights::kRefuse);
 
 }  // namespace moeref

@@ -233,7 +233,7 @@ Tensor load_image(const fs::path& path, const VisionConfig& vision) {
                           shape_string(needed) + " (safetensors images are not resized)");
   }
   return normalize_image(
-      resize_bilinear(match_channels(pixels, vision.channels, path.string()), size, size), vision);
+      match_channels(resize_bilinear(pixels, size, size), vision.channels, path.string()), vision);
 }
 
 }  // namespace moeref

@@ -19,6 +19,12 @@
 //   (callers may pass data already scaled), but must be finite. load_image never resizes it.
 // Every value is computed in double and rounded once to fp32.
 //
+// Resources are bounded: a PNG or PPM image may have at most kMaxImagePixels pixels (width x
+// height), checked from its header before any pixel is decoded; a larger one is an ImageError
+// naming its size and the limit. PNG chunks other than IHDR, PLTE, tRNS, IDAT and IEND are
+// skipped without being read into memory. Decoding needs about 20 bytes per pixel at most
+// (samples as stored plus fp32 values); load_image resizes before it replicates a gray image.
+//
 // Every problem with a file is an ImageError whose message starts with the file's path: it
 // cannot be opened or read (with the system's reason), it is truncated, it is neither PNG, PPM
 // nor safetensors, libpng rejects it (its message is quoted), a PPM header field (width, height,
@@ -40,6 +46,9 @@
 #include "ref/tensor.h"
 
 namespace moeref {
+
+// 4096 x 4096, or any other shape of as many pixels: a 12-megapixel photo fits.
+constexpr int64_t kMaxImagePixels = int64_t{1} << 24;
 
 class ImageError : public std::runtime_error {
  public:
@@ -79,8 +88,9 @@ PixelImage match_channels(const PixelImage& image, int64_t channels, const std::
 // image must have vision.channels channels (std::invalid_argument otherwise).
 Tensor normalize_image(const PixelImage& image, const VisionConfig& vision);
 
-// The tower's input for the image at `path`: read_pixels, match_channels to vision.channels,
-// resize_bilinear to image_size x image_size, normalize_image. A safetensors image is not
+// The tower's input for the image at `path`: read_pixels, resize_bilinear to image_size x
+// image_size, match_channels to vision.channels, normalize_image (resizing first, a gray image is
+// replicated at the tower's size, with the same result). A safetensors image is not
 // resized: its height and width must equal image_size, else an ImageError
 //   "x.safetensors: tensor 'image' has shape [3, 32, 32], the config needs [3, 64, 64]".
 // Returns [vision.channels, vision.image_size, vision.image_size].

@@ -1,7 +1,12 @@
 #include "ref/paged_kv_cache.h"
 
+#include <unistd.h>
+
+#include <limits>
 #include <stdexcept>
 #include <string>
+
+#include "ref/stats.h"
 
 namespace moeref {
 
@@ -12,6 +17,26 @@ PagedKvCache::PagedKvCache(const ModelConfig& config, int64_t n_blocks, int64_t 
         "a paged KV cache needs at least one block of at least one "
         "position (got " +
         std::to_string(n_blocks) + " blocks of " + std::to_string(block_size) + ")");
+  }
+  if (n_blocks > std::numeric_limits<int32_t>::max()) {
+    throw std::invalid_argument("a paged KV cache holds at most " +
+                                std::to_string(std::numeric_limits<int32_t>::max()) +
+                                " blocks (block ids are int32), got " + std::to_string(n_blocks));
+  }
+  // K and V of every layer in fp32, counted in double: the product may pass int64.
+  const double pool_bytes = 2.0 * static_cast<double>(config.n_layers) *
+                            static_cast<double>(n_blocks) * static_cast<double>(block_size) *
+                            static_cast<double>(config.n_kv_heads) *
+                            static_cast<double>(config.head_dim) * sizeof(float);
+  const double physical =
+      static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  if (pool_bytes > physical) {
+    throw std::runtime_error(
+        "a paged KV cache of " + std::to_string(n_blocks) + " blocks of " +
+        std::to_string(block_size) + " positions needs " + format_bytes(pool_bytes) +
+        " (K and V, fp32, for " + std::to_string(config.n_layers) + " layers of " +
+        std::to_string(config.n_kv_heads) + " KV heads of " + std::to_string(config.head_dim) +
+        "); this machine has " + format_bytes(physical) + " of memory");
   }
   const size_t per_layer =
       static_cast<size_t>(n_blocks * config.n_kv_heads * block_size * config.head_dim);

@@ -19,7 +19,9 @@ namespace moeref {
 
 class PagedKvCache {
  public:
-  // Throws std::invalid_argument for a non-positive n_blocks or block_size.
+  // Throws std::invalid_argument for a non-positive n_blocks or block_size, or more blocks than
+  // int32 numbers; std::runtime_error, naming both amounts, when the pool needs more bytes than
+  // this machine's physical memory.
   PagedKvCache(const ModelConfig& config, int64_t n_blocks, int64_t block_size);
 
   int64_t n_blocks() const { return n_blocks_; }

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <csetjmp>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -14,6 +15,9 @@ namespace moeref {
 namespace {
 
 namespace fs = std::filesystem;
+
+// The largest chunk libpng may allocate: PLTE (768 bytes) and tRNS (256) are the largest read.
+constexpr png_alloc_size_t kMaxPngChunkBytes = 1 << 16;
 
 // What the libpng callbacks share with the decoder: the file and how far it has been read, the
 // message of the error that stopped libpng, and the decoded rows.
@@ -55,7 +59,26 @@ void read_png_bytes(png_structp png, png_bytep out, size_t length) {
 bool run_libpng(png_structp png, png_infop info, PngDecoding& decoding) {
   if (setjmp(png_jmpbuf(png))) return false;
   png_set_read_fn(png, &decoding, read_png_bytes);
+  // Only IHDR, PLTE, tRNS, IDAT and IEND are read; every other chunk is skipped unread, in small
+  // pieces. libpng would otherwise allocate an ancillary chunk's declared length (a tEXt chunk
+  // claiming 2 GB in a 50-byte file took 2 GB), and what is still kept is capped.
+  png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, nullptr, -1);
+  png_set_chunk_malloc_max(png, kMaxPngChunkBytes);
+  png_set_user_limits(png, static_cast<png_uint_32>(kMaxImagePixels),
+                      static_cast<png_uint_32>(kMaxImagePixels));
   png_read_info(png, info);
+  // Refused before any row is allocated (ref/image.h states the limit).
+  const png_uint_32 header_width = png_get_image_width(png, info);
+  const png_uint_32 header_height = png_get_image_height(png, info);
+  const uint64_t pixels = uint64_t{header_width} * header_height;
+  if (pixels > static_cast<uint64_t>(kMaxImagePixels)) {
+    std::array<char, 160> too_many_pixels{};
+    std::snprintf(too_many_pixels.data(), too_many_pixels.size(),
+                  "the image is %u x %u = %llu pixels, more than the limit of %lld", header_width,
+                  header_height, static_cast<unsigned long long>(pixels),
+                  static_cast<long long>(kMaxImagePixels));
+    png_error(png, too_many_pixels.data());
+  }
   // Deflate expands at most 1032:1, so a header promising more pixel bytes than that many times
   // the file's size describes a file that is not all there; checked before rows are allocated.
   const double stored_bytes = static_cast<double>(png_get_rowbytes(png, info)) *

@@ -84,6 +84,11 @@ PixelImage decode_ppm(const fs::path& path, std::string_view file) {
   const int64_t width = read_ppm_header_field(path, scanner, "width", kMaxPpmSide);
   const int64_t height = read_ppm_header_field(path, scanner, "height", kMaxPpmSide);
   const int64_t maxval = read_ppm_header_field(path, scanner, "maxval", kMaxPpmMaxval);
+  if (width * height > kMaxImagePixels) {  // each side is below 2^31: no overflow
+    image_error(path, "the PPM image is " + std::to_string(width) + " x " + std::to_string(height) +
+                          " = " + std::to_string(width * height) +
+                          " pixels, more than the limit of " + std::to_string(kMaxImagePixels));
+  }
   size_t data_begin = scanner.offset();
   if (binary) {
     // Exactly one whitespace byte separates maxval from the samples, which may be any bytes.

@@ -141,7 +141,8 @@ std::optional<uint64_t> checked_byte_count(const std::vector<int64_t>& shape,
 }
 
 // Why `record`'s bytes do not match its shape and dtype, or nullopt when they do.
-std::optional<std::string> byte_count_problem(const TensorRecord& record) {
+template <class Stored>
+std::optional<std::string> byte_count_problem(const Stored& record) {
   const std::optional<uint64_t> expected =
       checked_byte_count(record.shape, dtype_size(record.dtype));
   const std::string described = "tensor " + single_quoted(record.name) + " with shape " +
@@ -197,15 +198,6 @@ TensorRecord make_record(std::string name, DType dtype, std::vector<int64_t> sha
 
 // ---------------------------------------------------------------------------------------------
 // Reading
-
-// One tensor as the header describes it, before its data is read.
-struct HeaderEntry {
-  std::string name;
-  DType dtype = DType::kF32;
-  std::vector<int64_t> shape;
-  uint64_t begin = 0;
-  uint64_t end = 0;
-};
 
 uint64_t decode_u64_le(const std::array<unsigned char, kHeaderLengthBytes>& bytes) {
   uint64_t value = 0;
@@ -338,7 +330,7 @@ std::vector<int64_t> parse_shape_field(const fs::path& path, const std::string& 
 }
 
 void parse_offsets_field(const fs::path& path, const std::string& where, const Json& offsets,
-                         HeaderEntry& entry) {
+                         TensorEntry& entry) {
   if (!offsets.is_array()) {
     fail(path, where + ": data_offsets is " + describe(offsets) + ", not an array");
   }
@@ -356,7 +348,7 @@ void parse_offsets_field(const fs::path& path, const std::string& where, const J
 
 // The byte span must be exactly what the shape and dtype need; the product is overflow-checked
 // because wrapped products of huge dimensions could otherwise match a small span.
-void check_entry_size(const fs::path& path, const std::string& where, const HeaderEntry& entry) {
+void check_entry_size(const fs::path& path, const std::string& where, const TensorEntry& entry) {
   const std::optional<uint64_t> expected = checked_byte_count(entry.shape, dtype_size(entry.dtype));
   const std::string described =
       where + ": shape " + shape_string(entry.shape) + " of " + dtype_name(entry.dtype);
@@ -368,10 +360,10 @@ void check_entry_size(const fs::path& path, const std::string& where, const Head
   }
 }
 
-HeaderEntry parse_entry(const fs::path& path, const std::string& name, const Json& entry) {
+TensorEntry parse_entry(const fs::path& path, const std::string& name, const Json& entry) {
   const std::string where = "tensor " + single_quoted(name);
   check_entry_keys(path, where, entry);
-  HeaderEntry parsed;
+  TensorEntry parsed;
   parsed.name = name;
   parsed.dtype = parse_dtype_field(path, where, entry["dtype"]);
   parsed.shape = parse_shape_field(path, where, entry["shape"]);
@@ -398,11 +390,11 @@ std::map<std::string, std::string> parse_metadata(const fs::path& path, const Js
 
 // `entries` sorted by offset must tile [0, data_size) exactly: the format has no padding between
 // tensors, so a gap or overlap means a corrupt or hostile header.
-void check_layout(const fs::path& path, const std::vector<HeaderEntry>& entries,
+void check_layout(const fs::path& path, const std::vector<TensorEntry>& entries,
                   uint64_t data_size) {
   uint64_t covered = 0;
-  const HeaderEntry* previous = nullptr;
-  for (const HeaderEntry& entry : entries) {
+  const TensorEntry* previous = nullptr;
+  for (const TensorEntry& entry : entries) {
     const std::string where = "tensor " + single_quoted(entry.name) + " (data_offsets [" +
                               std::to_string(entry.begin) + ", " + std::to_string(entry.end) + "])";
     if (entry.begin > covered) {
@@ -436,10 +428,10 @@ void check_utf8(const fs::path& path, const std::string& what, const std::string
 }
 
 // Everything that could make the writer fail is checked here, before the file is touched.
-void check_writable(const fs::path& path, const std::vector<TensorRecord>& tensors,
+void check_writable(const fs::path& path, const std::vector<TensorView>& tensors,
                     const std::map<std::string, std::string>& metadata) {
   std::set<std::string> names;
-  for (const TensorRecord& record : tensors) {
+  for (const TensorView& record : tensors) {
     check_utf8(path, "tensor name " + single_quoted(record.name), record.name);
     if (record.name == kMetadataKey) fail(path, "tensor name '__metadata__' is reserved");
     if (!names.insert(record.name).second) {
@@ -455,12 +447,12 @@ void check_writable(const fs::path& path, const std::vector<TensorRecord>& tenso
 
 // The header JSON padded with spaces to a multiple of 8, so the data that follows starts
 // 8-byte aligned in a mapped file.
-std::string padded_header(const std::vector<TensorRecord>& tensors,
+std::string padded_header(const std::vector<TensorView>& tensors,
                           const std::map<std::string, std::string>& metadata) {
   Json header = Json::object();
   if (!metadata.empty()) header[std::string(kMetadataKey)] = metadata;
   uint64_t offset = 0;
-  for (const TensorRecord& record : tensors) {
+  for (const TensorView& record : tensors) {
     const uint64_t end = offset + record.bytes.size();
     header[record.name] = {{"dtype", dtype_name(record.dtype)},
                            {"shape", record.shape},
@@ -513,39 +505,56 @@ TensorRecord make_i32_record(std::string name, std::vector<int64_t> shape,
   return make_record(std::move(name), DType::kI32, std::move(shape), values);
 }
 
-SafetensorsFile SafetensorsFile::read(const fs::path& path) {
+SafetensorsIndex SafetensorsIndex::open(const fs::path& path) {
   std::error_code error;
   const uint64_t file_size = fs::file_size(path, error);
   if (error) fail(path, "cannot read: " + error.message());
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot open for reading");
+  SafetensorsIndex index;
+  index.path_ = path;
+  index.in_.open(path, std::ios::binary);
+  if (!index.in_) fail(path, "cannot open for reading");
 
-  const std::string header_text = read_header_text(in, path, file_size);
+  const std::string header_text = read_header_text(index.in_, path, file_size);
   const Json header = parse_header_json(path, header_text);
-
-  SafetensorsFile file;
-  file.path_ = path;
-  std::vector<HeaderEntry> entries;
   for (const auto& [name, value] : header.items()) {
     if (name == kMetadataKey) {
-      file.metadata_ = parse_metadata(path, value);
+      index.metadata_ = parse_metadata(path, value);
     } else {
-      entries.push_back(parse_entry(path, name, value));
+      index.entries_.push_back(parse_entry(path, name, value));
     }
   }
   // Stable, so empty tensors sharing an offset keep their header order.
-  std::stable_sort(entries.begin(), entries.end(), [](const HeaderEntry& a, const HeaderEntry& b) {
-    return std::pair(a.begin, a.end) < std::pair(b.begin, b.end);
-  });
-  check_layout(path, entries, file_size - kHeaderLengthBytes - header_text.size());
+  std::stable_sort(index.entries_.begin(), index.entries_.end(),
+                   [](const TensorEntry& a, const TensorEntry& b) {
+                     return std::pair(a.begin, a.end) < std::pair(b.begin, b.end);
+                   });
+  index.data_start_ = kHeaderLengthBytes + header_text.size();
+  check_layout(path, index.entries_, file_size - index.data_start_);
+  return index;
+}
 
-  // The entries tile the data in order, so the stream is already where each one begins.
-  for (HeaderEntry& entry : entries) {
-    TensorRecord record{std::move(entry.name), entry.dtype, std::move(entry.shape), {}};
+void SafetensorsIndex::read_into(const TensorEntry& entry, std::span<std::byte> out) {
+  if (out.size() != entry.end - entry.begin) {
+    fail(path_, "tensor " + single_quoted(entry.name) + " holds " +
+                    std::to_string(entry.end - entry.begin) + " bytes, read into room for " +
+                    std::to_string(out.size()));
+  }
+  if (out.empty()) return;
+  // check_layout bounded every entry by the file's size, so the offset fits a streamoff.
+  in_.seekg(static_cast<std::streamoff>(data_start_ + entry.begin));
+  in_.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size()));
+  if (!in_) fail(path_, "cannot read the data of tensor " + single_quoted(entry.name));
+}
+
+SafetensorsFile SafetensorsFile::read(const fs::path& path) {
+  SafetensorsIndex index = SafetensorsIndex::open(path);
+  SafetensorsFile file;
+  file.path_ = path;
+  file.metadata_ = index.metadata();
+  for (const TensorEntry& entry : index.entries()) {
+    TensorRecord record{entry.name, entry.dtype, entry.shape, {}};
     record.bytes.resize(entry.end - entry.begin);
-    in.read(reinterpret_cast<char*>(record.bytes.data()),
-            static_cast<std::streamsize>(record.bytes.size()));
-    if (!in) fail(path, "cannot read the data of tensor " + single_quoted(record.name));
+    index.read_into(entry, record.bytes);
     file.index_.emplace(record.name, file.tensors_.size());
     file.tensors_.push_back(std::move(record));
   }
@@ -560,24 +569,44 @@ const TensorRecord& SafetensorsFile::at(const std::string& name) const {
   return tensors_[found->second];
 }
 
-void write_safetensors(const fs::path& path, const std::vector<TensorRecord>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+StagedFile stage_safetensors(const fs::path& path, const std::vector<TensorView>& tensors,
+                             const std::map<std::string, std::string>& metadata) {
   check_writable(path, tensors, metadata);
   const std::string header = padded_header(tensors, metadata);
   try {
-    write_file_atomically(path, [&](std::ostream& out) {
+    return StagedFile(path, [&](std::ostream& out) {
       write_u64_le(out, header.size());
       out.write(header.data(), static_cast<std::streamsize>(header.size()));
-      for (const TensorRecord& record : tensors) {
-        out.write(reinterpret_cast<const char*>(record.bytes.data()),
-                  static_cast<std::streamsize>(record.bytes.size()));
+      for (const TensorView& view : tensors) {
+        out.write(reinterpret_cast<const char*>(view.bytes.data()),
+                  static_cast<std::streamsize>(view.bytes.size()));
       }
     });
   } catch (const std::runtime_error& e) {
-    // write_file_atomically's message already starts with the path; callers of this module
-    // catch one error type.
+    // StagedFile's message already starts with the path; callers of this module catch one error
+    // type.
     throw SafetensorsError(e.what());
   }
+}
+
+void write_safetensors_views(const fs::path& path, const std::vector<TensorView>& tensors,
+                             const std::map<std::string, std::string>& metadata) {
+  StagedFile staged = stage_safetensors(path, tensors, metadata);
+  try {
+    staged.publish();
+  } catch (const std::runtime_error& e) {
+    throw SafetensorsError(e.what());
+  }
+}
+
+void write_safetensors(const fs::path& path, const std::vector<TensorRecord>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorView> views;
+  views.reserve(tensors.size());
+  for (const TensorRecord& record : tensors) {
+    views.push_back({record.name, record.dtype, record.shape, record.bytes});
+  }
+  write_safetensors_views(path, views, metadata);
 }
 
 }  // namespace moeref

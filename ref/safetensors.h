@@ -19,11 +19,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "ref/atomic_file.h"
 
 namespace moeref {
 
@@ -57,6 +60,39 @@ TensorRecord make_f32_record(std::string name, std::vector<int64_t> shape,
 TensorRecord make_i32_record(std::string name, std::vector<int64_t> shape,
                              std::span<const int32_t> values);
 
+// A tensor as the header describes it: its bytes are [begin, end) of the data section.
+struct TensorEntry {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  uint64_t begin = 0;
+  uint64_t end = 0;
+};
+
+// The header of a file, checked by every rule above (the layout against the file's size
+// included) without reading any tensor data, and the file held open to read tensors one at a
+// time: a loader checks names, shapes and dtypes first and then reads only what it keeps, into
+// memory it owns.
+class SafetensorsIndex {
+ public:
+  static SafetensorsIndex open(const std::filesystem::path& path);
+
+  const std::vector<TensorEntry>& entries() const { return entries_; }  // in data order
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  const std::filesystem::path& path() const { return path_; }
+  // Reads the entry's bytes into `out`, which must hold exactly end - begin bytes; throws
+  // SafetensorsError naming the file and the tensor if it cannot.
+  void read_into(const TensorEntry& entry, std::span<std::byte> out);
+
+ private:
+  std::filesystem::path path_;
+  std::ifstream in_;
+  uint64_t data_start_ = 0;  // file offset of the data section
+  std::vector<TensorEntry> entries_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// A whole file in memory.
 class SafetensorsFile {
  public:
   static SafetensorsFile read(const std::filesystem::path& path);
@@ -75,7 +111,24 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// A tensor to write whose bytes stay where the caller keeps them, so writing copies nothing.
+struct TensorView {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  std::span<const std::byte> bytes;  // prod(shape) * dtype_size(dtype) bytes, little-endian
+};
+
+void write_safetensors_views(const std::filesystem::path& path,
+                             const std::vector<TensorView>& tensors,
+                             const std::map<std::string, std::string>& metadata = {});
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorRecord>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
+
+// The same file written beside `path` and not yet published, for publish_together
+// (ref/atomic_file.h) with the files that belong with it.
+StagedFile stage_safetensors(const std::filesystem::path& path,
+                             const std::vector<TensorView>& tensors,
+                             const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace moeref

@@ -1,7 +1,10 @@
 #include "ref/weights.h"
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
+#include <span>
 #include <type_traits>
 
 #include "ref/philox.h"
@@ -194,6 +197,68 @@ std::string file_name(const TensorNaming& naming, const std::string& name) {
   return naming ? naming(name) : name;
 }
 
+// Checks the file's tensor list (TensorRecords or TensorEntries: name, dtype, shape) against the
+// config, before any data is read, and returns each tensor by its name in the file.
+template <class Stored>
+std::map<std::string, const Stored*> check_tensor_list(const ModelConfig& config,
+                                                       const std::filesystem::path& path,
+                                                       const std::vector<Stored>& stored,
+                                                       const TensorNaming& naming) {
+  const std::string where = path.string() + ": ";
+  std::map<std::string, const Stored*> by_name;
+  for (const Stored& tensor : stored) by_name.emplace(tensor.name, &tensor);
+  std::set<std::string> expected;
+  visit_weights(config, static_cast<const ModelWeights*>(nullptr),
+                [&](const WeightSpec& spec, const Tensor*) {
+                  const std::string name = file_name(naming, spec.name);
+                  expected.insert(name);
+                  const auto found = by_name.find(name);
+                  if (found == by_name.end()) {
+                    throw SafetensorsError(where + "no tensor named '" + name + "'");
+                  }
+                  const Stored& tensor = *found->second;
+                  if (tensor.dtype != DType::kF32) {
+                    throw SafetensorsError(where + "tensor \"" + name + "\" has dtype " +
+                                           dtype_name(tensor.dtype) + ", expected F32");
+                  }
+                  if (tensor.shape != spec.shape) {
+                    throw SafetensorsError(where + "tensor \"" + name + "\" has shape " +
+                                           shape_string(tensor.shape) + ", the config needs " +
+                                           shape_string(spec.shape));
+                  }
+                });
+  for (const Stored& tensor : stored) {
+    if (!expected.contains(tensor.name)) {
+      throw SafetensorsError(where + "tensor \"" + tensor.name + "\" is not part of this config");
+    }
+  }
+  return by_name;
+}
+
+// Throws SafetensorsError at the first NaN or Inf of the tensor, naming its flat index and the
+// element ([row, column] for a matrix).
+void check_finite(const std::filesystem::path& path, const std::string& name,
+                  const Tensor& tensor) {
+  const std::span<const float> values = tensor.values();
+  const auto bad =
+      std::find_if(values.begin(), values.end(), [](float value) { return !std::isfinite(value); });
+  if (bad == values.end()) return;
+  const int64_t index = bad - values.begin();
+  const std::vector<int64_t>& shape = tensor.shape();
+  std::vector<int64_t> element(shape.size());
+  int64_t rest = index;
+  for (size_t d = shape.size(); d-- > 0;) {
+    element[d] = rest % shape[d];
+    rest /= shape[d];
+  }
+  const char* value = std::isnan(*bad) ? "NaN" : *bad > 0 ? "+Inf" : "-Inf";
+  throw SafetensorsError(path.string() + ": tensor \"" + name + "\" holds " + value + " at index " +
+                         std::to_string(index) + " (element " + shape_string(element) + " of " +
+                         shape_string(shape) +
+                         "): weights must be finite (moeref --allow-nonfinite-weights accepts "
+                         "them)");
+}
+
 }  // namespace
 
 std::vector<WeightSpec> weight_specs(const ModelConfig& config) {
@@ -213,37 +278,36 @@ ModelWeights init_weights(const ModelConfig& config) {
 }
 
 ModelWeights load_weights(const ModelConfig& config, const SafetensorsFile& file,
-                          const TensorNaming& naming) {
+                          const WeightLoading& loading) {
+  const std::map<std::string, const TensorRecord*> records =
+      check_tensor_list(config, file.path(), file.tensors(), loading.naming);
   check_fits_in_memory(config);
-  const std::string where = file.path().string() + ": ";
-  std::set<std::string> expected;
   ModelWeights weights;
   visit_weights(config, &weights, [&](const WeightSpec& spec, Tensor* tensor) {
-    const std::string name = file_name(naming, spec.name);
-    expected.insert(name);
-    const TensorRecord& record = file.at(name);
-    if (record.dtype != DType::kF32) {
-      throw SafetensorsError(where + "tensor \"" + name + "\" has dtype " +
-                             dtype_name(record.dtype) + ", expected F32");
-    }
-    if (record.shape != spec.shape) {
-      throw SafetensorsError(where + "tensor \"" + name + "\" has shape " +
-                             shape_string(record.shape) + ", the config needs " +
-                             shape_string(spec.shape));
-    }
+    const TensorRecord& record = *records.at(file_name(loading.naming, spec.name));
     *tensor = Tensor::for_overwrite(spec.shape);
     record.copy_f32_into(tensor->values());
-  });
-  for (const TensorRecord& record : file.tensors()) {
-    if (!expected.contains(record.name)) {
-      throw SafetensorsError(where + "tensor \"" + record.name + "\" is not part of this config");
+    if (loading.non_finite == NonFiniteWeights::kRefuse) {
+      check_finite(file.path(), record.name, *tensor);
     }
-  }
+  });
   return weights;
 }
 
-ModelWeights load_weights(const ModelConfig& config, const std::filesystem::path& path) {
-  return load_weights(config, SafetensorsFile::read(path));
+ModelWeights load_weights(const ModelConfig& config, const std::filesystem::path& path,
+                          const WeightLoading& loading) {
+  SafetensorsIndex index = SafetensorsIndex::open(path);
+  const std::map<std::string, const TensorEntry*> entries =
+      check_tensor_list(config, path, index.entries(), loading.naming);
+  check_fits_in_memory(config);
+  ModelWeights weights;
+  visit_weights(config, &weights, [&](const WeightSpec& spec, Tensor* tensor) {
+    const TensorEntry& entry = *entries.at(file_name(loading.naming, spec.name));
+    *tensor = Tensor::for_overwrite(spec.shape);
+    index.read_into(entry, std::as_writable_bytes(tensor->values()));
+    if (loading.non_finite == NonFiniteWeights::kRefuse) check_finite(path, entry.name, *tensor);
+  });
+  return weights;
 }
 
 std::vector<TensorRecord> weight_records(const ModelConfig& config, const ModelWeights& weights,
@@ -255,10 +319,20 @@ std::vector<TensorRecord> weight_records(const ModelConfig& config, const ModelW
   return records;
 }
 
+std::vector<TensorView> weight_views(const ModelConfig& config, const ModelWeights& weights,
+                                     const TensorNaming& naming) {
+  std::vector<TensorView> views;
+  visit_weights(config, &weights, [&](const WeightSpec& spec, const Tensor* tensor) {
+    views.push_back(
+        {file_name(naming, spec.name), DType::kF32, spec.shape, std::as_bytes(tensor->values())});
+  });
+  return views;
+}
+
 void save_weights(const ModelConfig& config, const ModelWeights& weights,
                   const std::filesystem::path& path,
                   const std::map<std::string, std::string>& metadata) {
-  write_safetensors(path, weight_records(config, weights), metadata);
+  write_safetensors_views(path, weight_views(config, weights), metadata);
 }
 
 }  // namespace moeref

@@ -143,17 +143,34 @@ std::vector<WeightSpec> weight_specs(const ModelConfig& config);
 // Maps a moeref tensor name to the name used in a file (identity for moeref's own files).
 using TensorNaming = std::function<std::string(const std::string&)>;
 
+// NaN and Inf in weights are refused by default: a model computing with them gives garbage (all
+// tokens 0) without a word. kAllow is for a backend author testing how NaN propagates.
+enum class NonFiniteWeights { kRefuse, kAllow };
+
+struct WeightLoading {
+  TensorNaming naming;  // identity when empty
+  NonFiniteWeights non_finite = NonFiniteWeights::kRefuse;
+};
+
 // Both refuse, before allocating anything, a config whose weights and KV cache would not fit in
 // this machine's memory, saying how much it would need (see required_memory_bytes in stats.h).
 ModelWeights init_weights(const ModelConfig& config);
 // Every tensor of the config must be present with its shape and dtype F32, and nothing else;
-// each violation is a SafetensorsError naming the file and the tensor.
+// each violation is a SafetensorsError naming the file and the tensor, found from the header
+// before any tensor data is read. Each tensor is then read straight into the weights (one copy
+// in memory) and, unless loading.non_finite is kAllow, its first NaN or Inf is a SafetensorsError
+// naming the tensor, the flat index and the element.
 ModelWeights load_weights(const ModelConfig& config, const SafetensorsFile& file,
-                          const TensorNaming& naming = {});
-ModelWeights load_weights(const ModelConfig& config, const std::filesystem::path& path);
+                          const WeightLoading& loading = {});
+ModelWeights load_weights(const ModelConfig& config, const std::filesystem::path& path,
+                          const WeightLoading& loading = {});
 
 std::vector<TensorRecord> weight_records(const ModelConfig& config, const ModelWeights& weights,
                                          const TensorNaming& naming = {});
+// The weights as tensors to write, borrowing their memory: no second copy.
+std::vector<TensorView> weight_views(const ModelConfig& config, const ModelWeights& weights,
+                                     const TensorNaming& naming = {});
+// Writes the weights from where they lie, so saving needs no second copy of them.
 void save_weights(const ModelConfig& config, const ModelWeights& weights,
                   const std::filesystem::path& path,
                   const std::map<std::string, std::string>& metadata = {});

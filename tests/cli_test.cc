@@ -207,8 +207,7 @@ TEST(CliRun, BadRequestsExitOneNamingTheProblem) {
       {"--tokens 1,2 --max-new-tokens 127", "128"},  // 2 + 127 > max_seq_len 128
       {"--tokens 1 --top-p 0", "top_p"},
       {"--tokens 1 --temperature -1", "temperature"},
-      {"", "--prompt"},  // no prompt at all
-  };
+  };  // no prompt at all is a usage error (tests/cli_messages_test.cc)
   for (const Case& c : cases) {
     SCOPED_TRACE(c.args);
     const CliResult r = run_cli("run " + quote(kTiny) + " " + c.args);

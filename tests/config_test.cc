@@ -606,6 +606,33 @@ TEST(LoadConfig, EmptyFileIsMalformed) {
   EXPECT_EQ(message.rfind(path.string() + ": malformed JSON: ", 0), 0u) << message;
 }
 
+// A number past the largest double is an error naming the file, the key and the number as
+// written, wherever it stands.
+TEST(LoadConfig, NumberOverflowNamesTheFileKeyAndValue) {
+  struct Case {
+    std::function<void(json&)> place;  // puts the "NUMBER" placeholder where the number goes
+    const char* number;                // written in its place
+    const char* key;                   // the key the message names
+  };
+  const std::vector<Case> cases = {
+      {[](json& c) { c["rope_theta"] = "NUMBER"; }, "1e999", "rope_theta"},
+      {[](json& c) { c["norm_eps"] = "NUMBER"; }, "-1e400", "norm_eps"},
+      {[](json& c) { c["vision"]["mean"][1] = "NUMBER"; }, "1E+309", "vision.mean"},
+      {[](json& c) { c["n_layers"] = "NUMBER"; }, "123456789012345678901234567890e300", "n_layers"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.number);
+    json config = vision_config();
+    c.place(config);
+    std::string text = config.dump();
+    text.replace(text.find("\"NUMBER\""), 8, c.number);
+    const fs::path path = write_temp("moeref_overflow.json", text);
+    const std::string message = message_of([&] { load_config(path); });
+    EXPECT_EQ(message, path.string() + ": key \"" + c.key + "\": number " + c.number +
+                           " is out of the range of a double");
+  }
+}
+
 TEST(LoadConfig, RepeatedKeyIsAnError) {
   json config = base_config();
   config.erase("d_model");

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -264,6 +266,50 @@ TEST(EngineLimits, ZeroNewTokensFinishesAndHugeCountsAreRejectedWithoutOverflow)
   EXPECT_TRUE(run.outcomes.at(1).tokens.empty());
   EXPECT_EQ(run.outcomes.at(2).status, RequestStatus::kRejected);
   EXPECT_THAT(run.outcomes.at(2).error, ::testing::HasSubstr("exceeds the context of 128"));
+}
+
+// Skipping the idle stretch before an arrival gives the same steps, outcomes and summary as
+// stepping through it; an arrival at the last accepted step is reached at once.
+TEST(EngineSchedule, IdleStepsBeforeAnArrivalAreSkippedWithTheSameResult) {
+  EngineRequest early = needle_request();
+  early.id = 1;
+  early.max_new_tokens = 3;
+  EngineRequest late = needle_request();
+  late.id = 2;
+  late.arrival_step = 40;
+  const EngineRun stepped = run_engine(tiny_model(), {early, late}, EngineLimits{});
+
+  Engine engine(tiny_model(), EngineLimits{});
+  engine.submit(early);
+  engine.submit(late);
+  std::vector<StepRecord> busy_steps;
+  int64_t skipped = 0;
+  while (!engine.done()) {
+    skipped += engine.skip_idle_steps();
+    busy_steps.push_back(engine.step());
+    ASSERT_LT(busy_steps.size(), 2000u) << "the engine does not finish";
+  }
+  std::vector<int64_t> stepped_busy, skipping_busy;
+  for (const StepRecord& r : stepped.steps) {
+    if (!r.chunks.empty()) stepped_busy.push_back(r.step);
+  }
+  for (const StepRecord& r : busy_steps) skipping_busy.push_back(r.step);
+  EXPECT_EQ(skipping_busy, stepped_busy);
+  EXPECT_EQ(skipped, static_cast<int64_t>(stepped.steps.size() - busy_steps.size()));
+  EXPECT_EQ(summary_json(engine.summary()), summary_json(stepped.summary));
+  for (const int64_t id : {1, 2}) {
+    EXPECT_EQ(engine.outcomes().at(id).tokens, stepped.outcomes.at(id).tokens) << id;
+  }
+
+  Engine far(tiny_model(), EngineLimits{});
+  EngineRequest last = needle_request();
+  last.arrival_step = std::numeric_limits<int32_t>::max();
+  far.submit(last);
+  EXPECT_EQ(far.skip_idle_steps(), last.arrival_step);
+  const StepRecord first = far.step();
+  EXPECT_EQ(first.step, last.arrival_step);
+  EXPECT_EQ(first.admitted, std::vector<int64_t>{last.id});
+  EXPECT_EQ(far.skip_idle_steps(), 0) << "a running request leaves nothing to skip";
 }
 
 TEST(EngineLimits, RepeatedRequestIdIsAnError) {

@@ -3,6 +3,7 @@
 // told apart from failures, and bad golden directories give clear errors.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cmath>
@@ -138,6 +139,59 @@ TEST(GoldenSetErrors, BadDirectoriesGiveClearErrors) {
          rewrite_manifest(d, [](nlohmann::json& m) { m["tensors"].erase(m["tensors"].begin()); });
        },
        "lists 206 of the 207 tensors"},
+      {"number overflow in the manifest",
+       [](const fs::path& d) {
+         std::string text = test_support::read_file(d / "manifest.json");
+         text.replace(text.find("\"format_version\": 1"), 19, "\"format_version\": 1e999");
+         std::ofstream(d / "manifest.json") << text;
+       },
+       "key \"format_version\": number 1e999 is out of the range of a double"},
+      // Entries of "files" name the set's own files, nothing outside it.
+      {"a file entry with an absolute path",
+       [](const fs::path& d) {
+         rewrite_manifest(d, [](nlohmann::json& m) { m["files"]["/dev/zero"] = "00"; });
+       },
+       "lists \"/dev/zero\", which is not one of"},
+      {"a file entry going up",
+       [](const fs::path& d) {
+         rewrite_manifest(d, [](nlohmann::json& m) {
+           m["files"]["../tiny-mqa-moe/trace.safetensors"] = m["files"]["trace.safetensors"];
+         });
+       },
+       "lists \"../tiny-mqa-moe/trace.safetensors\", which is not one of"},
+      {"a file entry in a subdirectory",
+       [](const fs::path& d) {
+         rewrite_manifest(d, [](nlohmann::json& m) { m["files"]["sub/trace.safetensors"] = "00"; });
+       },
+       "lists \"sub/trace.safetensors\""},
+      {"the trace not listed",
+       [](const fs::path& d) {
+         rewrite_manifest(d, [](nlohmann::json& m) { m["files"].erase("trace.safetensors"); });
+       },
+       "key \"files\" does not list trace.safetensors"},
+      // Reading a device or a FIFO would never end.
+      {"a file of the set linked to /dev/zero",
+       [](const fs::path& d) {
+         fs::remove(d / "trace.safetensors");
+         fs::create_symlink("/dev/zero", d / "trace.safetensors");
+       },
+       "trace.safetensors: not a regular file"},
+      {"a file of the set is a FIFO",
+       [](const fs::path& d) {
+         fs::remove(d / "inputs.safetensors");
+         ASSERT_EQ(mkfifo((d / "inputs.safetensors").c_str(), 0600), 0);
+       },
+       "inputs.safetensors: not a regular file"},
+      {"the manifest is a FIFO",
+       [](const fs::path& d) {
+         fs::remove(d / "manifest.json");
+         ASSERT_EQ(mkfifo((d / "manifest.json").c_str(), 0600), 0);
+       },
+       "manifest.json: not a regular file"},
+      // The size hashed is the size the file's own header declares.
+      {"bytes appended to a listed file",
+       [](const fs::path& d) { std::ofstream(d / "weights.safetensors", std::ios::app) << "x"; },
+       "weights.safetensors: tensor data ends at offset"},
   };
   for (const BadSetCase& c : cases) {
     const fs::path dir = fresh_copy("tiny-mqa-moe", "bad");

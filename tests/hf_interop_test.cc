@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -382,6 +383,20 @@ TEST(ConfigFromHfJson, HandWrittenHubConfigGivesTiny) {
   EXPECT_EQ(config_from_hf_json(with_eos, "hub/config.json").eos_token_id, 2);
 }
 
+// transformers' MixtralConfig: a null num_key_value_heads is num_attention_heads (multi-head
+// attention), and a missing or null head_dim is hidden_size / num_attention_heads.
+TEST(ConfigFromHfJson, NullKeyValueHeadsAndHeadDimDefaultAsTransformersDoes) {
+  json hf = hand_hf_config();
+  hf["num_key_value_heads"] = nullptr;
+  hf["head_dim"] = nullptr;
+  const ModelConfig config = config_from_hf_json(hf, "hub/config.json");
+  EXPECT_EQ(config.n_kv_heads, 4);
+  EXPECT_EQ(config.head_dim, 16);
+
+  hf.erase("head_dim");
+  EXPECT_EQ(config_from_hf_json(hf, "hub/config.json").head_dim, 16);
+}
+
 TEST(ConfigFromHfJson, ErrorsNameTheKey) {
   struct Case {
     const char* what;
@@ -410,12 +425,33 @@ TEST(ConfigFromHfJson, ErrorsNameTheKey) {
       {"hidden_size a string", "hidden_size", [](json& j) { j["hidden_size"] = "64"; }},
       {"vocab_size a float", "vocab_size", [](json& j) { j["vocab_size"] = 256.5; }},
       {"rms_norm_eps a string", "rms_norm_eps", [](json& j) { j["rms_norm_eps"] = "1e-5"; }},
-      {"num_key_value_heads null", "num_key_value_heads",
-       [](json& j) { j["num_key_value_heads"] = nullptr; }},
+      // Absent, transformers would take MixtralConfig's class default (8, Mixtral-8x7B's value),
+      // a guess moeref does not make.
+      {"missing num_key_value_heads", "num_key_value_heads",
+       [](json& j) { j.erase("num_key_value_heads"); }},
+      {"num_key_value_heads a string", "num_key_value_heads",
+       [](json& j) { j["num_key_value_heads"] = "1"; }},
       {"model_type llama", "model_type", [](json& j) { j["model_type"] = "llama"; }},
       {"hidden_act gelu", "hidden_act", [](json& j) { j["hidden_act"] = "gelu"; }},
       {"sliding_window set", "sliding_window", [](json& j) { j["sliding_window"] = 4096; }},
       {"tied embeddings", "tie_word_embeddings", [](json& j) { j["tie_word_embeddings"] = true; }},
+      // Without head_dim, head_dim is hidden_size / num_attention_heads: checked before dividing.
+      {"no head_dim, 0 heads", "num_attention_heads",
+       [](json& j) {
+         j.erase("head_dim");
+         j["num_attention_heads"] = 0;
+       }},
+      {"no head_dim, -1 heads of the most negative hidden_size", "num_attention_heads",
+       [](json& j) {
+         j.erase("head_dim");
+         j["num_attention_heads"] = -1;
+         j["hidden_size"] = std::numeric_limits<int64_t>::min();
+       }},
+      {"no head_dim, hidden_size 0", "hidden_size",
+       [](json& j) {
+         j.erase("head_dim");
+         j["hidden_size"] = 0;
+       }},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
@@ -493,6 +529,37 @@ TEST_F(HfImportErrorTest, WrongDtypeIsNamed) {
   EXPECT_THAT(message, HasSubstr(path_));
   EXPECT_THAT(message, HasSubstr(name));
   EXPECT_THAT(message, HasSubstr("BF16"));
+}
+
+TEST_F(HfImportErrorTest, NonFiniteWeightIsNamedWithItsIndexUnlessAllowed) {
+  const std::string name = "model.layers.1.self_attn.k_proj.weight";  // [16, 64]
+  const std::string message = import_error([&](auto& records) {
+    for (TensorRecord& r : records) {
+      if (r.name != name) continue;
+      std::vector<float> values = r.to_f32();
+      values[64 * 3 + 5] = std::numeric_limits<float>::infinity();
+      r = make_f32_record(name, r.shape, values);
+    }
+  });
+  EXPECT_THAT(message, HasSubstr(path_));
+  EXPECT_THAT(message, HasSubstr(name));
+  EXPECT_THAT(message, HasSubstr("+Inf at index 197 (element [3, 5] of [16, 64])"));
+  const ImportedModel allowed = import_hf(fs::path(path_).parent_path(), NonFiniteWeights::kAllow);
+  EXPECT_EQ(allowed.weights.layers[1].k_proj.data()[197], std::numeric_limits<float>::infinity());
+}
+
+TEST(HfImport, NumberOverflowInConfigJsonNamesFileKeyAndValue) {
+  TempDir temp;
+  json hf = hand_hf_config();
+  std::string text = hf.dump();
+  const std::string theta = "\"rope_theta\":10000.0";
+  ASSERT_NE(text.find(theta), std::string::npos);
+  text.replace(text.find(theta), theta.size(), "\"rope_theta\":1e999");
+  std::ofstream(temp.path() / "config.json") << text;
+  const std::string message = message_of<ConfigError>([&] { import_hf(temp.path()); });
+  EXPECT_THAT(message, HasSubstr((temp.path() / "config.json").string()));
+  EXPECT_THAT(message, HasSubstr("key \"rope_theta\""));
+  EXPECT_THAT(message, HasSubstr("1e999"));
 }
 
 TEST(HfImport, MissingOrMalformedConfigJsonIsNamed) {

@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <png.h>
+#include <sys/resource.h>
 #include <zlib.h>
 
 #include <bit>
@@ -243,10 +244,10 @@ TEST(ImagePng, TruncatedCorruptAndOversizedFilesAreErrors) {
   write_bytes(bad_crc, corrupt);
   expect_image_error(bad_crc, {"cannot decode PNG", "CRC"});
 
-  // A valid IHDR (CRC recomputed) claiming 100000 x 100000 RGB pixels in a file of ~80 bytes:
-  // rejected before 30 GB of rows are allocated.
+  // A valid IHDR (CRC recomputed) claiming 4000 x 4000 RGB pixels (within the pixel limit) in a
+  // file of ~80 bytes: rejected before 48 MB of rows are allocated.
   std::string oversized = bytes;
-  const std::string side = "\x00\x01\x86\xA0"s;  // 100000, big-endian
+  const std::string side = "\x00\x00\x0F\xA0"s;  // 4000, big-endian
   oversized.replace(16, 4, side);
   oversized.replace(20, 4, side);
   const uLong crc = crc32(0, reinterpret_cast<const Bytef*>(oversized.data() + 12), 17);
@@ -254,6 +255,82 @@ TEST(ImagePng, TruncatedCorruptAndOversizedFilesAreErrors) {
   const fs::path huge = dir.path() / "huge.png";
   write_bytes(huge, oversized);
   expect_image_error(huge, {"cannot decode PNG", "truncated", "IHDR"});
+}
+
+// A PNG chunk: its length, type, data and CRC (over type and data), big-endian.
+std::string png_chunk(const std::string& type, const std::string& data, uint32_t length) {
+  std::string chunk;
+  for (int shift = 24; shift >= 0; shift -= 8) chunk += static_cast<char>(length >> shift & 0xFF);
+  chunk += type + data;
+  const std::string covered = type + data;
+  const uLong crc =
+      crc32(0, reinterpret_cast<const Bytef*>(covered.data()), static_cast<uInt>(covered.size()));
+  for (int shift = 24; shift >= 0; shift -= 8) chunk += static_cast<char>(crc >> shift & 0xFF);
+  return chunk;
+}
+
+// The peak resident memory of this process, in bytes.
+int64_t peak_resident_bytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return int64_t{usage.ru_maxrss} * 1024;
+}
+
+// A 45-byte file: a 32 x 32 RGB header, then a tEXt chunk that claims 2^31 - 1 bytes and holds
+// none. libpng allocated (and touched) the claimed 2 GB before finding the file cut short; the
+// chunk is now skipped unread. Run in a child process, whose peak memory is its own.
+TEST(ImagePngDeathTest, AncillaryChunkLengthIsNotAllocated) {
+  const TempDir dir;
+  const std::string ihdr = "\x00\x00\x00\x20\x00\x00\x00\x20\x08\x02\x00\x00\x00"s;
+  const fs::path path = dir.path() / "claims_2gb.png";
+  write_bytes(path, "\x89PNG\r\n\x1a\n"s + png_chunk("IHDR", ihdr, 13) +
+                        png_chunk("tEXt", "", 0x7FFFFFFF).substr(0, 8));
+  EXPECT_EXIT(
+      {
+        try {
+          read_pixels(path);
+        } catch (const ImageError& e) {
+          std::fprintf(stderr, "%s\n", e.what());
+        }
+        std::fprintf(stderr, "peak %lld MB\n", static_cast<long long>(peak_resident_bytes() >> 20));
+        std::exit(peak_resident_bytes() < (int64_t{512} << 20) ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "truncated");
+}
+
+// Skipping the chunks that are not used does not reject a valid image that has large ones: a
+// 2 x 1 gray image with 100 KB tEXt and iTXt chunks (larger than any chunk libpng may allocate).
+TEST(ImagePng, LargeTextChunksAreSkipped) {
+  const TempDir dir;
+  const std::string ihdr = "\x00\x00\x00\x02\x00\x00\x00\x01\x08\x00\x00\x00\x00"s;
+  const std::string text = "key\0"s + std::string(100'000, 'x');
+  const std::string rows = "\x00\x33\xFF"s;  // filter byte 0, then the samples 51 and 255
+  std::string compressed(compressBound(rows.size()), '\0');
+  uLongf compressed_size = compressed.size();
+  ASSERT_EQ(compress(reinterpret_cast<Bytef*>(compressed.data()), &compressed_size,
+                     reinterpret_cast<const Bytef*>(rows.data()), rows.size()),
+            Z_OK);
+  compressed.resize(compressed_size);
+  const auto chunk = [](const std::string& type, const std::string& data) {
+    return png_chunk(type, data, static_cast<uint32_t>(data.size()));
+  };
+  const fs::path path = dir.path() / "with_text.png";
+  write_bytes(path, "\x89PNG\r\n\x1a\n"s + chunk("IHDR", ihdr) + chunk("tEXt", text) +
+                        chunk("iTXt", "key\0\0\0\0\0"s + text) + chunk("IDAT", compressed) +
+                        chunk("IEND", ""));
+  expect_pixels(read_pixels(path), 1, 1, 2, {51 / 255.0, 1});
+}
+
+TEST(ImagePng, MoreThanThePixelLimitIsRefusedBeforeDecoding) {
+  const TempDir dir;
+  // 1-bit gray, 4097 x 4096 = kMaxImagePixels + 4096 pixels, in a few kilobytes of all-zero rows.
+  PngFixture png{4097, 4096, 1, PNG_COLOR_TYPE_GRAY, {}};
+  png.rows.assign(4096, std::vector<png_byte>(513, 0));
+  const fs::path path = dir.path() / "wide.png";
+  write_png(path, png);
+  ASSERT_LT(fs::file_size(path), 100'000u);
+  expect_image_error(path, {"cannot decode PNG",
+                            "4097 x 4096 = 16781312 pixels, more than the limit of 16777216"});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -333,6 +410,9 @@ TEST(ImageFile, BadFilesAreErrorsNamingTheProblem) {
        "P6 1 1 1000\n\x00\x01\x00\x02\x00"s,
        {"truncated", "3 samples of 2 bytes", "has 5 bytes"}},
       {"P3 truncated", p3.substr(0, p3.size() / 2), {"truncated"}},
+      {"PPM more pixels than the limit",
+       "P6 4097 4096 255\n",
+       {"the PPM image is 4097 x 4096 = 16781312 pixels, more than the limit of 16777216"}},
       {"P6 data after the image", p6 + "\n", {"1 bytes after the P6 image data"}},
       {"P3 data after the image", p3 + "4\n", {"data after the last P3 sample: '4'"}},
       {"invalid safetensors", "\xFF\x00\x00\x00\x00\x00\x00\x00{}"s, {"header"}},
@@ -568,6 +648,29 @@ TEST(ImageLoad, GrayPngIsReplicatedToThreeChannels) {
         plane)
         << "channel " << c;
   }
+}
+
+// A 4096 x 4096 gray image for a 3-channel tower of 32 x 32: the 64 MB of decoded values are
+// resized before they are replicated, where replicating first made a 192 MB copy. Run in a child
+// process, whose peak memory is its own.
+TEST(ImageLoadDeathTest, GrayIsReplicatedAfterResizing) {
+  const TempDir dir;
+  PngFixture png{4096, 4096, 1, PNG_COLOR_TYPE_GRAY, {}};
+  png.rows.assign(4096, std::vector<png_byte>(512, 0xF0));
+  const fs::path path = dir.path() / "gray.png";
+  write_png(path, png);
+  const VisionConfig vision = vision_config(32, 3, {0, 0, 0}, {1, 1, 1});
+  EXPECT_EXIT(
+      {
+        const Tensor input = load_image(path, vision);
+        std::fprintf(stderr, "shape [%lld, %lld, %lld], peak %lld MB\n",
+                     static_cast<long long>(input.shape()[0]),
+                     static_cast<long long>(input.shape()[1]),
+                     static_cast<long long>(input.shape()[2]),
+                     static_cast<long long>(peak_resident_bytes() >> 20));
+        std::exit(peak_resident_bytes() < (int64_t{200} << 20) ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "shape \\[3, 32, 32\\]");
 }
 
 TEST(ImageLoad, ChannelMismatchNamesTheFile) {

@@ -9,6 +9,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -390,6 +393,87 @@ TEST(Weights, LoadRejectsFilesThatDoNotFitTheConfig) {
                     ::testing::AllOf(::testing::HasSubstr(path), ::testing::HasSubstr(c.expected))))
         << c.description;
   }
+}
+
+// A NaN or Inf is refused at load, naming the tensor, the flat index and the element, through
+// both loaders (a path and a file already read); NonFiniteWeights::kAllow loads it as it is.
+TEST(Weights, LoadRefusesNonFiniteValuesUnlessAllowed) {
+  struct Case {
+    size_t tensor;  // position in the canonical order
+    int64_t index;
+    float value;
+    const char* expected;
+  };
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<Case> cases = {
+      {0, 0, std::nanf(""),
+       "tensor \"embed.weight\" holds NaN at index 0 (element [0, 0] of "
+       "[256, 64])"},
+      {0, 64 * 255 + 63, -inf, "holds -Inf at index 16383 (element [255, 63] of [256, 64])"},
+      {1, 7, inf,
+       "tensor \"layers.0.attn_norm.weight\" holds +Inf at index 7 (element [7] of "
+       "[64])"},
+      {2, 64 * 9 + 1, std::nanf(""),
+       "tensor \"layers.0.attn.q_proj.weight\" holds NaN at index 577"},
+  };
+  const ModelConfig config = tiny();
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.expected);
+    std::vector<TensorRecord> records = weight_records(config, init_weights(config));
+    std::vector<float> values = records[c.tensor].to_f32();
+    values[static_cast<size_t>(c.index)] = c.value;
+    records[c.tensor] = make_f32_record(records[c.tensor].name, records[c.tensor].shape, values);
+    const std::string path = ::testing::TempDir() + "/nonfinite_weights.safetensors";
+    write_safetensors(path, records);
+    const auto refused = ::testing::ThrowsMessage<SafetensorsError>(
+        ::testing::AllOf(::testing::HasSubstr(path), ::testing::HasSubstr(c.expected),
+                         ::testing::HasSubstr("--allow-nonfinite-weights")));
+    EXPECT_THAT([&] { load_weights(config, path); }, refused);
+    const SafetensorsFile file = SafetensorsFile::read(path);
+    EXPECT_THAT([&] { load_weights(config, file); }, refused);
+
+    const WeightLoading allow{{}, NonFiniteWeights::kAllow};
+    for (const ModelWeights& loaded :
+         {load_weights(config, path, allow), load_weights(config, file, allow)}) {
+      const TensorRecord stored = weight_records(config, loaded)[c.tensor];
+      EXPECT_EQ(stored.bytes, records[c.tensor].bytes);
+    }
+  }
+}
+
+// Names, shapes and dtypes are checked against the config from the header, before any data is
+// read: a file whose one tensor claims 256 GiB (a sparse file, taking no disk) is refused by its
+// shape, without allocating or reading the 256 GiB.
+TEST(Weights, LoadChecksTheHeaderBeforeReadingAnyData) {
+  const std::string path = ::testing::TempDir() + "/huge_weights.safetensors";
+  const uint64_t n_floats = uint64_t{1} << 36;
+  std::string header = "{\"embed.weight\":{\"dtype\":\"F32\",\"shape\":[" +
+                       std::to_string(n_floats) + "],\"data_offsets\":[0," +
+                       std::to_string(n_floats * 4) + "]}}";
+  header.append((8 - header.size() % 8) % 8, ' ');
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    const uint64_t length = header.size();  // little-endian host
+    out.write(reinterpret_cast<const char*>(&length), 8);
+    out << header;
+  }
+  std::filesystem::resize_file(path, 8 + header.size() + n_floats * 4);
+  EXPECT_THAT([&] { load_weights(tiny(), path); },
+              ::testing::ThrowsMessage<SafetensorsError>(::testing::HasSubstr(
+                  "tensor \"embed.weight\" has shape [68719476736], the config needs [256, 64]")));
+  std::filesystem::remove(path);
+}
+
+// Saving writes from the weights' own memory: the views it writes borrow it, no copy is made.
+TEST(Weights, SavingBorrowsTheWeightsMemory) {
+  const ModelConfig config = tiny();
+  const ModelWeights weights = init_weights(config);
+  const std::vector<TensorView> views = weight_views(config, weights);
+  ASSERT_FALSE(views.empty());
+  EXPECT_EQ(views.front().name, "embed.weight");
+  EXPECT_EQ(views.front().bytes.data(), std::as_bytes(weights.embed.values()).data());
+  EXPECT_EQ(views.back().name, "lm_head.weight");
+  EXPECT_EQ(views.back().bytes.data(), std::as_bytes(weights.lm_head.values()).data());
 }
 
 TEST(Weights, RefusesConfigsThatCannotFitInMemory) {

@@ -219,8 +219,8 @@ TEST(ServeSim, MalformedFilesExitOneNamingTheLineAndField) {
     std::string expected;  // after "requests.jsonl:"
   };
   const std::vector<Case> cases = {
-      {"invalid JSON", good + "{\"id\": 1, \"prompt\": [1, 2}\n", "2: invalid JSON: "},
-      {"truncated JSON", "\n" + good + "{\"id\": 1,\n", "3: invalid JSON: "},
+      {"invalid JSON", good + "{\"id\": 1, \"prompt\": [1, 2}\n", "2: malformed JSON: "},
+      {"truncated JSON", "\n" + good + "{\"id\": 1,\n", "3: malformed JSON: "},
       {"not an object", good + "[1, 2, 3]\n", "2: expected a JSON object, got array"},
       {"a bare number", "7\n", "1: expected a JSON object, got number"},
       {"unknown field", good + "{\"id\": 1, \"prompt\": [1], \"max_tokens\": 3}\n",
@@ -266,6 +266,8 @@ TEST(ServeSim, MalformedFilesExitOneNamingTheLineAndField) {
       {"seed negative", "{\"id\": 0, \"prompt\": [1], \"seed\": -4}\n",
        "1: field \"seed\": expected an unsigned 64-bit integer, got -4"},
       {"no requests at all", "\n  \n", " no requests"},
+      {"number overflow", good + "{\"id\": 1, \"prompt\": [1], \"temperature\": 1e999}\n",
+       "2: key \"temperature\": number 1e999 is out of the range of a double"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -287,6 +289,30 @@ TEST(ServeSim, EveryMalformedLineIsReported) {
   EXPECT_THAT(r.err, HasSubstr(path.string() + ":1: field \"max_new_tokens\""));
   EXPECT_THAT(r.err, HasSubstr(path.string() + ":3: field \"top_k\""));
   EXPECT_THAT(r.err, Not(HasSubstr(":2:")));
+}
+
+TEST(ServeSim, ANumberOverflowIsOneMalformedLineAmongOthers) {
+  const fs::path path = temp_file("requests.jsonl",
+                                  "{\"id\": 0, \"prompt\": [1], \"top_p\": -1e400}\n"
+                                  "{\"id\": 1, \"prompt\": [1]}\n"
+                                  "{\"id\": 2, \"prompt\": [1], \"top_k\": \"x\"}\n");
+  const CliResult r = run_cli("serve-sim " + quote(kTiny) + " " + quote(path));
+  EXPECT_EQ(r.exit_code, 1) << describe(r);
+  EXPECT_THAT(r.err, HasSubstr(path.string() + ":1: key \"top_p\": number -1e400"));
+  EXPECT_THAT(r.err, HasSubstr(path.string() + ":3: field \"top_k\""));
+}
+
+// The idle steps before a late arrival are skipped, not computed one by one: the last accepted
+// arrival step is served at once.
+TEST(ServeSim, ALateArrivalIsReachedAtOnce) {
+  const json out = serve_sim(
+      "{\"id\": 0, \"prompt\": [1, 2], \"max_new_tokens\": 2, \"arrival_step\": 2147483647}\n");
+  const json& request = request_with_id(out, 0);
+  EXPECT_EQ(request.value("status", ""), "finished");
+  EXPECT_EQ(request.value("first_token_step", json()), 2147483647);
+  EXPECT_EQ(request.value("finished_step", json()), 2147483648);
+  EXPECT_EQ(tokens_of(out, 0), solo_tokens("--tokens 1,2", 2));
+  EXPECT_EQ(out.at("summary").at("steps"), 2147483649);
 }
 
 TEST(ServeSim, UsageErrorsExitTwoAndAMissingFileExitsOne) {

@@ -5,6 +5,7 @@
 // under the same rules.
 #include "golden/anchored_run.h"
 #include "tools/commands.h"
+#include "tools/output_guard.h"
 
 namespace moeref::cli {
 
@@ -28,6 +29,9 @@ Command register_anchor(CLI::App& app) {
                    "The backend's tensors (safetensors, named as in the set)")
       ->required();
   command->add_option("--out", options->out, "Where to write the re-run's tensors")->required();
+  guard_outputs(command, [options] {
+    return OutputPlan{{options->golden_dir, options->candidate_path}, {{"--out", options->out}}};
+  });
   return {command, [options] {
             const golden::GoldenSet set = golden::GoldenSet::open(options->golden_dir);
             const golden::Candidate candidate =

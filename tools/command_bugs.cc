@@ -13,6 +13,7 @@
 #include "golden/bug_catalog.h"
 #include "golden/detection_matrix.h"
 #include "tools/commands.h"
+#include "tools/usage.h"
 
 namespace moeref::cli {
 
@@ -147,7 +148,8 @@ Command register_bugs(CLI::App& app) {
   command
       ->add_option("--precision", options->precisions,
                    "A precision to check at (repeatable; default fp32, tf32, bf16, fp16)")
-      ->allow_extra_args(false);
+      ->allow_extra_args(false)
+      ->check(precision_name());
   command->add_option("--bug", options->bugs, "Only this bug of the catalog (repeatable)")
       ->allow_extra_args(false);
   command->add_flag("--json", options->json, "Print JSON");

@@ -14,6 +14,8 @@
 #include "golden/emulated_kernels.h"
 #include "golden/golden_set.h"
 #include "tools/commands.h"
+#include "tools/output_guard.h"
+#include "tools/usage.h"
 
 namespace moeref::cli {
 
@@ -52,8 +54,12 @@ Command register_candidate(CLI::App& app) {
   command
       ->add_option("--emulate", options->precision,
                    "Precision the emulated kernels compute in: fp32, tf32, bf16 or fp16")
-      ->required();
+      ->required()
+      ->check(precision_name());
   command->add_option("--out", options->out_path, "Safetensors file to write")->required();
+  guard_outputs(command, [options] {
+    return OutputPlan{{options->golden_dir}, {{"--out", options->out_path}}};
+  });
   return {command, [options] {
             const golden::Precision precision = golden::precision_from_name(options->precision);
             const golden::GoldenSet set = golden::GoldenSet::open(options->golden_dir);

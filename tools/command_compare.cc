@@ -4,6 +4,7 @@
 
 #include "golden/compare.h"
 #include "tools/commands.h"
+#include "tools/usage.h"
 
 namespace moeref::cli {
 
@@ -34,7 +35,8 @@ Command register_compare(CLI::App& app) {
   command
       ->add_option("--precision", options->precision,
                    "The candidate's compute precision: fp32, tf32, bf16 or fp16")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(precision_name());
   command->add_option("--rtol", options->rtol, "Relative tolerance for every float tensor");
   command->add_option("--atol", options->atol, "Absolute tolerance for every float tensor");
   command->add_flag("--require-all", options->require_all,

@@ -9,6 +9,8 @@
 #include "ref/config.h"
 #include "tools/commands.h"
 #include "tools/model_loading.h"
+#include "tools/output_guard.h"
+#include "tools/usage.h"
 
 namespace moeref::cli {
 
@@ -100,10 +102,18 @@ Command register_golden(CLI::App& app) {
       ->add_option("--margin", spec.margin_threshold,
                    "Smallest router, greedy and sampling margin to accept")
       ->capture_default_str();
+  guard_outputs(command, [options] {
+    OutputPlan plan{{options->config_path, options->draft_config_path}, {}};
+    if (options->verify_dir.empty() && !options->out_dir.empty()) {
+      plan.golden_dir = {"--out", options->out_dir};
+      plan.golden = options->ops ? GoldenOutput::kTree : GoldenOutput::kSet;
+    }
+    return plan;
+  });
   return {command, [options] {
             if (!options->verify_dir.empty()) return verify(options->verify_dir);
             if (options->out_dir.empty()) {
-              throw std::invalid_argument("give --out DIR to write a set, or --verify DIR");
+              throw UsageError("give --out DIR to write a set, or --verify DIR");
             }
             if (options->ops) {
               golden::write_op_cases(options->out_dir);
@@ -111,7 +121,7 @@ Command register_golden(CLI::App& app) {
               return 0;
             }
             if (options->config_path.empty()) {
-              throw std::invalid_argument("give a CONFIG for a model case, or --ops");
+              throw UsageError("give a CONFIG for a model case, or --ops");
             }
             if (!options->draft_config_path.empty()) return write_speculative(*options);
             if (options->batching) {

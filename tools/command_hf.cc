@@ -6,6 +6,7 @@
 #include "ref/hf_interop.h"
 #include "tools/commands.h"
 #include "tools/model_loading.h"
+#include "tools/output_guard.h"
 
 namespace moeref::cli {
 
@@ -33,6 +34,11 @@ Command register_export_hf(CLI::App& app) {
   command->add_option("--weights", options->weights_path,
                       "Weights (safetensors); default: initialised from the config's seed");
   command->add_option("--out", options->out_dir, "Directory to write")->required();
+  guard_outputs(command, [options] {
+    const std::filesystem::path dir = options->out_dir;
+    return OutputPlan{{options->config_path, options->weights_path},
+                      {{"--out", dir / "config.json"}, {"--out", dir / "model.safetensors"}}};
+  });
   return {command, [options] {
             const Model model = load_model(options->config_path, options->weights_path);
             export_hf(model.config(), model.weights(), options->out_dir);
@@ -49,10 +55,20 @@ Command register_import_hf(CLI::App& app) {
       ->required();
   command->add_option("--config-out", options->config_out, "moeref config to write")->required();
   command->add_option("--weights-out", options->weights_out, "Weights to write")->required();
+  guard_outputs(command, [options] {
+    return OutputPlan{
+        {options->hf_dir},
+        {{"--config-out", options->config_out}, {"--weights-out", options->weights_out}}};
+  });
   return {command, [options] {
-            const ImportedModel model = import_hf(options->hf_dir);
-            save_weights(model.config, model.weights, options->weights_out);
-            write_file_atomically(options->config_out, config_to_json(model.config).dump(2) + "\n");
+            const ImportedModel model = import_hf(options->hf_dir, non_finite_weights());
+            std::vector<StagedFile> files;
+            files.push_back(
+                stage_safetensors(options->weights_out, weight_views(model.config, model.weights)));
+            const std::string config_text = config_to_json(model.config).dump(2) + "\n";
+            files.push_back(
+                StagedFile(options->config_out, [&](std::ostream& out) { out << config_text; }));
+            publish_together(files);
             std::cout << "wrote " << options->config_out << " and " << options->weights_out << "\n";
             return 0;
           }};

@@ -5,6 +5,7 @@
 #include "ref/config.h"
 #include "ref/weights.h"
 #include "tools/commands.h"
+#include "tools/output_guard.h"
 
 namespace moeref::cli {
 
@@ -23,6 +24,9 @@ Command register_init(CLI::App& app) {
       app.add_subcommand("init", "Write the config's deterministic weights (safetensors)");
   command->add_option("config", options->config_path, "Model config (JSON)")->required();
   command->add_option("--out", options->out_path, "Weights file to write")->required();
+  guard_outputs(command, [options] {
+    return OutputPlan{{options->config_path}, {{"--out", options->out_path}}};
+  });
   return {command, [options] {
             const ModelConfig config = load_config(options->config_path);
             save_weights(config, init_weights(config), options->out_path,

@@ -9,6 +9,7 @@
 #include "ref/speculative.h"
 #include "tools/commands.h"
 #include "tools/model_loading.h"
+#include "tools/usage.h"
 
 namespace moeref::cli {
 
@@ -115,14 +116,15 @@ Command register_run(CLI::App& app) {
       ->needs(image);
   command->add_flag("--json", options->json, "Print JSON");
   return {command, [options, prompt, tokens] {
+            if (!*tokens && !*prompt) {
+              throw UsageError("give a prompt with --prompt TEXT or --tokens IDS");
+            }
             const Model model = load_model(options->config_path, options->weights_path);
             GenerationRequest request = options->request;
             if (*tokens) {
               request.prompt = parse_token_list(options->token_list);
-            } else if (*prompt) {
-              request.prompt = bytes_to_tokens(options->prompt, model.config().vocab_size);
             } else {
-              throw std::invalid_argument("give a prompt with --prompt TEXT or --tokens IDS");
+              request.prompt = bytes_to_tokens(options->prompt, model.config().vocab_size);
             }
             if (!options->image_path.empty()) {
               request.image = load_model_image(model.config(), options->image_path);

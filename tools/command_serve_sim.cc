@@ -10,8 +10,11 @@
 // judge (token ids outside the vocabulary, sampling parameters out of range, a request too long
 // for the context or the block pool) rejects that request alone, with the engine's reason.
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <limits>
@@ -21,11 +24,14 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "ref/engine.h"
+#include "ref/json_text.h"
 #include "tools/commands.h"
 #include "tools/model_loading.h"
+#include "tools/usage.h"
 
 namespace moeref::cli {
 
@@ -119,9 +125,9 @@ std::vector<int32_t> prompt_tokens(const json& value) {
 EngineRequest parse_request(const std::string& line) {
   json object;
   try {
-    object = json::parse(line);
-  } catch (const json::parse_error& e) {
-    throw LineError(std::string("invalid JSON: ") + e.what());
+    object = parse_json_text(line);
+  } catch (const JsonTextError& e) {
+    throw LineError(e.what());
   }
   if (!object.is_object()) {
     throw LineError(std::string("expected a JSON object, got ") + object.type_name() + " " +
@@ -187,8 +193,14 @@ EngineRequest parse_request(const std::string& line) {
 // Every request of the file, in file order, or every malformed line's message.
 std::vector<ParsedRequest> read_requests(const std::string& path,
                                          std::vector<std::string>& errors) {
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) {
+    throw std::runtime_error(path + ": is a directory, not a requests file");
+  }
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot open the requests file " + path);
+  if (!in) {
+    throw std::runtime_error(path + ": cannot open the requests file: " + std::strerror(errno));
+  }
   std::vector<ParsedRequest> requests;
   std::map<int64_t, int64_t> line_of_id;
   std::string line;
@@ -418,6 +430,7 @@ int serve_sim(const ServeSimOptions& options) {
       throw std::logic_error("the engine has not finished after " + std::to_string(bound) +
                              " steps; it is stuck (a bug in ref/engine.cc)");
     }
+    engine.skip_idle_steps();  // an arrival far ahead is reached at once, not step by step
     StepRecord record = engine.step();
     for (const auto& [id, token] : record.sampled) {
       if (!times[id].first_token_step) times[id].first_token_step = record.step;
@@ -453,18 +466,18 @@ Command register_serve_sim(CLI::App& app) {
                       "Weights (safetensors); default: initialised from the config's seed");
   command->add_option("--max-sequences", limits.max_sequences, "Sequences running at once")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   command
       ->add_option("--max-tokens-per-step", limits.max_tokens_per_step,
                    "Tokens a step computes, decode tokens and prefill chunks together")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   command->add_option("--blocks", limits.n_blocks, "KV cache blocks in the pool")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   command->add_option("--block-size", limits.block_size, "Positions a KV block holds")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   command->add_flag("--json", options->json, "Print JSON");
   return {command, [options] { return serve_sim(*options); }};
 }

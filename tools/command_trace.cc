@@ -6,6 +6,7 @@
 #include "ref/generate.h"
 #include "tools/commands.h"
 #include "tools/model_loading.h"
+#include "tools/output_guard.h"
 
 namespace moeref::cli {
 
@@ -38,6 +39,10 @@ Command register_trace(CLI::App& app) {
                    "Prompt tokens before the image; the tokens from there on see it")
       ->capture_default_str()
       ->needs(image_option);
+  guard_outputs(command, [options] {
+    return OutputPlan{{options->config_path, options->weights_path, options->image_path},
+                      {{"--out", options->out_path}}};
+  });
   return {command, [options] {
             const Model model = load_model(options->config_path, options->weights_path);
             const std::vector<int32_t> tokens = parse_token_list(options->token_list);

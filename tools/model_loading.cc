@@ -13,15 +13,21 @@ namespace moeref::cli {
 namespace {
 
 const Kernels* selected_kernels = &ref_kernels();
+NonFiniteWeights non_finite_policy = NonFiniteWeights::kRefuse;
 
 }  // namespace
 
 void select_backend(const std::string& name) { selected_kernels = &kernels_by_name(name); }
 
+void set_non_finite_weights(NonFiniteWeights policy) { non_finite_policy = policy; }
+
+NonFiniteWeights non_finite_weights() { return non_finite_policy; }
+
 Model load_model(const std::string& config_path, const std::string& weights_path) {
   ModelConfig config = load_config(config_path);
-  ModelWeights weights =
-      weights_path.empty() ? init_weights(config) : load_weights(config, weights_path);
+  ModelWeights weights = weights_path.empty()
+                             ? init_weights(config)
+                             : load_weights(config, weights_path, {{}, non_finite_policy});
   return Model(std::move(config), std::move(weights), *selected_kernels);
 }
 

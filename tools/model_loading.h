@@ -6,12 +6,17 @@
 #include <vector>
 
 #include "ref/model.h"
+#include "ref/weights.h"
 
 namespace moeref::cli {
 
 // The kernel set every model of this run uses: "ref" (the default) or "simd" (--backend).
 // Throws std::invalid_argument for another name.
 void select_backend(const std::string& name);
+
+// Whether weights holding NaN or Inf load (--allow-nonfinite-weights); refused by default.
+void set_non_finite_weights(NonFiniteWeights policy);
+NonFiniteWeights non_finite_weights();
 
 // Weights from `weights_path`, or initialised from the config's seed when it is empty; computed
 // with the selected backend.

@@ -3,26 +3,51 @@
 
 #include <cstdio>
 #include <exception>
+#include <new>
+#include <string>
 #include <vector>
 
 #include "ref/freed_memory.h"
+#include "ref/temporary_cleanup.h"
 #include "tools/commands.h"
 #include "tools/model_loading.h"
+#include "tools/usage.h"
+
+namespace {
+
+// The names of the subcommands, for the message about a name that is none of them.
+std::string command_names(const CLI::App& app) {
+  std::string names;
+  for (const CLI::App* subcommand : app.get_subcommands({})) {
+    names += (names.empty() ? "" : ", ") + subcommand->get_name();
+  }
+  return names;
+}
+
+constexpr const char* kHelpHint = "Run with --help for more information.";
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace moeref::cli;
   moeref::retain_freed_memory();
+  moeref::remove_temporaries_on_interrupt();
   CLI::App app(
       "moeref: reference implementation and correctness oracle of a GPT-4-style "
       "mixture-of-experts transformer");
-  app.require_subcommand(1);
+  // At most one subcommand while parsing, so that a word that names none is reported as such
+  // (CLI11 would otherwise report the missing subcommand first); none is reported below.
+  app.require_subcommand(0, 1);
   int threads = 0;
-  app.add_option("--threads", threads, "OpenMP threads (default: all cores)")
-      ->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", threads, "OpenMP threads (default: all cores)")->check(at_least(0));
   std::string backend = "ref";
   app.add_option("--backend", backend, "Kernel set: ref (the oracle) or simd (fast)")
       ->check(CLI::IsMember({"ref", "simd"}))
       ->capture_default_str();
+  bool allow_nonfinite_weights = false;
+  app.add_flag("--allow-nonfinite-weights", allow_nonfinite_weights,
+               "Load weights holding NaN or Inf (refused by default), to test how a backend "
+               "propagates them");
 
   const std::vector<Command> commands = {
       register_stats(app),     register_init(app),      register_run(app),
@@ -37,20 +62,45 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
+  } catch (const CLI::ExtrasError& e) {
+    const std::vector<std::string> extras = app.remaining();
+    if (app.get_subcommands().empty() && !extras.empty() && !extras.front().starts_with("-")) {
+      std::fprintf(stderr, "moeref: error: '%s' is not a command; the commands are %s\n%s\n",
+                   extras.front().c_str(), command_names(app).c_str(), kHelpHint);
+    } else {
+      app.exit(e);
+    }
+    return 2;
   } catch (const CLI::ParseError& e) {
     app.exit(e);
+    return 2;
+  }
+  if (app.get_subcommands().empty()) {
+    std::fprintf(stderr, "moeref: error: a command is required: %s\n%s\n",
+                 command_names(app).c_str(), kHelpHint);
     return 2;
   }
 
   if (threads > 0) omp_set_num_threads(threads);
   select_backend(backend);
+  set_non_finite_weights(allow_nonfinite_weights ? moeref::NonFiniteWeights::kAllow
+                                                 : moeref::NonFiniteWeights::kRefuse);
   for (const Command& command : commands) {
     if (!command.subcommand->parsed()) continue;
+    const std::string name = command.subcommand->get_name();
     try {
       return command.run();
+    } catch (const UsageError& e) {
+      std::fprintf(stderr, "moeref %s: error: %s\n%s\n", name.c_str(), e.what(), kHelpHint);
+      return 2;
+    } catch (const std::bad_alloc&) {
+      std::fprintf(stderr,
+                   "moeref %s: error: out of memory: the command needed more memory than the "
+                   "system would give\n",
+                   name.c_str());
+      return 1;
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "moeref %s: error: %s\n", command.subcommand->get_name().c_str(),
-                   e.what());
+      std::fprintf(stderr, "moeref %s: error: %s\n", name.c_str(), e.what());
       return 1;
     }
   }

@@ -20,7 +20,7 @@ echo "== A greedy generation (moeref run configs/tiny.json)"
 
 echo
 echo "== A golden set written now, checked against the committed one (moeref golden, moeref compare)"
-"$moeref" golden configs/golden/tiny-mqa-moe.json --out build/golden/tiny-mqa-moe
+"$moeref" golden configs/golden/tiny-mqa-moe.json --force --out build/golden/tiny-mqa-moe
 "$moeref" compare golden/sets/tiny-mqa-moe build/golden/tiny-mqa-moe/trace.safetensors
 echo "Every intermediate tensor of a prefill, decode steps and two generations came out bit for"
 echo "bit as committed: this build computes exactly what the reference defines."

@@ -1,8 +1,10 @@
-// moeref candidate GOLDEN_DIR --emulate PRECISION --out FILE: run a golden model case with the
-// emulated kernels of a precision (golden/emulated_kernels.h), teacher-forced as a backend would
-// (golden/candidate_runner.h), and write the candidate's tensors to a safetensors file. It shows
+// moeref candidate GOLDEN_DIR --emulate PRECISION --out FILE: run a golden model, batching or
+// speculative case with the emulated kernels of a precision (golden/emulated_kernels.h) and write
+// the candidate's tensors to a safetensors file: a model case teacher-forced as a backend would
+// (golden/candidate_runner.h), a batching or speculative case re-run from the set's own scenario
+// and prompt with the kernels' own decisions (run_case), as the calibration runs them. It shows
 // what an honest backend at that precision hands to `moeref compare`: for tutorials
-// (docs/checking-a-backend.md) and for calibrating tolerances.
+// (docs/checking-a-backend.md), for calibrating tolerances, and for the Python checker's tests.
 #include <iostream>
 #include <memory>
 #include <string>
@@ -49,8 +51,12 @@ Command register_candidate(CLI::App& app) {
   auto options = std::make_shared<CandidateOptions>();
   CLI::App* command = app.add_subcommand(
       "candidate",
-      "Run a golden model case with kernels emulating a precision and write the candidate");
-  command->add_option("golden", options->golden_dir, "Golden model set directory")->required();
+      "Run a golden model, batching or speculative case with kernels emulating a precision and "
+      "write the candidate");
+  command
+      ->add_option("golden", options->golden_dir,
+                   "Golden model, batching or speculative set directory")
+      ->required();
   command
       ->add_option("--emulate", options->precision,
                    "Precision the emulated kernels compute in: fp32, tf32, bf16 or fp16")
@@ -63,16 +69,17 @@ Command register_candidate(CLI::App& app) {
   return {command, [options] {
             const golden::Precision precision = golden::precision_from_name(options->precision);
             const golden::GoldenSet set = golden::GoldenSet::open(options->golden_dir);
-            if (set.kind() != "model") {
-              throw golden::GoldenError(options->golden_dir + ": not a model case (kind \"" +
-                                        set.kind() + "\"); candidate runs model sets only");
+            if (set.kind() != "model" && set.kind() != "batching" && set.kind() != "speculative") {
+              throw golden::GoldenError(options->golden_dir +
+                                        ": not a model, batching or speculative case (kind \"" +
+                                        set.kind() + "\"); candidate runs those sets only");
             }
-            const std::vector<TensorRecord> records = in_execution_order(
-                set, golden::run_model_case(set, golden::emulated_kernels(precision)));
+            const std::vector<TensorRecord> records =
+                in_execution_order(set, golden::run_case(set, golden::emulated_kernels(precision)));
             write_safetensors(options->out_path, records);
             std::cout << "wrote " << records.size() << " tensors to " << options->out_path << " ("
                       << set.name() << " with emulated " << golden::precision_name(precision)
-                      << " kernels, teacher-forced)\n";
+                      << " kernels" << (set.kind() == "model" ? ", teacher-forced" : "") << ")\n";
             return 0;
           }};
 }

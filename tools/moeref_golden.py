@@ -5,7 +5,7 @@ A golden set is a directory that `moeref golden` writes (docs/golden-format.md):
 
     manifest.json        what produced the set, its margins, and the sha256 of every file and
                          expected tensor, listed in execution order
-    weights.safetensors  the model's weights (model cases)
+    weights.safetensors  the model's weights (model, batching and speculative cases)
     inputs.safetensors   the inputs: "prompt" (token ids) for model cases, operands for op cases
     trace.safetensors    the expected tensors, e.g. "prefill/layers.0.attn.q",
                          "decode.0/logits", "greedy_tokens", "sampled_tokens"
@@ -79,7 +79,7 @@ The rules (golden/compare.h, golden/decisions.h, golden/anchored_run.h)
   atol come from the precision and the tensor's tolerance class (DEFAULT_TOLERANCES below) unless
   you pass rtol/atol. Reported: max abs error, max relative error (over nonzero expected values),
   NMSE = sum (a - e)^2 / sum e^2, cosine similarity, and how many elements are out of tolerance.
-- Per-tensor gates, where the set is calibrated (model and op sets written by moeref: the
+- Per-tensor gates, where the set is calibrated (the sets moeref writes: the
   manifest's "honest_errors", the worst max abs error and NMSE that twelve honest emulated
   backends make on each float tensor at each precision): a float tensor that passes elementwise
   still fails when its max abs error exceeds 4 times the honest one or its NMSE 16 times the
@@ -105,7 +105,21 @@ The rules (golden/compare.h, golden/decisions.h, golden/anchored_run.h)
       against 2 * tol(u); a token the top-k/top-p cut removed, by its probability before the cut
       against the least probable kept token's.
     an op case's "tokens" (op "sampling": its parameters, u drawn at position = row; op
-      "greedy": as greedy tokens).
+      "greedy": as greedy tokens);
+    a batching case's "step.s/sampled" rows (request, token) and "request.id/tokens": token k of
+      a request on row k of its "request.id/logits" with the request's sampling parameters and
+      u = generation_uniform(seed, 0, len(prompt) + k, id, 0), as a sampled token (probability
+      class), or at temperature 0 as a greedy token (the logits' score tolerance); a step row
+      naming another request than the schedule's fails;
+    a speculative case's decisions, on the block's q ("draft_probs") and p ("target_probs"),
+      probability class (judge_drawn, judge_acceptance): "mode/block.b/draft_tokens" row i drawn
+      from q row i with u from the draft-proposal stream (3) at position + i (its argmax in
+      mode "greedy"); "accepted" row i, the test u q(x) <= p(x) on the proposal x the candidate
+      fed and u = accept_u[i], excused when |u q(x) - p(x)| is within tol(p(x)) + u tol(q(x))
+      (greedy: x against the argmax of p, or the best other token's, as a greedy token);
+      "final_token" drawn with final_u from the last p row after every proposal was accepted
+      (final_kind 1), else from the residual max(0, p - q) of the rejected row (tolerance
+      doubled: two probabilities; p itself where the residual is empty), or p's argmax (greedy).
   Any other differing row (kept flags, ...) fails: "row N differs". Statuses: "pass", "FAIL",
   "near_tie", "missing".
 - A wrong shape or dtype fails. The report's first_failure is the first failing tensor in
@@ -115,12 +129,24 @@ Decisions and re-anchoring
 --------------------------
 A near-tie does not excuse what follows it: after another expert ran or another token was fed
 back, a backend computes something else, equally valid, and a bug after the flip must still fail.
-So when the set is a model case and one of your "...moe.topk_indices" or "sampled_tokens" tensors
-(integer dtype, the set's shape) differs from the set's, the expected tensors are those of the
+So when one of your decisions differs from the set's, the expected tensors are those of the
 reference **re-run on your own decisions** (report.anchored is True, and the text report says
-"re-anchored: ..."): every routing forced to yours, your sampled tokens fed back; whether each of
-your decisions was itself legitimate is judged on that re-run's scores, as above. Greedy tokens
-need no re-run (the decode calls are teacher-forced with the set's tokens).
+"re-anchored: ..."); whether each of your decisions was itself legitimate is judged on that
+re-run's scores, as above. The set must have weights (a set built by hand without them is judged
+on its own scores), and the decisions that count are (needs_anchoring):
+  model sets: "...moe.topk_indices" and "sampled_tokens" (integer dtype, the set's shape); every
+    routing is forced to yours and your sampled tokens are fed back. Greedy tokens need no re-run
+    (the decode calls are teacher-forced with the set's tokens);
+  batching sets: "...moe.topk_indices", "step.s/sampled" and "request.id/tokens" (integer dtype,
+    the set's shape); the schedule is replayed with the routing forced and each request fed your
+    tokens ("request.id/tokens", else the "step.s/sampled" rows);
+  speculative sets: "mode/block.b/draft_tokens", "accepted" and "final_token" of integer dtype,
+    whatever their shape, that differ from the set's or that the set does not have; both
+    generations are re-run following your proposals, acceptances and final tokens block by
+    block, so the blocks are yours, however many there are. The tensors compared are then the
+    re-run's blocks: per mode, blocks b = 0, 1, ... while the re-run has "mode/block.b/position",
+    each with the fields of the set's "greedy/block.0/" in the set's order, then "mode/tokens";
+    "extra" lists your tensors outside that list.
 
 The re-run is the C++ reference's: this module writes your decision tensors to a temporary
 directory with write_safetensors and runs
@@ -139,8 +165,8 @@ safetensors file that `moeref anchor` writes, and is used only when a decision d
 
     report = mg.compare(gs, captured, precision="bf16", anchored="anchored.safetensors")
 
-Without a differing routing or sampled decision no program is needed: the set's tensors are the
-re-run's, bit for bit.
+Without a differing decision no program is needed: the set's tensors are the re-run's, bit for
+bit.
 
 """
 
@@ -653,8 +679,7 @@ UNIT_ROUNDOFF = {"fp32": 2.0**-24, "tf32": 2.0**-24, "bf16": 2.0**-9, "fp16": 2.
 def honest_error(golden: GoldenSet, precision: str, tensor: str) -> tuple[float, float] | None:
     """(max_abs_error, nmse) of the worst honest emulated backend on `tensor` at `precision`, from
     the manifest's "honest_errors", or None where the set has none (not calibrated: written before
-    calibration, a speculative or batching set, or built by hand). GoldenError for a malformed
-    entry."""
+    calibration, or built by hand). GoldenError for a malformed entry."""
     by_precision = golden.manifest.get("honest_errors")
     if not isinstance(by_precision, dict) or precision not in by_precision:
         return None
@@ -989,6 +1014,91 @@ def judge_sampled(logits: Any, sampling: Mapping[str, Any], u: float, expected: 
            ": a near-tie" if excused else ""))
 
 
+def _most_probable(scores: list[float]) -> int:
+    """std::max_element: the first of the largest scores."""
+    best = 0
+    for i, s in enumerate(scores):
+        if scores[best] < s:
+            best = i
+    return best
+
+
+def _by_interval(kept: list[tuple[int, float]], u: float, actual: int, options: str,
+                 resolution: float, precision: str) -> tuple[bool, str] | None:
+    """The verdict on `actual` drawn with u from `kept` (token-id order): excused when u is within
+    `resolution` of its interval; None when `kept` lacks the token."""
+    low = 0.0
+    for token, p in kept:
+        high = low + p
+        if token == actual:
+            distance = low - u if u < low else u - high if u >= high else 0.0
+            where = options + ": its interval is [%.6f, %.6f), %.3g from u" % (low, high, distance)
+            excused = distance <= resolution
+            return excused, where + ((", within the %s resolution %.3g: a near-tie" if excused
+                                      else ", beyond the %s resolution %.3g")
+                                     % (precision, resolution))
+        low = high
+    return None
+
+
+def judge_drawn(weights: Any, greedy: bool, u: float, expected: int, actual: int,
+                tolerance: tuple[float, float], precision: str) -> tuple[bool, str]:
+    """One token drawn with u from `weights` over the vocabulary (normalised by their sum, in
+    token-id order, zero weights left out), or with greedy their argmax; `tolerance` is the
+    weights' (decisions.cc, judge_drawn): (excused, note)."""
+    weights = np.asarray(weights, dtype=np.float32).reshape(-1).tolist()
+    vocab = len(weights)
+    if actual < 0 or actual >= vocab:
+        return False, "token %d is outside the vocabulary of %d" % (actual, vocab)
+    if greedy:
+        return _by_scores(weights[expected], weights[actual],
+                          "token %d where the reference chose token %d" % (actual, expected),
+                          "probability", tolerance, precision,
+                          "the tie rule decides (the lowest token id wins)")
+    total = 0.0
+    for w in weights:
+        total += w if 0.0 < w else 0.0
+    kept = [(t, w / total) for t, w in enumerate(weights) if w > 0.0]
+    options = "token %d where the reference drew token %d (u = %.6f)" % (actual, expected, u)
+    resolution = 2.0 * _tol(tolerance, u)
+    verdict = _by_interval(kept, u, actual, options, resolution, precision)
+    if verdict is not None:
+        return verdict
+    return False, options + ": it has no probability there"
+
+
+def judge_acceptance(p_row: Any, q_row: Any, proposal: int, greedy: bool, u: float, actual: int,
+                     tolerance: tuple[float, float], precision: str) -> tuple[bool, str]:
+    """A speculative acceptance test decided `actual` (1 accept, 0 reject) where the reference
+    decided the other way (decisions.cc, judge_acceptance): sampled, u q(x) <= p(x), excused when
+    |u q(x) - p(x)| is within tol(p(x)) + u tol(q(x)) and not 0; greedy, x against the argmax of
+    `p_row` (or, where they are one token, the best other token's), as a greedy token."""
+    p_row = np.asarray(p_row, dtype=np.float32).reshape(-1).tolist()
+    q_row = np.asarray(q_row, dtype=np.float32).reshape(-1).tolist()
+    vocab = len(p_row)
+    if proposal < 0 or proposal >= vocab:
+        return False, "proposal %d is outside the vocabulary of %d" % (proposal, vocab)
+    decided = "accepted" if actual != 0 else "rejected"
+    p = p_row[proposal]
+    if greedy:
+        best = _most_probable(p_row)
+        others = list(p_row)
+        others[best] = -math.inf
+        other = _most_probable(others) if best == proposal else proposal
+        return _by_scores(p_row[best], p_row[other],
+                          "proposal %d %s, where token %d is the reference's argmax"
+                          % (proposal, decided, best), "probability", tolerance, precision,
+                          "the tie rule decides (the lowest token id wins)")
+    q = q_row[proposal]
+    distance = abs(u * q - p)
+    resolution = _tol(tolerance, p) + u * _tol(tolerance, q)
+    excused = 0.0 < distance <= resolution
+    return excused, ("proposal %d %s where the reference %s it (u q = %.6g, p = %.6g): %.3g "
+                     "apart, %s the %s resolution %.3g%s"
+                     % (proposal, decided, "rejected" if actual != 0 else "accepted", u * q, p,
+                        distance, "within" if excused else "beyond", precision, resolution,
+                        ": a near-tie" if excused else ""))
+
 def _sampling_params(parameters: Mapping[str, Any]) -> dict:
     return {"temperature": float(parameters["temperature"]), "top_k": int(parameters["top_k"]),
             "top_p": float(parameters["top_p"]), "seed": int(parameters["seed"])}
@@ -1002,9 +1112,39 @@ def _row_of(tensor: np.ndarray, width: int, row: int) -> np.ndarray:
 # Re-anchoring (golden/anchored_run.h): the reference re-run on the candidate's own decisions,
 # made by the C++ program (`moeref anchor`).
 
-def _moves_tensors(name: str) -> bool:
-    """A decision after which the reference computes something else: routing, sampled tokens."""
-    return name == "sampled_tokens" or _traced_name(name).endswith("moe.topk_indices")
+_DRAFT_PROPOSAL_STREAM = 3  # ref/philox.h, RandomStream::kDraftProposal
+
+
+def _leading_integer(text: str) -> int:
+    """The integer a string starts with, as std::stoll reads it ("3/tokens" -> 3)."""
+    digits = ""
+    for c in text:
+        if not c.isdigit():
+            break
+        digits += c
+    if not digits:
+        raise GoldenError(f'"{text}" does not start with a number')
+    return int(digits)
+
+
+def _is_routing(name: str) -> bool:
+    return _traced_name(name).endswith("moe.topk_indices")
+
+
+def _moves_tensors(golden: GoldenSet, name: str) -> bool:
+    """A decision after which the reference computes something else: routing everywhere, and the
+    tokens fed back (a model set's "sampled_tokens", a batching set's "step.s/sampled" and
+    "request.id/tokens")."""
+    if _is_routing(name):
+        return True
+    if golden.kind == "model":
+        return name == "sampled_tokens"
+    return golden.kind == "batching" and (_traced_name(name) == "sampled" or (
+        name.startswith("request.") and name.endswith("/tokens")))
+
+
+def _is_speculative_decision(name: str) -> bool:
+    return name.endswith(("/draft_tokens", "/accepted", "/final_token"))
 
 
 def _as_int32(values: np.ndarray) -> np.ndarray:
@@ -1015,14 +1155,29 @@ def _as_int32(values: np.ndarray) -> np.ndarray:
     return np.where(inside, doubles, -1.0).astype(np.int32)
 
 
+def _as_decisions(array: np.ndarray, dtype: str) -> np.ndarray:
+    """A candidate tensor's values as decisions (compare.cc, as_doubles then as_decision): 0 for
+    a dtype that holds no number the checker reads."""
+    if dtype not in ("F32", "F64", "F16", "BF16", "I32", "I64"):
+        return np.zeros(np.asarray(array).size, dtype=np.int32)
+    return _as_int32(array)
+
+
 def _usable_decisions(golden: GoldenSet,
                       arrays: Mapping[str, tuple[np.ndarray, str]]) -> dict[str, tuple]:
-    """The candidate's routing and sampled-token tensors that a re-run can take: integer dtype
-    and the set's shape (anchored_run.cc, usable())."""
+    """The candidate's decision tensors that a re-run can take (anchored_run.cc): in a model or
+    batching set, routing and fed-back tokens of integer dtype and the set's shape (usable());
+    in a speculative set, every integer "draft_tokens", "accepted" and "final_token", whatever
+    its shape (a block may examine more or fewer proposals than the set's)."""
     usable = {}
+    if golden.kind == "speculative":
+        for name, (array, dtype) in arrays.items():
+            if _is_speculative_decision(name) and dtype in ("I32", "I64"):
+                usable[name] = (array, dtype)
+        return usable
     for entry in golden.expected:
         name = entry["name"]
-        if not _moves_tensors(name) or name not in arrays:
+        if not _moves_tensors(golden, name) or name not in arrays:
             continue
         array, dtype = arrays[name]
         if dtype in ("I32", "I64") and list(array.shape) == list(golden.tensor(name).shape):
@@ -1031,17 +1186,51 @@ def _usable_decisions(golden: GoldenSet,
 
 
 def _needs_anchoring(golden: GoldenSet, arrays: Mapping[str, tuple[np.ndarray, str]]) -> bool:
-    if golden.kind != "model" or golden.weights is None:
+    if golden.kind not in ("model", "batching", "speculative") or golden.weights is None:
         return False
-    return any(not np.array_equal(_as_int32(array), golden.tensor(name).reshape(-1))
-               for name, (array, _) in _usable_decisions(golden, arrays).items())
+    for name, (array, _) in _usable_decisions(golden, arrays).items():
+        if not golden.has_expected(name):  # a speculative block the set does not have
+            return True
+        if not np.array_equal(_as_int32(array), golden.tensor(name).reshape(-1)):
+            return True
+    return False
+
+
+def _speculative_entry(name: str) -> dict:
+    """A speculative tensor's entry (speculative_case.cc, speculative_tensor)."""
+    probability = name.endswith(("draft_probs", "target_probs", "accept_u", "final_u"))
+    return {"name": name, "op": "speculative_decoding",
+            "tolerance_class": "probability" if probability else "exact"}
+
+
+def _anchored_expected(golden: GoldenSet, anchored: Mapping[str, np.ndarray]) -> list[dict]:
+    """The tensors to compare after a re-run, in execution order (anchored_run.cc,
+    anchored_expected): the set's, except for a speculative case, whose blocks are the re-run's:
+    per mode, blocks b = 0, 1, ... while the re-run has "mode/block.b/position", each with the
+    fields of the set's "greedy/block.0/" in the set's order, then "mode/tokens"."""
+    if golden.kind != "speculative":
+        return golden.expected
+    first = "greedy/block.0/"
+    fields = [e["name"][len(first):] for e in golden.expected if e["name"].startswith(first)]
+    expected = []
+    for mode in ("greedy", "sampled"):
+        b = 0
+        while f"{mode}/block.{b}/position" in anchored:
+            expected += [_speculative_entry(f"{mode}/block.{b}/{f}") for f in fields]
+            b += 1
+        expected.append(_speculative_entry(f"{mode}/tokens"))
+    return expected
 
 
 def needs_anchoring(golden_set: GoldenSet | str | os.PathLike,
                     candidate: Mapping[str, Any] | SafetensorsFile) -> bool:
-    """Whether compare() compares `candidate` with a re-run: the set is a model case and some
-    "...moe.topk_indices" or "sampled_tokens" tensor of the candidate (integer dtype, the set's
-    shape) differs from the set's."""
+    """Whether compare() compares `candidate` with a re-run: the set is a model, batching or
+    speculative case with weights (a set built by hand without them is judged on its own scores)
+    and some decision tensor of the candidate differs from the set's: in a model set a
+    "...moe.topk_indices" or "sampled_tokens", in a batching set a "...moe.topk_indices",
+    "step.s/sampled" or "request.id/tokens" (each of integer dtype and the set's shape); in a
+    speculative set a "mode/block.b/draft_tokens", "accepted" or "final_token" of integer dtype,
+    whatever its shape, or one that the set does not have."""
     golden = golden_set if isinstance(golden_set, GoldenSet) else GoldenSet(golden_set)
     return _needs_anchoring(golden, _candidate_arrays(candidate))
 
@@ -1079,8 +1268,10 @@ def find_moeref(moeref: str | os.PathLike | None = None) -> str:
 
 def _anchored_run(golden: GoldenSet, arrays: Mapping[str, tuple[np.ndarray, str]],
                   moeref: str | os.PathLike | None) -> dict[str, np.ndarray]:
-    if golden.kind != "model" or golden.weights is None:
-        raise GoldenError(f"{golden.dir}: not a model case")  # anchored_run.cc's words
+    if golden.kind not in ("model", "batching", "speculative"):
+        raise GoldenError(f"{golden.dir}: not a model case")  # candidate_runner.cc's words
+    if golden.weights is None:
+        raise GoldenError(f"{golden.dir}: no weights to re-run the reference with")
     program = find_moeref(moeref)
     decisions = _usable_decisions(golden, arrays)
     with tempfile.TemporaryDirectory(prefix="moeref_anchor.") as directory:
@@ -1102,13 +1293,16 @@ def _anchored_run(golden: GoldenSet, arrays: Mapping[str, tuple[np.ndarray, str]
 def anchored_run(golden_set: GoldenSet | str | os.PathLike,
                  candidate: Mapping[str, Any] | SafetensorsFile,
                  moeref: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
-    """The reference re-run on the candidate's routing and sampled tokens, made by
-    `moeref anchor` (found by find_moeref(moeref)): name -> array, under the set's names plus
+    """The reference re-run on the candidate's decisions, made by `moeref anchor` (found by
+    find_moeref(moeref)): name -> array, under the set's names. A model case's run also has
     "sampled_logits" [sampled tokens, vocab] (the logits each step of the sampled generation chose
-    from); its "sampled_tokens" are the reference's own choices after the candidate's earlier
-    tokens. The candidate's routing and sampled-token tensors (integer dtype, the set's shape; the
-    others are not read) are written to a temporary directory, removed afterwards. GoldenError for
-    a set that is not a model case; AnchoringError when moeref is not found or fails."""
+    from); a batching case's is the schedule replayed with the routing forced and each request fed
+    the candidate's tokens; a speculative case's follows the candidate's proposals, acceptances
+    and final tokens block by block, so its blocks are the candidate's, however many there are.
+    Every decision tensor holds the reference's own choice given the candidate's earlier ones.
+    Only the candidate's decision tensors (see needs_anchoring) are read; they are written to a
+    temporary directory, removed afterwards. GoldenError for a set that is not a model, batching
+    or speculative case with weights; AnchoringError when moeref is not found or fails."""
     golden = golden_set if isinstance(golden_set, GoldenSet) else GoldenSet(golden_set)
     return _anchored_run(golden, _candidate_arrays(candidate), moeref)
 
@@ -1118,9 +1312,11 @@ def anchored_run(golden_set: GoldenSet | str | os.PathLike,
 
 class _Checker:
     def __init__(self, golden: GoldenSet, precision: str, rtol: float | None,
-                 atol: float | None, anchored: Mapping[str, np.ndarray] | None):
+                 atol: float | None, anchored: Mapping[str, np.ndarray] | None,
+                 candidate: Mapping[str, tuple[np.ndarray, str]] | None = None):
         self.golden, self.precision, self.rtol, self.atol = golden, precision, rtol, atol
         self.anchored = anchored
+        self.candidate = candidate if candidate is not None else {}
 
     def tolerance_for(self, tolerance_class: str) -> tuple[float, float]:
         rtol, atol = default_tolerance(self.precision, tolerance_class)
@@ -1186,6 +1382,18 @@ class _Checker:
                                  expected_row[0], actual_row[0],
                                  self.tolerance_for("logits" if sampling["temperature"] == 0.0
                                                     else "probability"), p)
+        if self.golden.kind == "speculative":
+            return self.judge_speculative(name, row, expected_row[0], actual_row[0])
+        if self.golden.kind == "batching" and _traced_name(name) == "sampled":
+            if actual_row[0] != expected_row[0]:
+                return False, ("request %d where the schedule samples for request %d"
+                               % (actual_row[0], expected_row[0]))
+            return self.judge_request_token(
+                expected_row[0], self.generated_before(name, row, expected_row[0]),
+                expected_row[1], actual_row[1])
+        if self.golden.kind == "batching" and _traced_name(name) == "tokens":
+            return self.judge_request_token(_leading_integer(name[len("request."):]), row,
+                                            expected_row[0], actual_row[0])
         if name == "tokens" and self.golden.kind == "op" and "logits" in inputs:
             logits = inputs["logits"]
             parameters = manifest["parameters"]
@@ -1199,6 +1407,104 @@ class _Checker:
                                            else "probability")
             return judge_sampled(_row_of(logits, logits.shape[1], row), sampling, u,
                                  expected_row[0], actual_row[0], tolerance, p)
+        return None
+
+    def has(self, name: str) -> bool:
+        return (self.anchored is not None and name in self.anchored) or \
+            self.golden.has_expected(name)
+
+    def judge_speculative(self, name: str, row: int, expected_value: int,
+                          actual_value: int) -> tuple[bool, str] | None:
+        """A speculative block's decision (ref/speculative.h) on the block's q and p: row `row` of
+        "mode/block.b/draft_tokens", "accepted" or "final_token"."""
+        prefix, field_name = name[:name.rfind("/") + 1], name[name.rfind("/") + 1:]
+        if not self.has(prefix + "draft_probs") or not self.has(prefix + "target_probs"):
+            return None
+        greedy = name.startswith("greedy/")
+        q = np.asarray(self.expected(prefix + "draft_probs"), dtype=np.float32)
+        p = np.asarray(self.expected(prefix + "target_probs"), dtype=np.float32)
+        vocab = p.shape[-1]
+        tolerance = self.score_tolerance("probability", prefix + "target_probs")
+        precision = self.precision
+        if field_name == "draft_tokens":
+            sampling = _sampling_params(self.golden.manifest["inputs"]["sampling"])
+            position = int(_as_int32(self.expected(prefix + "position"))[0]) + row
+            u = 0.0 if greedy else generation_uniform(sampling["seed"], 0, position & _MASK32,
+                                                      0, _DRAFT_PROPOSAL_STREAM)
+            return judge_drawn(_row_of(q, vocab, row), greedy, u, expected_value, actual_value,
+                               self.score_tolerance("probability", prefix + "draft_probs"),
+                               precision)
+        if field_name == "accepted":
+            # The proposal tested is the one the candidate fed (its own), which the re-run
+            # followed.
+            proposals = prefix + "draft_tokens"
+            if proposals in self.candidate:
+                fed = _as_decisions(*self.candidate[proposals]).tolist()
+            else:
+                fed = _as_int32(self.expected(proposals)).tolist()
+            if row >= len(fed) or row >= q.shape[0]:
+                return None
+            u = float(np.asarray(self.expected(prefix + "accept_u"),
+                                 dtype=np.float32).reshape(-1)[row])
+            return judge_acceptance(_row_of(p, vocab, row), _row_of(q, vocab, row), fed[row],
+                                    greedy, u, actual_value, tolerance, precision)
+        if field_name == "final_token":
+            kind = int(_as_int32(self.expected(prefix + "final_kind"))[0])
+            u = float(np.asarray(self.expected(prefix + "final_u"),
+                                 dtype=np.float32).reshape(-1)[0])
+            if kind == 1:
+                return judge_drawn(_row_of(p, vocab, p.shape[0] - 1), greedy, u, expected_value,
+                                   actual_value, tolerance, precision)
+            i = int(np.asarray(self.expected(prefix + "accepted")).size) - 1
+            if kind != 0 or i < 0 or i >= q.shape[0]:
+                return None
+            p_row = _row_of(p, vocab, i)
+            if greedy:
+                return judge_drawn(p_row, True, 0.0, expected_value, actual_value, tolerance,
+                                   precision)
+            difference = p_row - _row_of(q, vocab, i)  # in float32, as the C++
+            residual = np.where(difference > 0, difference, np.float32(0.0)).astype(np.float32)
+            empty = bool(np.all(residual <= 0.0))
+            # Two probabilities' errors in each residual weight.
+            doubled = (2.0 * tolerance[0], 2.0 * tolerance[1])
+            return judge_drawn(p_row if empty else residual, False, u, expected_value,
+                               actual_value, doubled, precision)
+        return None
+
+    def generated_before(self, name: str, row: int, request: int) -> int:
+        """A batching set's request: how many tokens it generated before row `row` of the step
+        tensor `name` ("step.s/sampled"), by the set's schedule."""
+        step = _leading_integer(name[len("step."):])
+        count = 0
+        for s in range(step + 1):
+            sampled = _as_int32(self.golden.tensor(f"step.{s}/sampled"))
+            rows = sampled.size // 2
+            count += sum(1 for r in range(row if s == step else rows)
+                         if int(sampled[r * 2]) == request)
+        return count
+
+    def judge_request_token(self, request: int, k: int, expected_token: int,
+                            actual_token: int) -> tuple[bool, str] | None:
+        """A batching set's token k of a request, chosen from that request's logits row k with
+        its sampling parameters and the Philox draw at its position (ref/engine.h)."""
+        logits_name = f"request.{request}/logits"
+        if not self.golden.has_expected(logits_name):
+            return None
+        logits = self.expected(logits_name)
+        if k >= logits.shape[0]:
+            return None
+        for entry in self.golden.manifest["requests"]:
+            if int(entry["id"]) != request:
+                continue
+            sampling = _sampling_params(entry["sampling"])
+            position = (len(entry["prompt"]) + k) & _MASK32
+            greedy = sampling["temperature"] == 0.0
+            u = 0.0 if greedy else generation_uniform(sampling["seed"], 0, position,
+                                                      request & _MASK32, 0)
+            tolerance = (self.score_tolerance("logits", logits_name) if greedy
+                         else self.tolerance_for("probability"))
+            return judge_sampled(_row_of(logits, logits.shape[1], k), sampling, u,
+                                 expected_token, actual_token, tolerance, self.precision)
         return None
 
     def check_integers(self, name: str, expected: np.ndarray, actual: np.ndarray,
@@ -1357,12 +1663,15 @@ def compare(golden_set: GoldenSet | str | os.PathLike,
     them for every float class (and for the decisions' resolutions). require_all=True fails
     tensors the candidate lacks; otherwise they are only reported as missing.
 
-    When a routing or sampled decision of the candidate differs (model cases), the tensors are
-    compared with the reference re-run on the candidate's decisions (report.anchored): `anchored`
-    when given (a mapping name -> array, a SafetensorsFile, or the path of a safetensors file, as
-    `moeref anchor` writes it), else made by running `moeref anchor` (moeref: the program, see
-    find_moeref). `anchored` is not read when no such decision differs. Raises AnchoringError
-    when a re-run is needed and the program is not found or fails.
+    When a decision of the candidate that moves what follows differs (routing or sampled tokens
+    of a model case, routing or tokens of a batching case, proposals, acceptances or final tokens
+    of a speculative case; see needs_anchoring), the tensors are compared with the reference
+    re-run on the candidate's decisions (report.anchored; for a speculative case the blocks
+    compared are the re-run's): `anchored` when given (a mapping name -> array, a
+    SafetensorsFile, or the path of a safetensors file, as `moeref anchor` writes it), else made
+    by running `moeref anchor` (moeref: the program, see find_moeref). `anchored` is not read
+    when no such decision differs. Raises AnchoringError when a re-run is needed and the program
+    is not found or fails.
     """
     _check_precision(precision)
     golden = golden_set if isinstance(golden_set, GoldenSet) else GoldenSet(golden_set)
@@ -1377,10 +1686,11 @@ def compare(golden_set: GoldenSet | str | os.PathLike,
             rerun = dict(anchored.tensors)
         else:
             rerun = {name: _to_numpy(value)[0] for name, value in anchored.items()}
-    checker = _Checker(golden, precision, rtol, atol, rerun)
+    checker = _Checker(golden, precision, rtol, atol, rerun, arrays)
     report = Report(set=golden.name, precision=precision, anchored=rerun is not None)
     failed = False
-    for entry in golden.expected:
+    expected = golden.expected if rerun is None else _anchored_expected(golden, rerun)
+    for entry in expected:
         tensor = checker.check(entry, arrays.get(entry["name"]))
         if tensor.status != "missing":
             report.compared += 1
@@ -1389,8 +1699,8 @@ def compare(golden_set: GoldenSet | str | os.PathLike,
             report.first_failure = tensor.name
         failed = failed or fails
         report.tensors.append(tensor)
-    report.extra = sorted((n for n in arrays if not golden.has_expected(n)),
-                          key=lambda n: n.encode("utf-8"))
+    known = {entry["name"] for entry in expected}
+    report.extra = sorted((n for n in arrays if n not in known), key=lambda n: n.encode("utf-8"))
     report.passed = not failed and report.compared > 0
     return report
 

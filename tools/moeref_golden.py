@@ -987,17 +987,9 @@ def judge_sampled(logits: Any, sampling: Mapping[str, Any], u: float, expected: 
     resolution = 2.0 * _tol(tolerance, u)
     options = "token %d where the reference drew token %d (u = %.6f)" % (actual, expected, u)
     kept = processed_distribution(logits, temperature, top_k, top_p)
-    low = 0.0
-    for token, p in kept:
-        high = low + p
-        if token == actual:
-            distance = low - u if u < low else u - high if u >= high else 0.0
-            where = options + ": its interval is [%.6f, %.6f), %.3g from u" % (low, high, distance)
-            excused = distance <= resolution
-            return excused, where + ((", within the %s resolution %.3g: a near-tie" if excused
-                                      else ", beyond the %s resolution %.3g")
-                                     % (precision, resolution))
-        low = high
+    verdict = _by_interval(kept, u, actual, options, resolution, precision)
+    if verdict is not None:
+        return verdict
     # Cut by top-k or top-p: its probability before the cut against the least kept token's.
     everything = processed_distribution(logits, temperature, 0, 1.0)
     least_kept = 1.0

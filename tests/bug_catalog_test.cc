@@ -12,7 +12,6 @@
 #include <filesystem>
 #include <map>
 #include <optional>
-#include <regex>
 #include <set>
 #include <string>
 #include <vector>
@@ -88,10 +87,25 @@ TEST_F(BugCatalog, HasAtLeast27BugsWithUniqueKebabCaseNames) {
   const std::vector<Bug>& bugs = bug_catalog();
   EXPECT_GE(bugs.size(), 27u);
   std::set<std::string> names;
-  const std::regex kebab("[a-z0-9]+(-[a-z0-9]+)*");
+  // Words of [a-z0-9] joined by single hyphens (<regex> is avoided: GCC 12 warns inside it under
+  // the sanitizers).
+  const auto kebab = [](const std::string& name) {
+    bool after_hyphen = true;  // at the start, as after a hyphen: a word must begin
+    for (char c : name) {
+      if (c == '-') {
+        if (after_hyphen) return false;
+        after_hyphen = true;
+      } else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
+        after_hyphen = false;
+      } else {
+        return false;
+      }
+    }
+    return !after_hyphen;
+  };
   for (const Bug& bug : bugs) {
     EXPECT_TRUE(names.insert(bug.name).second) << "named twice: " << bug.name;
-    EXPECT_TRUE(std::regex_match(bug.name, kebab)) << bug.name;
+    EXPECT_TRUE(kebab(bug.name)) << bug.name;
     EXPECT_FALSE(bug.description.empty()) << bug.name;
     EXPECT_FALSE(bug.own_tensor.empty()) << bug.name;
     EXPECT_EQ(&find_bug(bug.name), &bug);

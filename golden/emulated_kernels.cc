@@ -1,7 +1,7 @@
 #include "golden/emulated_kernels.h"
 
+#include <bit>
 #include <cmath>
-#include <cstring>
 #include <memory>
 
 #include "golden/emulation.h"
@@ -11,25 +11,13 @@ namespace moeref::golden {
 
 namespace {
 
-uint32_t bits_of(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  return bits;
-}
-
-float from_bits(uint32_t bits) {
-  float value;
-  std::memcpy(&value, &bits, sizeof value);
-  return value;
-}
-
 // Keeps the top (32 - dropped) bits, rounding to nearest even; NaN stays NaN.
 float round_mantissa(float value, int dropped) {
   if (std::isnan(value)) return value;
-  const uint32_t u = bits_of(value);
+  const uint32_t u = std::bit_cast<uint32_t>(value);
   const uint32_t half = (1u << (dropped - 1)) - 1;
   const uint32_t odd = (u >> dropped) & 1u;
-  return from_bits(((u + half + odd) >> dropped) << dropped);
+  return std::bit_cast<float>(((u + half + odd) >> dropped) << dropped);
 }
 
 struct Member {

@@ -50,4 +50,12 @@ std::optional<HonestError> honest_error(const GoldenSet& set, Precision precisio
   return HonestError{pair[0].get<double>(), pair[1].get<double>()};
 }
 
+Tolerance decision_tolerance(const GoldenSet& set, Precision precision,
+                             ToleranceClass tolerance_class, const std::string& score_tensor) {
+  if (const std::optional<HonestError> honest = honest_error(set, precision, score_tensor)) {
+    return {unit_roundoff(precision), decision_factor(precision) * honest->max_abs_error};
+  }
+  return default_tolerance(precision, tolerance_class);
+}
+
 }  // namespace moeref::golden

@@ -38,4 +38,10 @@ nlohmann::json measure_honest_errors(const GoldenSet& set);
 std::optional<HonestError> honest_error(const GoldenSet& set, Precision precision,
                                         const std::string& tensor);
 
+// The tolerance of the scores a decision is judged on (golden/decisions.h): where the set stores
+// the score tensor's calibration at `precision`, rtol = one rounding (unit_roundoff) and atol =
+// decision_factor times its worst honest max |a - e|; otherwise the class tolerance.
+Tolerance decision_tolerance(const GoldenSet& set, Precision precision,
+                             ToleranceClass tolerance_class, const std::string& score_tensor);
+
 }  // namespace moeref::golden

@@ -227,15 +227,11 @@ class Checker {
     return honest_error(set_, options_.precision, name);
   }
 
-  // The tolerance of the scores a decision was made on: decision_factor times the worst honest
-  // backend's largest error on that score tensor plus one rounding, where the set is calibrated
-  // (golden/calibration.h); the class tolerance otherwise.
+  // The tolerance of the scores a decision was made on (decision_tolerance), or the class
+  // tolerance where the options turn the per-tensor gates off or override it.
   Tolerance score_tolerance(ToleranceClass c, const std::string& score_tensor) const {
-    if (const std::optional<HonestError> honest = gate_baseline(score_tensor)) {
-      return {unit_roundoff(options_.precision),
-              decision_factor(options_.precision) * honest->max_abs_error};
-    }
-    return tolerance_for(c);
+    if (!options_.per_tensor_gates || options_.rtol || options_.atol) return tolerance_for(c);
+    return decision_tolerance(set_, options_.precision, c, score_tensor);
   }
 
   // What the candidate's tensor of this name is compared with: the re-anchored reference's where

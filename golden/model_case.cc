@@ -125,47 +125,17 @@ json manifest_for(const ModelCaseSpec& spec, const std::vector<int32_t>& prompt,
       {"capacity",
        {{"capacity_factor", spec.config.capacity_factor}, {"dropped_assignments", dropped}}},
   };
+  if (spec.resolved_at) manifest["margins"]["resolved_at"] = precision_name(*spec.resolved_at);
   if (spec.config.vision) {
     manifest["inputs"]["image"] = {{"seed", spec.image_seed}, {"position", spec.image_position}};
   }
   return manifest;
 }
 
-}  // namespace
-
-ModelCase build_model_case(const ModelCaseSpec& spec) {
-  validate(spec.sampling);
-  if (spec.sampling.temperature == 0.0) {
-    throw std::invalid_argument("the sampled generation needs a temperature above 0");
-  }
-  const Model model(spec.config, init_weights(spec.config));
-
-  std::vector<int32_t> prompt = spec.prompt;
-  Generations runs;
-  Margins margins;
-  if (!prompt.empty()) {
-    runs = run_generations(model, spec, prompt);
-    margins = measure_margins(spec, prompt, runs);
-  } else {
-    double best = -1.0;
-    for (uint32_t candidate = 0;; ++candidate) {
-      if (candidate == spec.max_prompt_candidates) {
-        throw std::runtime_error("case \"" + spec.name + "\": none of " +
-                                 std::to_string(spec.max_prompt_candidates) + " prompts of " +
-                                 std::to_string(spec.prompt_length) +
-                                 " tokens keeps every margin above " +
-                                 std::to_string(spec.margin_threshold) + " (best smallest margin " +
-                                 std::to_string(best) + "); use a shorter prompt or fewer steps");
-      }
-      prompt = prompt_candidate(spec.sampling.seed, spec.prompt_length, spec.config.vocab_size,
-                                candidate);
-      runs = run_generations(model, spec, prompt);
-      margins = measure_margins(spec, prompt, runs);
-      if (reaches(margins, spec.margin_threshold)) break;
-      best = std::max(best, std::min({margins.router, margins.greedy, margins.sample}));
-    }
-  }
-
+// The case of one prompt and its runs.
+ModelCase assemble(const ModelCaseSpec& spec, const Model& model,
+                   const std::vector<int32_t>& prompt, const Generations& runs,
+                   const Margins& margins) {
   ModelCase result;
   result.manifest = manifest_for(spec, prompt, margins, dropped_assignments(runs.greedy_trace));
   result.weights = weight_records(spec.config, model.weights());
@@ -180,6 +150,51 @@ ModelCase build_model_case(const ModelCaseSpec& spec) {
   result.trace.push_back(make_i32_record(
       "sampled_tokens", {static_cast<int64_t>(runs.sampled.tokens.size())}, runs.sampled.tokens));
   return result;
+}
+
+}  // namespace
+
+ModelCase build_model_case(const ModelCaseSpec& spec, const CaseCheck& check) {
+  validate(spec.sampling);
+  if (spec.sampling.temperature == 0.0) {
+    throw std::invalid_argument("the sampled generation needs a temperature above 0");
+  }
+  const Model model(spec.config, init_weights(spec.config));
+
+  if (!spec.prompt.empty()) {
+    const Generations runs = run_generations(model, spec, spec.prompt);
+    ModelCase result =
+        assemble(spec, model, spec.prompt, runs, measure_margins(spec, spec.prompt, runs));
+    const std::string refusal = check ? check(result) : "";
+    if (!refusal.empty()) {
+      throw std::runtime_error("case \"" + spec.name +
+                               "\": the given prompt fails the check: " + refusal);
+    }
+    return result;
+  }
+  double best = -1.0;
+  std::string refusal;
+  for (uint32_t candidate = 0; candidate < spec.max_prompt_candidates; ++candidate) {
+    const std::vector<int32_t> prompt =
+        prompt_candidate(spec.sampling.seed, spec.prompt_length, spec.config.vocab_size, candidate);
+    const Generations runs = run_generations(model, spec, prompt);
+    const Margins margins = measure_margins(spec, prompt, runs);
+    if (!reaches(margins, spec.margin_threshold)) {
+      best = std::max(best, std::min({margins.router, margins.greedy, margins.sample}));
+      continue;
+    }
+    ModelCase result = assemble(spec, model, prompt, runs, margins);
+    if (!check) return result;
+    refusal = check(result);
+    if (refusal.empty()) return result;
+  }
+  throw std::runtime_error(
+      "case \"" + spec.name + "\": none of " + std::to_string(spec.max_prompt_candidates) +
+      " prompts of " + std::to_string(spec.prompt_length) + " tokens keeps every margin above " +
+      std::to_string(spec.margin_threshold) +
+      (refusal.empty() ? " (best smallest margin " + std::to_string(best) + ")"
+                       : " and passes the check (last refused: " + refusal + ")") +
+      "; use a shorter prompt or fewer steps");
 }
 
 std::vector<int32_t> prompt_candidate(uint64_t seed, int64_t length, int64_t vocab_size,
@@ -230,7 +245,11 @@ ModelCaseSpec spec_from_manifest(const json& manifest, const std::string& source
     spec.sampling.top_k = field(sampling, "top_k").get<int64_t>();
     spec.sampling.top_p = field(sampling, "top_p").get<double>();
     spec.sampling.seed = field(sampling, "seed").get<uint64_t>();
-    spec.margin_threshold = field(field(manifest, "margins"), "threshold").get<double>();
+    const json& margins = field(manifest, "margins");
+    spec.margin_threshold = field(margins, "threshold").get<double>();
+    if (margins.contains("resolved_at")) {
+      spec.resolved_at = precision_from_name(margins.at("resolved_at").get<std::string>());
+    }
     if (spec.config.vision) {
       const json& image = field(inputs, "image");
       spec.image_seed = field(image, "seed").get<uint64_t>();
@@ -239,6 +258,8 @@ ModelCaseSpec spec_from_manifest(const json& manifest, const std::string& source
     return spec;
   } catch (const json::exception& e) {
     throw std::runtime_error(source + ": malformed manifest: " + e.what());
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(source + ": margins.resolved_at: " + e.what());
   }
 }
 

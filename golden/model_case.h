@@ -13,14 +13,20 @@
 //
 // When no prompt is given, candidates are drawn from Philox (key = sampling seed, counter =
 // {i / 4, candidate, 0, 0x50524F4D}, word i % 4, token = bits mod vocab_size) until one reaches
-// every margin threshold: no routing decision, greedy token or sampled token is a near-tie.
+// every margin threshold: no routing decision, greedy token or sampled token is a near-tie. With
+// `resolved_at`, a candidate must also pass the caller's check (golden/verify.h: every decision's
+// margin above its resolution at that precision, golden/resolution.h, on the candidate's own
+// calibration), and the manifest records the precision.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "golden/compare.h"
 #include "ref/config.h"
 #include "ref/safetensors.h"
 #include "ref/sampling.h"
@@ -38,6 +44,7 @@ struct ModelCaseSpec {
   int64_t sampled_tokens = 8;
   SamplingParams sampling{.temperature = 0.8, .top_k = 0, .top_p = 0.95, .seed = 1234};
   double margin_threshold = 1e-3;
+  std::optional<Precision> resolved_at;  // every decision resolved at this precision
   int64_t max_prompt_candidates = 2000;
   uint64_t image_seed = 7;     // vision configs only
   int64_t image_position = 4;  // vision configs only: prompt tokens before the image
@@ -62,8 +69,13 @@ struct ModelCase {
   std::vector<TensorRecord> trace;   // in execution order
 };
 
-// Throws std::runtime_error when no prompt candidate reaches the margins, saying the best found.
-ModelCase build_model_case(const ModelCaseSpec& spec);
+// Says why a searched candidate that reaches every margin threshold is still refused; empty to
+// accept it.
+using CaseCheck = std::function<std::string(const ModelCase&)>;
+
+// Throws std::runtime_error when no prompt candidate reaches the margins and passes `check`,
+// saying the best margin found or the last refusal, or when a given prompt fails `check`.
+ModelCase build_model_case(const ModelCaseSpec& spec, const CaseCheck& check = {});
 
 // Prompt candidate `candidate` of the search described above: `length` tokens below vocab_size.
 std::vector<int32_t> prompt_candidate(uint64_t seed, int64_t length, int64_t vocab_size,

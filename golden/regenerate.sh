@@ -27,5 +27,5 @@ sets=golden/sets
 "$moeref" golden configs/golden/tiny-vision.json --force --out "$sets/tiny-vision" \
   --description "Vision: ViT tower, Perceiver Resampler, gated cross-attention (multi-query, q/k RMSNorm) in front of both layers; image after prompt token 4"
 "$moeref" golden configs/golden/tiny-bf16-ready.json --force --out "$sets/tiny-bf16-ready" \
-  --margin 0.05 --temperature 0.5 --top-k 0 --top-p 1.0 --prompt-length 8 --seed 1 \
-  --description "bf16-ready: 4 experts top-1, 32 tokens, a prompt searched for margins of 0.05: honest bf16 and fp16 backends make every decision as the reference does"
+  --margin 0.05 --temperature 0.5 --top-k 0 --top-p 1.0 --prompt-length 8 --seed 319 --resolved-at bf16 \
+  --description "bf16-ready: 4 experts top-1, 32 tokens, a prompt searched until every router, greedy and sampling decision is resolved at bf16: an honest bf16 or fp16 backend makes every decision as the reference does"

@@ -1,9 +1,12 @@
 #include "golden/verify.h"
 
+#include <cstdio>
+
 #include "golden/batching_case.h"
 #include "golden/calibration.h"
 #include "golden/golden_set.h"
 #include "golden/op_cases.h"
+#include "golden/resolution.h"
 #include "golden/speculative_case.h"
 #include "ref/atomic_file.h"
 
@@ -123,26 +126,64 @@ VerifyResult verify_set(const fs::path& dir) {
   return result;
 }
 
-// Writes the set with its calibration (golden/calibration.h), which is measured by running the
-// set: written first to a hidden draft beside `dir`, never published, so that an interrupted
-// run leaves no uncalibrated set behind.
-void write_calibrated_set(const fs::path& dir, nlohmann::json manifest,
+// The set staged in a hidden draft beside `dir`, with its calibration (golden/calibration.h),
+// which is measured by running the set; never published.
+class CalibratedDraft {
+ public:
+  CalibratedDraft(const fs::path& dir, nlohmann::json manifest,
+                  const std::vector<TensorRecord>& weights, const std::vector<TensorRecord>& inputs,
+                  const std::vector<TensorRecord>& trace,
+                  const std::vector<ExpectedTensor>& expected)
+      : draft_(dir) {
+    write_golden_set(draft_.path(), manifest, weights, inputs, trace, expected);
+    manifest["honest_errors"] = measure_honest_errors(GoldenSet::open(draft_.path()));
+    write_golden_set(draft_.path(), manifest, weights, inputs, trace, expected);
+    manifest_ = std::move(manifest);
+  }
+  const nlohmann::json& manifest() const { return manifest_; }
+  GoldenSet open() const { return GoldenSet::open(draft_.path()); }
+
+ private:
+  StagedDirectory draft_;
+  nlohmann::json manifest_;
+};
+
+// Writes the set with its calibration, measured on a draft first, so that an interrupted run
+// leaves no uncalibrated set behind.
+void write_calibrated_set(const fs::path& dir, const nlohmann::json& manifest,
                           const std::vector<TensorRecord>& weights,
                           const std::vector<TensorRecord>& inputs,
                           const std::vector<TensorRecord>& trace,
                           const std::vector<ExpectedTensor>& expected) {
-  {
-    const StagedDirectory draft(dir);
-    write_golden_set(draft.path(), manifest, weights, inputs, trace, expected);
-    manifest["honest_errors"] = measure_honest_errors(GoldenSet::open(draft.path()));
-  }
-  write_golden_set(dir, manifest, weights, inputs, trace, expected);
+  const nlohmann::json calibrated =
+      CalibratedDraft(dir, manifest, weights, inputs, trace, expected).manifest();
+  write_golden_set(dir, calibrated, weights, inputs, trace, expected);
+}
+
+// Refuses a model case with a decision that could go the other way at `precision` unnoticed: a
+// margin at or below its resolution on the case's own calibration.
+std::string unresolved_decision(const fs::path& dir, const ModelCase& built, Precision precision) {
+  const CalibratedDraft draft(dir, built.manifest, built.weights, built.inputs, built.trace,
+                              model_tensor_kinds(built.trace));
+  const std::vector<DecisionResolution> decisions = decision_resolutions(draft.open(), precision);
+  const DecisionResolution* least = least_resolved(decisions);
+  if (least == nullptr || least->resolved()) return "";
+  char numbers[128];
+  std::snprintf(numbers, sizeof numbers, ": margin %.4g, %s resolution %.4g", least->margin,
+                precision_name(precision), least->resolution);
+  return least->decision + numbers;
 }
 
 }  // namespace
 
 void write_model_case(const ModelCaseSpec& spec, const fs::path& dir) {
-  const ModelCase built = build_model_case(spec);
+  CaseCheck check;
+  if (spec.resolved_at) {
+    check = [&](const ModelCase& built) {
+      return unresolved_decision(dir, built, *spec.resolved_at);
+    };
+  }
+  const ModelCase built = build_model_case(spec, check);
   write_calibrated_set(dir, built.manifest, built.weights, built.inputs, built.trace,
                        model_tensor_kinds(built.trace));
 }

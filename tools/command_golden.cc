@@ -22,6 +22,7 @@ struct GoldenOptions {
   std::string verify_dir;
   std::string token_list;
   std::string draft_config_path;
+  std::string resolved_at;
   int64_t gamma = 3;
   bool ops = false;
   bool batching = false;
@@ -102,6 +103,11 @@ Command register_golden(CLI::App& app) {
       ->add_option("--margin", spec.margin_threshold,
                    "Smallest router, greedy and sampling margin to accept")
       ->capture_default_str();
+  command
+      ->add_option("--resolved-at", options->resolved_at,
+                   "Also require every decision's margin above its resolution at this precision "
+                   "(fp32, tf32, bf16 or fp16), on the set's own calibration")
+      ->check(precision_name());
   guard_outputs(command, [options] {
     OutputPlan plan{{options->config_path, options->draft_config_path}, {}};
     if (options->verify_dir.empty() && !options->out_dir.empty()) {
@@ -114,6 +120,12 @@ Command register_golden(CLI::App& app) {
             if (!options->verify_dir.empty()) return verify(options->verify_dir);
             if (options->out_dir.empty()) {
               throw UsageError("give --out DIR to write a set, or --verify DIR");
+            }
+            if (!options->resolved_at.empty() &&
+                (options->ops || options->batching || !options->draft_config_path.empty())) {
+              throw UsageError(
+                  "--resolved-at applies to model cases only, not to --ops, "
+                  "--batching or --draft");
             }
             if (options->ops) {
               golden::write_op_cases(options->out_dir);
@@ -140,6 +152,9 @@ Command register_golden(CLI::App& app) {
             if (case_spec.name.empty()) case_spec.name = case_spec.config.name;
             if (!options->token_list.empty()) {
               case_spec.prompt = parse_token_list(options->token_list);
+            }
+            if (!options->resolved_at.empty()) {
+              case_spec.resolved_at = golden::precision_from_name(options->resolved_at);
             }
             golden::write_model_case(case_spec, options->out_dir);
             std::cout << "wrote golden set \"" << case_spec.name << "\" to " << options->out_dir

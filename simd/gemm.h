@@ -1,12 +1,18 @@
-// The several-token matmul of simd/: OpenBLAS sgemm, each call on one thread, the output split
-// over the OpenMP threads.
+// The several-token matmul of simd/: OpenBLAS sgemm, each call on one thread, the calls shared
+// out over the OpenMP threads.
 //
 // One thread pool. OpenBLAS's pthread build runs its own workers, which spin (sched_yield) after
 // every call while OpenMP's workers spin after every region of the model's other ops: on two
 // cores the two pools took each other's time (docs/performance.md). So OpenBLAS is set to one
 // thread (openblas_set_num_threads(1), process-wide, the first time sgemm_xwt runs) and the work
-// is divided here, inside one OpenMP region: by output columns (each thread a slice of w's rows),
-// or by token rows when there are too few columns to go around.
+// is divided here, inside one OpenMP region.
+//
+// The same bits at any thread count. OpenBLAS's result for an output depends on the shape of the
+// call that computes it (its edge kernels, its small-matrix path: 130 token rows in one call and
+// in two calls of 65 differ), so a product is cut into tiles by its shape alone: whole blocks of
+// token rows and of output columns (16-column multiples), at most 12, each one sgemm call, and
+// the threads share out the tiles. Each output element is then the same call's at 1, 2 or 3
+// threads, and inside an OpenMP region (an expert's product, the calling thread does every tile).
 //
 // OpenBLAS 0.3.21 (Debian 12) does not know AVX-512 CPUs newer than Cooper Lake: on AMD Zen 4 and
 // Zen 5 its DYNAMIC_ARCH build falls back to the AVX2 "Haswell" kernels, half of what the machine
@@ -14,9 +20,6 @@
 // Highway sees AVX-512 and OpenBLAS chose Haswell or Zen, configure_blas() re-selects its
 // "SkylakeX" kernels (its documented OPENBLAS_CORETYPE, applied through its own
 // re-initialisation, before simd/'s first sgemm).
-//
-// Each output element is one sgemm's sum over `in`, the same for every split: a fixed split per
-// thread count gives the same bits run to run.
 #pragma once
 
 #include <cstdint>

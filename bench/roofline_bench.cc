@@ -44,9 +44,9 @@
 #include "ref/model.h"
 #include "ref/stats.h"
 #include "ref/weights.h"
+#include "simd/cpu_kernels.h"
 #include "simd/gemm.h"
 #include "simd/simd_kernels.h"
-#include "simd/vector_ops.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "bench/read_bandwidth-inl.h"
@@ -193,7 +193,7 @@ void BM_0_ReadBandwidth(benchmark::State& state) {
   const double best = measure_read_bandwidth(0, &state);
   state.counters["gbytes_per_s"] = best / 1e9;
   state.counters["threads"] = omp_get_max_threads();
-  state.SetLabel(simd::chosen_target());
+  state.SetLabel(simd::highway_target());
 }
 
 BENCHMARK(BM_0_SgemmPeak)

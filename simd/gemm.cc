@@ -7,6 +7,8 @@
 #include <mutex>
 #include <string>
 
+#include "simd/cpu_kernels.h"
+
 // OpenBLAS's DYNAMIC_ARCH entry points (exported by its dynamic builds, absent from others: weak,
 // so that a build without them links and keeps its kernels).
 extern "C" {
@@ -18,26 +20,25 @@ namespace moeref::simd {
 
 namespace {
 
-// The CPU has what OpenBLAS's SkylakeX kernels use, but OpenBLAS chose an AVX2 kernel set.
-bool fell_back_from_avx512() {
-  const std::string core = openblas_get_corename();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-         (core == "Haswell" || core == "Zen");
+// The core OpenBLAS chose for this CPU at its initialisation, before configure_blas().
+std::string& core_chosen_by_openblas() {
+  static std::string core;
+  return core;
 }
 
-void select_avx512_kernels() {
+// Re-selects OpenBLAS's kernels when the CPU supports better ones (simd/cpu_kernels.h). Only its
+// dynamic builds can: their initialisation exports the core they chose as OPENBLAS_CORETYPE, and
+// gotoblas_dynamic_init reads that variable, but returns at once unless quit cleared the choice.
+void select_best_kernels() {
+  core_chosen_by_openblas() = openblas_get_corename();
+  const std::string best = best_blas_core(core_chosen_by_openblas(), this_cpu_features());
+  if (best == core_chosen_by_openblas()) return;
   if (gotoblas_dynamic_init == nullptr || gotoblas_dynamic_quit == nullptr) return;
-  if (!fell_back_from_avx512()) return;
-  // OpenBLAS's initialisation exports the core it chose as OPENBLAS_CORETYPE, and
-  // gotoblas_dynamic_init reads that variable, but returns at once unless quit cleared the choice.
-  setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+  setenv("OPENBLAS_CORETYPE", best.c_str(), 1);
   gotoblas_dynamic_quit();
   gotoblas_dynamic_init();
 }
 
-// Below this many multiply-adds one call does it all; a split costs more than it saves.
-constexpr int64_t kSplitWork = int64_t{1} << 20;
 // The most tiles a product is split into, whatever the thread count: 2, 3, 4 and 6 threads each
 // get a whole share of 12.
 constexpr int64_t kMaxTiles = 12;
@@ -74,7 +75,7 @@ struct GemmTiles {
 };
 
 GemmTiles gemm_tiles(int64_t rows, int64_t in, int64_t out) {
-  if (rows * in * out < kSplitWork) return {1, 1};
+  if (rows * in * out < kGemmSplitWork) return {1, 1};
   const int64_t column_parts = std::clamp<int64_t>(out / kMinTileColumns, 1, kMaxTiles);
   const int64_t row_parts =
       std::clamp<int64_t>(rows / kMinTileRows, 1, std::max<int64_t>(1, kMaxTiles / column_parts));
@@ -86,12 +87,15 @@ GemmTiles gemm_tiles(int64_t rows, int64_t in, int64_t out) {
 void configure_blas() {
   static std::once_flag configured;
   std::call_once(configured, [] {
-    select_avx512_kernels();
+    select_best_kernels();
     openblas_set_num_threads(1);
   });
 }
 
-const char* blas_core_name() { return openblas_get_corename(); }
+BlasCores blas_cores() {
+  configure_blas();
+  return {core_chosen_by_openblas(), openblas_get_corename()};
+}
 
 void sgemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out) {
   configure_blas();

@@ -39,12 +39,12 @@ void select_best_kernels() {
   gotoblas_dynamic_init();
 }
 
-// The most tiles a product is split into, whatever the thread count: 2, 3, 4 and 6 threads each
-// get a whole share of 12.
+// The most tiles a product is cut into, whatever the thread count: 12 give a whole share to each
+// of 2, 3, 4 or 6 threads.
 constexpr int64_t kMaxTiles = 12;
-// A tile spans at least this many columns and rows where the product has them: each call packs its
-// slice of x (per column) and of w (per row), so the repacking costs at most 1/256 + 1/128 of the
-// multiply-adds.
+// A tile spans at least this many output columns and token rows where the product has them: each
+// call packs its own copies of the token rows and weight rows it reads, at most 1/256 + 1/128 of
+// its multiply-adds.
 constexpr int64_t kMinTileColumns = 256;
 constexpr int64_t kMinTileRows = 128;
 // Column slices are whole multiples of this: 64-byte lines of y, and OpenBLAS's register blocks.

@@ -47,6 +47,8 @@ STEADY_TOLERANCE = 0.15
 # kernels on an AVX-512 CPU: 234 against 478 GFLOP/s of its AVX-512 ones, docs/performance.md);
 # its kernels suited to the CPU reach most of it. Below this share, sgemm is not the CPU's best.
 SGEMM_SHORTFALL = 0.6
+# A run in which other processes took more than this share of the CPU time is a loaded one.
+LOADED_SHARE = 0.05
 
 
 def cpu_jiffies():
@@ -135,9 +137,14 @@ def warnings_of(run):
                         "FMA probe")
     sgemm, fma = compute_baselines(run)
     if sgemm and fma and sgemm < SGEMM_SHORTFALL * fma:
-        warnings.append(f"OpenBLAS sgemm reaches {100 * sgemm / fma:.0f}% of the FMA probe "
-                        f"(below {100 * SGEMM_SHORTFALL:.0f}%): its kernels are below what this "
-                        "CPU supports")
+        warning = (f"OpenBLAS sgemm reaches {100 * sgemm / fma:.0f}% of the FMA probe (below "
+                   f"{100 * SGEMM_SHORTFALL:.0f}%): its kernels are below what this CPU supports")
+        others = context.get("other_processes_cpu_share", 0.0)
+        if others > LOADED_SHARE:
+            # Other work slows sgemm's thread team more than the probe's independent chains.
+            warning += (f", or other processes (which took {100 * others:.0f}% of the CPU time) "
+                        "slowed it: rerun on an idle machine")
+        warnings.append(warning)
     return warnings
 
 
@@ -277,8 +284,11 @@ def main():
     parser.add_argument("benchmark_args", nargs="*", help="after --: passed to the benchmark")
     args = parser.parse_args()
     if args.input:
-        with open(args.input, encoding="utf-8") as file:
-            run = json.load(file)
+        try:
+            with open(args.input, encoding="utf-8") as file:
+                run = json.load(file)
+        except (OSError, ValueError) as error:
+            sys.exit(f"report.py: cannot read the run {args.input}: {error}")
     else:
         if args.wait_idle:
             wait_for_idle()

@@ -123,6 +123,10 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(warnings, [])
         _, warnings = report_with_warnings(with_compute_baselines(0.5999 * 200.0, 200.0))
         self.assertEqual(len(warnings), 1)
+        self.assertNotIn("other processes", warnings[0])
+        loaded = with_compute_baselines(58.0, 227.0, {"other_processes_cpu_share": 0.55})
+        _, warnings = report_with_warnings(loaded)
+        self.assertIn("other processes (which took 55% of the CPU time)", warnings[0])
 
     def test_kernels_below_the_best_for_the_cpu_are_warned(self):
         context = {"openblas_core": "Prescott", "openblas_chose": "Prescott",
@@ -145,6 +149,16 @@ class ReportTest(unittest.TestCase):
                                  capture_output=True, text=True, check=True).stdout
         self.assertIn("kernels: OpenBLAS SkylakeX (OpenBLAS chose Haswell), Highway AVX3", out)
         self.assertNotIn("WARNING", out)
+
+    def test_an_unreadable_run_is_named(self):
+        with tempfile.TemporaryDirectory() as directory:
+            path = Path(directory) / "run.json"
+            path.write_text("{not json", encoding="utf-8")
+            result = subprocess.run([sys.executable, str(REPORT), "--input", str(path)],
+                                    capture_output=True, text=True, check=False)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn(f"report.py: cannot read the run {path}", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
 
 
 if __name__ == "__main__":

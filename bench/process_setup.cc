@@ -1,9 +1,33 @@
 // Linked into every benchmark program: it runs as the moeref program does, with freed memory
-// kept for reuse (ref/freed_memory.h), set before main so that it covers the weights as well.
+// kept for reuse (ref/freed_memory.h), set before main so that it covers the weights as well;
+// and the kernels simd/ runs on this CPU are in the context of every benchmark table (its JSON's
+// "context", the header of its console output), next to the CPU they ran on:
+//   openblas_core        the OpenBLAS kernel set in use (simd/gemm.h re-selects it)
+//   openblas_chose       the one OpenBLAS chose for this CPU by itself
+//   openblas_best_core   the best set this CPU supports (simd/cpu_kernels.h); bench/report.py
+//                        warns when openblas_core is not it
+//   highway_target       the Highway target of simd/ and of the FMA probe (bench/fma_peak.h)
+#include <benchmark/benchmark.h>
+
 #include "ref/freed_memory.h"
+#include "simd/cpu_kernels.h"
+#include "simd/gemm.h"
 
 namespace {
 
 [[maybe_unused]] const bool kFreedMemoryRetained = (moeref::retain_freed_memory(), true);
+
+bool add_kernels_to_context() {
+  const moeref::simd::BlasCores cores = moeref::simd::blas_cores();
+  benchmark::AddCustomContext("openblas_core", cores.in_use);
+  benchmark::AddCustomContext("openblas_chose", cores.chosen_by_openblas);
+  benchmark::AddCustomContext(
+      "openblas_best_core",
+      moeref::simd::best_blas_core(cores.in_use, moeref::simd::this_cpu_features()));
+  benchmark::AddCustomContext("highway_target", moeref::simd::highway_target());
+  return true;
+}
+
+[[maybe_unused]] const bool kKernelsInContext = add_kernels_to_context();
 
 }  // namespace

@@ -1,13 +1,15 @@
-// The small config (configs/small.json) against its rooflines, measured in one run (issue #7,
-// docs/performance.md):
+// The small config (configs/small.json) against its rooflines, measured in one run
+// (docs/performance.md):
 //
-// - baselines: the OpenBLAS sgemm peak (the best of n^3 products) and the read bandwidth of a
-//   streaming SIMD read of 1 GiB over all threads (bench/read_bandwidth-inl.h);
+// - baselines: the compute peak, the higher of OpenBLAS's sgemm (the best of n^3 products, with
+//   the best kernels the CPU supports) and a Highway FMA-throughput probe (bench/fma_peak.h); and
+//   the read bandwidth of a streaming SIMD read of 1 GiB over all threads
+//   (bench/read_bandwidth-inl.h);
 // - kernels: the simd one-token matmul (matrix-vector) at the small config's shapes, in GB/s of
 //   weights read from memory, and the simd matmul (sgemm) at the shapes of a 512-token prefill,
 //   in GFLOP/s;
 // - end to end: prefill of 128 and 512 tokens and decode, ref and simd, in tokens/s, each as a
-//   fraction of its roofline: prefill FLOPs per token x tokens/s / sgemm peak, decode bytes read
+//   fraction of its roofline: prefill FLOPs per token x tokens/s / compute peak, decode bytes read
 //   per token x tokens/s / read bandwidth (bench/roofline_counts.h). Decode also reads the
 //   model's weights in place just before and after it runs: on a shared machine the bandwidth
 //   moves during a run, and decode's roofline is the best read of the run, never a slow moment's;
@@ -35,6 +37,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/fma_peak.h"
 #include "bench/kernel_switch.h"
 #include "bench/roofline_counts.h"
 #include "bench/sgemm_peak.h"
@@ -44,9 +47,9 @@
 #include "ref/model.h"
 #include "ref/stats.h"
 #include "ref/weights.h"
+#include "simd/cpu_kernels.h"
 #include "simd/gemm.h"
 #include "simd/simd_kernels.h"
-#include "simd/vector_ops.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "bench/read_bandwidth-inl.h"
@@ -69,6 +72,7 @@ constexpr int64_t kDecodePrompt = 128;  // the context decode starts from
 
 struct Baselines {
   double sgemm_flops_per_second = 0;
+  double fma_flops_per_second = 0;
   double read_bytes_per_second = 0;
 };
 
@@ -172,9 +176,14 @@ double measure_weights_read(const ModelWeights& weights, int64_t repeats) {
   return best;
 }
 
-double sgemm_peak() {
+// The compute roofline: the higher of the sgemm and FMA baselines, each measured here if this
+// run has not yet (a filtered run).
+double compute_peak() {
   if (baselines().sgemm_flops_per_second == 0) measure_sgemm(2048, 5, nullptr);
-  return baselines().sgemm_flops_per_second;
+  if (baselines().fma_flops_per_second == 0) {
+    baselines().fma_flops_per_second = fma_peak_flops_per_second(5);
+  }
+  return std::max(baselines().sgemm_flops_per_second, baselines().fma_flops_per_second);
 }
 
 double read_bandwidth() {
@@ -189,11 +198,22 @@ void BM_0_SgemmPeak(benchmark::State& state) {
   state.SetLabel(openblas_get_config());
 }
 
+// The FMA-throughput probe: the best of 5 runs on all threads, at the widest vector of this CPU.
+void BM_0_FmaPeak(benchmark::State& state) {
+  double best = 0;
+  for (auto _ : state) best = std::max(best, fma_peak_flops_per_second(5));
+  baselines().fma_flops_per_second = std::max(baselines().fma_flops_per_second, best);
+  state.counters["gflops"] = best / 1e9;
+  state.counters["lanes"] = fma_peak_lanes();
+  state.counters["threads"] = omp_get_max_threads();
+  state.SetLabel(simd::highway_target());
+}
+
 void BM_0_ReadBandwidth(benchmark::State& state) {
   const double best = measure_read_bandwidth(0, &state);
   state.counters["gbytes_per_s"] = best / 1e9;
   state.counters["threads"] = omp_get_max_threads();
-  state.SetLabel(simd::chosen_target());
+  state.SetLabel(simd::highway_target());
 }
 
 BENCHMARK(BM_0_SgemmPeak)
@@ -202,6 +222,7 @@ BENCHMARK(BM_0_SgemmPeak)
     ->Iterations(4)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_0_FmaPeak)->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_0_ReadBandwidth)->Iterations(8)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 // Copies of one [out, in] matrix, together at least kWeightPoolBytes, used in turn.
@@ -242,7 +263,8 @@ void BM_1_SimdMatvec(benchmark::State& state) {
   state.counters["roofline_fraction"] = bytes_per_s / read_bandwidth();
 }
 
-// The simd matmul of several tokens (OpenBLAS sgemm): GFLOP/s against the sgemm peak.
+// The simd matmul of several tokens (register tiles or OpenBLAS sgemm): GFLOP/s against the
+// compute peak.
 void BM_1_SimdMatmul(benchmark::State& state) {
   const int64_t rows = state.range(0), in = state.range(1), out = state.range(2);
   WeightPool weights(out, in);
@@ -259,8 +281,8 @@ void BM_1_SimdMatmul(benchmark::State& state) {
   const double flops_per_s = 2.0 * static_cast<double>(rows * in * out) *
                              static_cast<double>(state.iterations()) / seconds;
   state.counters["gflops"] = flops_per_s / 1e9;
-  state.counters["roofline_gflops"] = sgemm_peak() / 1e9;
-  state.counters["roofline_fraction"] = flops_per_s / sgemm_peak();
+  state.counters["roofline_gflops"] = compute_peak() / 1e9;
+  state.counters["roofline_fraction"] = flops_per_s / compute_peak();
 }
 
 // small's shapes {out, in}: q and o, k and v, expert gate and up, expert down, router, LM head.
@@ -351,8 +373,8 @@ void BM_2_Prefill(benchmark::State& state, const char* backend) {
   const double flops_per_token = prefill_flops_per_token(small.config, n);
   state.counters["tokens_per_s"] = tokens_per_s;
   state.counters["flops_per_token"] = flops_per_token;
-  state.counters["roofline_tokens_per_s"] = sgemm_peak() / flops_per_token;
-  state.counters["roofline_fraction"] = tokens_per_s * flops_per_token / sgemm_peak();
+  state.counters["roofline_tokens_per_s"] = compute_peak() / flops_per_token;
+  state.counters["roofline_fraction"] = tokens_per_s * flops_per_token / compute_peak();
   report_speedup(state, backend, "prefill", n, tokens_per_s);
 }
 

@@ -1,9 +1,9 @@
-// The matrix peak of the machine as the benchmarks measure it: an OpenBLAS sgemm of n x n x n,
-// x . w^T (the layout of every matmul of the model), with the kernels simd/ selects (simd/gemm.h:
-// on an AVX-512 CPU that OpenBLAS 0.3.21 does not know, its AVX-512 kernels rather than its AVX2
-// fallback, twice as fast) and on every OpenMP thread's core, whatever simd/ sets it to for its
-// own calls (one thread per call): the peak of the whole machine. Shared by roofline_bench and
-// vision_bench, so that both report fractions of the same baseline.
+// The matrix peak of the machine as OpenBLAS reaches it: an sgemm of n x n x n, x . w^T (the
+// layout of every matmul of the model), with the kernels simd/ selects (simd/gemm.h: the best set
+// the CPU supports, whatever OpenBLAS 0.3.21 guessed from the CPU's name) and on every OpenMP
+// thread's core, whatever simd/ sets it to for its own calls (one thread per call): the peak of
+// the whole machine. Shared by roofline_bench (one of its two compute baselines, with
+// bench/fma_peak.h) and vision_bench.
 #pragma once
 
 #include <cblas.h>

@@ -21,8 +21,9 @@
 // - select_top_k (simd/router_ops.h): vector max and first-match search, the reference's results
 //   to the bit.
 // Rows, heads and chunks of elements are split over OpenMP threads once the work reaches
-// ref::kParallelWork; every sum stays one thread's, in a fixed order for a given target and thread
-// count, so results are identical run to run.
+// ref::kParallelWork; every sum stays one thread's, in a fixed order for a given target whatever
+// the thread count (OpenBLAS's products in tiles fixed by their shape, simd/gemm.h), so results are
+// identical run to run and at any --threads.
 #pragma once
 
 #include <string>

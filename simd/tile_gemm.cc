@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstddef>
 
+#include "simd/gemm.h"
+
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "simd/tile_gemm.cc"
 #include "hwy/aligned_allocator.h"
@@ -186,10 +188,9 @@ namespace {
 
 using tile_gemm_detail::kChunk;
 
-// Multiply-adds from which the output columns are split over the threads, in blocks of
-// kSplitColumns: a multiple of every target's tile height (6 or 3), so that only the last block
-// has a partial tile.
-constexpr int64_t kSplitWork = int64_t{1} << 20;
+// From kGemmSplitWork multiply-adds (simd/gemm.h) the output columns are split over the threads,
+// in blocks of kSplitColumns: a multiple of every target's tile height (6 or 3), so that only the
+// last block has a partial tile.
 constexpr size_t kSplitColumns = 48;
 
 // A scratch buffer of one thread, aligned for Highway's loads, grown to the largest request.
@@ -239,7 +240,7 @@ void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64
 
   const size_t blocks = (n_out + kSplitColumns - 1) / kSplitColumns;
   const bool split = !omp_in_parallel() && omp_get_max_threads() > 1 && blocks > 1 &&
-                     rows * in * out >= kSplitWork;
+                     rows * in * out >= kGemmSplitWork;
   if (!split) {
     HWY_DYNAMIC_DISPATCH(TileColumnsImpl)
     (xt, padded, w, n_in, y, n_rows, n_out, 0, n_out, transposed_outputs().get(kChunk * padded));

@@ -3,7 +3,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <vector>
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "simd/vector_ops.cc"
@@ -189,11 +188,6 @@ void matvec_rows(const float* w, const float* x, float* y, int64_t rows, int64_t
 
 void axpy(float alpha, const float* x, float* y, size_t n) {
   HWY_DYNAMIC_DISPATCH(AxpyImpl)(alpha, x, y, n);
-}
-
-const char* chosen_target() {
-  const std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
-  return targets.empty() ? "none" : hwy::TargetName(targets.front());  // best first
 }
 
 }  // namespace moeref::simd

@@ -31,7 +31,4 @@ void matvec_rows(const float* w, const float* x, float* y, int64_t rows, int64_t
 // y[i] += alpha * x[i]
 void axpy(float alpha, const float* x, float* y, size_t n);
 
-// The name of the target the dispatcher picks on this CPU, e.g. "AVX2".
-const char* chosen_target();
-
 }  // namespace moeref::simd

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -19,10 +20,22 @@
 #include "golden/golden_set.h"
 #include "ref/attention.h"
 #include "ref/matmul.h"
+#include "ref/model.h"
+#include "ref/tracer.h"
+#include "ref/weights.h"
+#include "simd/gemm.h"
 #include "simd/simd_kernels.h"
 #include "simd/tile_gemm.h"
 #include "simd/vector_ops.h"
 #include "tests/simd_targets.h"
+
+// OpenBLAS's own entry points (declared here: its headers are simd/'s private dependency), the
+// re-initialisation ones weak as in simd/gemm.cc.
+extern "C" {
+char* openblas_get_corename(void);
+void gotoblas_dynamic_init(void) __attribute__((weak));
+void gotoblas_dynamic_quit(void) __attribute__((weak));
+}
 
 namespace moeref::simd {
 namespace {
@@ -348,6 +361,101 @@ TEST(SimdModel, IdenticalRunToRun) {
   const golden::Candidate second = golden::run_model_case(set, simd_kernels());
   for (const auto& [name, record] : first) {
     EXPECT_EQ(record.bytes, second.at(name).bytes) << name;
+  }
+}
+
+// OpenBLAS's kernel sets differ in how an output's bits depend on the shape of its call (the SSE3
+// Prescott set: 130 token rows in one call and as 65 + 65 differ, 132 do not; the AVX2 Haswell
+// set: nearly every split differs). BlasCoreInScope runs the OpenBLAS of this process with the
+// named set until it goes out of scope (as simd/gemm.cc re-selects: OPENBLAS_CORETYPE and
+// OpenBLAS's own re-initialisation, in its dynamic builds only), then restores the one in use.
+class BlasCoreInScope {
+ public:
+  explicit BlasCoreInScope(const char* core) : restore_(configured_core()) { select(core); }
+  BlasCoreInScope(const BlasCoreInScope&) = delete;
+  BlasCoreInScope& operator=(const BlasCoreInScope&) = delete;
+  ~BlasCoreInScope() { select(restore_.c_str()); }
+
+  static bool possible() { return gotoblas_dynamic_init != nullptr; }
+
+  // The set in use once simd/ has configured OpenBLAS (a later sgemm_xwt changes nothing).
+  static std::string configured_core() {
+    configure_blas();
+    return openblas_get_corename();
+  }
+
+ private:
+  static void select(const char* core) {
+    setenv("OPENBLAS_CORETYPE", core, 1);
+    gotoblas_dynamic_quit();
+    gotoblas_dynamic_init();
+  }
+  std::string restore_;
+};
+
+// README's promise: the output does not depend on --threads. The whole model on simd/, every traced
+// tensor (logits, and each layer's projections, router and experts on the way) at 1, 2 and 3
+// threads, at prompt lengths around each boundary where a matmul changes method (8 | 9: matrix-
+// vector to register tiles; 128 | 129: to OpenBLAS) or where its tiles could fall differently
+// (simd/gemm.cc: 256 rows); with the kernel set simd/ chose and with OpenBLAS's Haswell and
+// Prescott sets. Wide enough that the projections and experts reach the split work (2^20
+// multiply-adds), with few outputs (q, k, v, router) and many (o, LM head); 4 experts, so that an
+// expert sees more than 128 tokens.
+ModelConfig thread_count_config() {
+  ModelConfig c = load_config(std::string(MOEREF_SOURCE_DIR) + "/configs/tiny.json");
+  c.vocab_size = 512;
+  c.d_model = 256;
+  c.n_experts = 4;
+  c.max_seq_len = 260;
+  return c;
+}
+
+std::vector<TensorRecord> traced_forward(const Model& model, int64_t length, int threads) {
+  std::vector<int32_t> prompt(static_cast<size_t>(length));
+  for (int64_t t = 0; t < length; ++t) prompt[t] = static_cast<int32_t>((t * 37 + 5) % 512);
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  KvCache cache = model.new_cache();
+  TraceRecorder recorder;
+  model.forward(prompt, cache, &recorder);
+  omp_set_num_threads(saved);
+  return recorder.records();
+}
+
+void expect_same_bits_at_every_thread_count(const Model& model, const std::string& kernels) {
+  for (int64_t length :
+       {1, 2, 8, 9, 63, 64, 65, 127, 128, 129, 130, 131, 132, 133, 255, 256, 257}) {
+    const std::vector<TensorRecord> one = traced_forward(model, length, 1);
+    ASSERT_FALSE(one.empty());
+    for (int threads : {2, 3}) {
+      const std::vector<TensorRecord> many = traced_forward(model, length, threads);
+      ASSERT_EQ(many.size(), one.size());
+      for (size_t i = 0; i < one.size(); ++i) {
+        EXPECT_TRUE(many[i].name == one[i].name && many[i].bytes == one[i].bytes)
+            << one[i].name << ", " << length << " tokens, " << threads << " threads, OpenBLAS "
+            << kernels;
+      }
+    }
+  }
+}
+
+TEST(SimdModel, SameBitsAtEveryThreadCountAndPromptLength) {
+  const ModelConfig config = thread_count_config();
+  const Model model(config, init_weights(config), simd_kernels());
+  expect_same_bits_at_every_thread_count(model, BlasCoreInScope::configured_core());
+}
+
+TEST(SimdModel, SameBitsAtEveryThreadCountWithOtherOpenBlasKernels) {
+  if (!BlasCoreInScope::possible()) GTEST_SKIP() << "this OpenBLAS cannot re-select its kernels";
+  const ModelConfig config = thread_count_config();
+  const Model model(config, init_weights(config), simd_kernels());
+  __builtin_cpu_init();
+  const bool avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  for (const char* core : {"Haswell", "Prescott"}) {
+    if (std::string(core) == "Haswell" && !avx2_fma) continue;
+    const BlasCoreInScope in_scope(core);
+    ASSERT_EQ(std::string(openblas_get_corename()), core);
+    expect_same_bits_at_every_thread_count(model, core);
   }
 }
 

@@ -1,10 +1,14 @@
-// moeref stats CONFIG [--json]: what a config costs, from its shapes alone.
+// moeref stats CONFIG [--json]: what a config costs, from its shapes alone; and the kernels the
+// simd backend runs on this CPU.
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "ref/config.h"
 #include "ref/stats.h"
+#include "simd/cpu_kernels.h"
+#include "simd/gemm.h"
 #include "tools/commands.h"
 
 namespace moeref::cli {
@@ -67,6 +71,24 @@ void print_table(const ModelConfig& config, const ModelStats& s) {
               static_cast<long long>(s.cross_attention_flops_per_token));
 }
 
+// "SkylakeX", or "SkylakeX (OpenBLAS chose Haswell)" where simd/ re-selected its kernels.
+std::string blas_kernels_text(const simd::BlasCores& cores) {
+  if (cores.in_use == cores.chosen_by_openblas) return cores.in_use;
+  return cores.in_use + " (OpenBLAS chose " + cores.chosen_by_openblas + ")";
+}
+
+void print_kernels() {
+  std::printf("simd kernels on this CPU: OpenBLAS %s, Highway %s\n",
+              blas_kernels_text(simd::blas_cores()).c_str(), simd::highway_target());
+}
+
+nlohmann::json kernels_json() {
+  const simd::BlasCores cores = simd::blas_cores();
+  return {{"openblas_core", cores.in_use},
+          {"openblas_chose", cores.chosen_by_openblas},
+          {"highway_target", simd::highway_target()}};
+}
+
 nlohmann::json stats_json(const ModelConfig& config, const ModelStats& s) {
   nlohmann::json out = {
       {"config", config.name},
@@ -89,6 +111,7 @@ nlohmann::json stats_json(const ModelConfig& config, const ModelStats& s) {
                      {"cross_attention_flops_per_token", s.cross_attention_flops_per_token},
                      {"vision_tokens_per_image", config.vision->n_tokens()}};
   }
+  out["simd_kernels"] = kernels_json();
   return out;
 }
 
@@ -107,6 +130,7 @@ Command register_stats(CLI::App& app) {
               std::cout << stats_json(config, stats).dump(2) << "\n";
             } else {
               print_table(config, stats);
+              print_kernels();
             }
             return 0;
           }};

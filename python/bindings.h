@@ -1,0 +1,11 @@
+// The parts of the Python module, each adding its functions and classes to the module
+// (docs/python.md lists them).
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace moeref::python {
+
+void bind_ops(pybind11::module_& module);  // ops.cc: moeref.ops
+
+}  // namespace moeref::python

@@ -6,6 +6,7 @@
 
 namespace moeref::python {
 
-void bind_ops(pybind11::module_& module);  // ops.cc: moeref.ops
+void bind_ops(pybind11::module_& module);    // ops.cc: moeref.ops
+void bind_model(pybind11::module_& module);  // model.cc: Model, Engine
 
 }  // namespace moeref::python

@@ -28,4 +28,5 @@ PYBIND11_MODULE(moeref, module) {
   py::register_exception<moeref::ImageError>(module, "ImageError", PyExc_ValueError);
   py::register_exception<moeref::JsonTextError>(module, "JsonTextError", PyExc_ValueError);
   moeref::python::bind_ops(module);
+  moeref::python::bind_model(module);
 }

@@ -100,3 +100,67 @@ def test_bad_operand_raises_naming_it(call, exception, words):
         call()
     for word in words:
         assert word in str(raised.value)
+
+
+def test_config_that_does_not_validate_names_the_key(tiny_config):
+    tiny_config["n_kv_heads"] = 3
+    with pytest.raises(moeref.ConfigError) as raised:
+        moeref.Model(tiny_config)
+    assert 'config: key "n_kv_heads"' in str(raised.value)
+    assert isinstance(raised.value, ValueError)
+
+
+def test_config_with_an_unknown_key(tiny_config):
+    tiny_config["n_expert"] = 4
+    with pytest.raises(moeref.ConfigError, match="n_expert"):
+        moeref.Model(tiny_config)
+
+
+def test_config_that_json_cannot_hold(tiny_config):
+    tiny_config["init_std"] = float("nan")
+    with pytest.raises(TypeError, match="config"):
+        moeref.Model(tiny_config)
+
+
+def test_config_file_that_does_not_exist(tmp_path):
+    with pytest.raises(moeref.ConfigError, match="missing.json"):
+        moeref.Model(tmp_path / "missing.json")
+
+
+def test_weights_of_the_wrong_shape_name_the_tensor(tiny_config):
+    weights = moeref.Model(tiny_config).weights()
+    weights = dict(weights)
+    weights["embed.weight"] = np.ones((64, 15), np.float32)
+    with pytest.raises(moeref.SafetensorsError) as raised:
+        moeref.Model(tiny_config, weights)
+    assert 'weights: tensor "embed.weight" has shape [64, 15]' in str(raised.value)
+
+
+def test_weights_with_nan_name_the_element(tiny_config):
+    weights = {k: v.copy() for k, v in moeref.Model(tiny_config).weights().items()}
+    weights["final_norm.weight"][3] = np.nan
+    with pytest.raises(moeref.SafetensorsError, match=r"final_norm.weight.*NaN at index 3"):
+        moeref.Model(tiny_config, weights)
+
+
+def test_weights_that_are_not_arrays(tiny_config):
+    with pytest.raises(TypeError, match=r"weights\['embed.weight'\]"):
+        moeref.Model(tiny_config, {"embed.weight": [[0.0]]})
+
+
+def test_token_outside_the_vocabulary(tiny_config):
+    model = moeref.Model(tiny_config)
+    with pytest.raises(ValueError, match="64"):
+        model.trace([1, 64])
+
+
+def test_prompt_past_max_seq_len(tiny_config):
+    model = moeref.Model(tiny_config)
+    with pytest.raises(ValueError, match="max_seq_len"):
+        model.generate([1] * 30, max_new_tokens=8)
+
+
+def test_model_weights_are_read_only_views(tiny_config):
+    weights = moeref.Model(tiny_config).weights()
+    with pytest.raises(ValueError, match="read-only"):
+        weights["embed.weight"][0, 0] = 1.0

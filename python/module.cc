@@ -29,4 +29,5 @@ PYBIND11_MODULE(moeref, module) {
   py::register_exception<moeref::JsonTextError>(module, "JsonTextError", PyExc_ValueError);
   moeref::python::bind_ops(module);
   moeref::python::bind_model(module);
+  moeref::python::bind_checker(module);
 }

@@ -164,3 +164,15 @@ def test_model_weights_are_read_only_views(tiny_config):
     weights = moeref.Model(tiny_config).weights()
     with pytest.raises(ValueError, match="read-only"):
         weights["embed.weight"][0, 0] = 1.0
+
+
+def test_candidate_of_an_unsupported_dtype():
+    with pytest.raises(TypeError, match=r"candidate\['out'\].*uint8"):
+        moeref.compare({"prefill/logits": np.ones((1, 4), np.float32)},
+                       {"out": np.ones(2, np.uint8)})
+
+
+def test_unknown_precision():
+    with pytest.raises(ValueError, match="fp8"):
+        moeref.compare({"prefill/logits": np.ones((1, 4), np.float32)},
+                       {"prefill/logits": np.ones((1, 4), np.float32)}, "fp8")

@@ -30,12 +30,12 @@ using golden::GoldenSet;
 using golden::TensorReport;
 using py::arg;
 
-bool is_path(const py::handle& value) {
+bool is_path(const py::object& value) {
   static const py::object& path_like = *new py::object(py::module_::import("os").attr("PathLike"));
   return py::isinstance<py::str>(value) || py::isinstance(value, path_like);
 }
 
-std::filesystem::path path_of(const py::handle& value) {
+std::filesystem::path path_of(const py::object& value) {
   return py::str(py::module_::import("os").attr("fspath")(value)).cast<std::string>();
 }
 
@@ -118,7 +118,7 @@ CompareOptions options_of(const std::string& precision, std::optional<double> rt
   return options;
 }
 
-CompareReport compare(const py::handle& set_or_trace, const py::handle& candidate_in,
+CompareReport compare(const py::object& set_or_trace, const py::object& candidate_in,
                       const std::string& precision, std::optional<double> rtol,
                       std::optional<double> atol, bool require_all) {
   if (!py::isinstance<py::dict>(candidate_in)) {
@@ -155,8 +155,8 @@ py::dict expected_entry(const golden::ExpectedTensor& e) {
   return entry;
 }
 
-golden::ModelCaseSpec case_spec(const py::handle& config, const std::string& name,
-                                const std::string& description, const py::handle& prompt,
+golden::ModelCaseSpec case_spec(const py::object& config, const std::string& name,
+                                const std::string& description, const py::object& prompt,
                                 int64_t prompt_length, int64_t decode_steps, int64_t sampled_tokens,
                                 double temperature, int64_t top_k, double top_p, uint64_t seed,
                                 double margin_threshold) {
@@ -186,7 +186,7 @@ golden::ModelCaseSpec case_spec(const py::handle& config, const std::string& nam
 void bind_checker(py::module_& module) {
   py::class_<GoldenSet>(module, "GoldenSet",
                         "a golden set opened with every integrity check (golden/golden_set.h)")
-      .def(py::init([](const py::handle& dir) { return GoldenSet::open(path_of(dir)); }),
+      .def(py::init([](const py::object& dir) { return GoldenSet::open(path_of(dir)); }),
            arg("dir"))
       .def_property_readonly("dir", [](const GoldenSet& s) { return s.dir().string(); })
       .def_property_readonly("name", &GoldenSet::name)
@@ -305,8 +305,8 @@ void bind_checker(py::module_& module) {
       arg("name"), "an op case built afresh: {'manifest', 'inputs', 'outputs'}");
   module.def(
       "write_model_case",
-      [](const py::handle& dir, const py::handle& config, const std::string& name,
-         const std::string& description, const py::handle& prompt, int64_t prompt_length,
+      [](const py::object& dir, const py::object& config, const std::string& name,
+         const std::string& description, const py::object& prompt, int64_t prompt_length,
          int64_t decode_steps, int64_t sampled_tokens, double temperature, int64_t top_k,
          double top_p, uint64_t seed, double margin_threshold) {
         const golden::ModelCaseSpec spec =

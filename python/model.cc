@@ -25,16 +25,16 @@ namespace {
 
 using py::arg;
 
-bool is_path(const py::handle& value) {
+bool is_path(const py::object& value) {
   static const py::object& path_like = *new py::object(py::module_::import("os").attr("PathLike"));
   return py::isinstance<py::str>(value) || py::isinstance(value, path_like);
 }
 
-std::filesystem::path path_of(const py::handle& value) {
+std::filesystem::path path_of(const py::object& value) {
   return py::str(py::module_::import("os").attr("fspath")(value)).cast<std::string>();
 }
 
-ModelConfig config_of(const py::handle& config) {
+ModelConfig config_of(const py::object& config) {
   if (is_path(config)) return load_config(path_of(config));
   if (py::isinstance<py::dict>(config)) {
     return config_from_json(json_from_python(config, "config"), "config");
@@ -43,7 +43,7 @@ ModelConfig config_of(const py::handle& config) {
                        py::str(py::type::handle_of(config).attr("__name__")).cast<std::string>());
 }
 
-ModelWeights weights_of(const ModelConfig& config, const py::handle& weights) {
+ModelWeights weights_of(const ModelConfig& config, const py::object& weights) {
   if (weights.is_none()) return init_weights(config);
   if (is_path(weights)) return load_weights(config, path_of(weights));
   if (!py::isinstance<py::dict>(weights)) {
@@ -59,14 +59,14 @@ ModelWeights weights_of(const ModelConfig& config, const py::handle& weights) {
   return load_weights(config, records, "weights");
 }
 
-std::unique_ptr<Model> make_model(const py::handle& config_in, const py::handle& weights_in) {
+std::unique_ptr<Model> make_model(const py::object& config_in, const py::object& weights_in) {
   ModelConfig config = config_of(config_in);
   ModelWeights weights = weights_of(config, weights_in);
   return std::make_unique<Model>(std::move(config), std::move(weights));
 }
 
 // The image argument of generation: [channels, image_size, image_size], checked by the model.
-std::optional<Tensor> image_of(const py::handle& image) {
+std::optional<Tensor> image_of(const py::object& image) {
   if (image.is_none()) return std::nullopt;
   return tensor_from_operand(image, "image", {kAnySize, kAnySize, kAnySize});
 }
@@ -98,8 +98,8 @@ py::dict weight_arrays(const py::object& self) {
 
 // A greedy generation of decode_steps + 1 tokens, traced: "prefill/...", "decode.i/..." (and
 // "image/..." with an image), then "greedy_tokens", as a model set names them.
-py::dict trace(const Model& model, const py::handle& tokens, int64_t decode_steps,
-               const py::handle& image, int64_t image_position) {
+py::dict trace(const Model& model, const py::object& tokens, int64_t decode_steps,
+               const py::object& image, int64_t image_position) {
   require_at_least(decode_steps, 0, "decode_steps");
   GenerationRequest request;
   request.prompt = int32_operand(tokens, "tokens");
@@ -118,9 +118,9 @@ py::dict trace(const Model& model, const py::handle& tokens, int64_t decode_step
   return traced;
 }
 
-py::dict run_generation(const Model& model, const py::handle& prompt, int64_t max_new_tokens,
+py::dict run_generation(const Model& model, const py::object& prompt, int64_t max_new_tokens,
                         double temperature, int64_t top_k, double top_p, uint64_t seed,
-                        int64_t request_id, const py::handle& image, int64_t image_position,
+                        int64_t request_id, const py::object& image, int64_t image_position,
                         bool traced) {
   GenerationRequest request;
   request.prompt = int32_operand(prompt, "prompt");
@@ -142,7 +142,7 @@ py::dict run_generation(const Model& model, const py::handle& prompt, int64_t ma
   return out;
 }
 
-py::dict encode_image(const Model& model, const py::handle& image_in) {
+py::dict encode_image(const Model& model, const py::object& image_in) {
   const Tensor image = tensor_from_operand(image_in, "image", {kAnySize, kAnySize, kAnySize});
   TraceRecorder recorder;
   {
@@ -152,7 +152,7 @@ py::dict encode_image(const Model& model, const py::handle& image_in) {
   return dict_from_records(recorder.records());
 }
 
-py::dict speculative(const Model& target, const Model& draft, const py::handle& prompt,
+py::dict speculative(const Model& target, const Model& draft, const py::object& prompt,
                      int64_t max_new_tokens, int64_t gamma, bool adaptive_gamma, double temperature,
                      int64_t top_k, double top_p, uint64_t seed, int64_t request_id, bool traced) {
   GenerationRequest request;
@@ -197,7 +197,7 @@ class PyEngine {
   PyEngine(const Model& model, EngineLimits limits)
       : engine_(model, limits), vocab_size_(model.config().vocab_size) {}
 
-  void submit(int64_t id, const py::handle& prompt, int64_t max_new_tokens, double temperature,
+  void submit(int64_t id, const py::object& prompt, int64_t max_new_tokens, double temperature,
               int64_t top_k, double top_p, uint64_t seed, int64_t arrival_step) {
     require_at_least(id, 0, "id");
     require_at_least(arrival_step, 0, "arrival_step");
@@ -280,7 +280,7 @@ void bind_model(py::module_& module) {
            "every weight by name, read-only views of the model's own memory")
       .def(
           "save_weights",
-          [](const Model& m, const py::handle& path) {
+          [](const Model& m, const py::object& path) {
             save_weights(m.config(), m.weights(), path_of(path));
           },
           arg("path"))

@@ -41,7 +41,7 @@ FloatArray copy_of(const FloatArray& x) {
   return copy;
 }
 
-FloatArray matmul(const py::handle& x_in, const py::handle& w_in) {
+FloatArray matmul(const py::object& x_in, const py::object& w_in) {
   const FloatArray x = float_operand(x_in, "x", {kAnySize, kAnySize});
   const FloatArray w = float_operand(w_in, "w", {kAnySize, dim(x, 1)});
   FloatArray y = new_float_array({dim(x, 0), dim(w, 0)});
@@ -53,7 +53,7 @@ FloatArray matmul(const py::handle& x_in, const py::handle& w_in) {
   return y;
 }
 
-FloatArray rms_norm(const py::handle& x_in, const py::handle& weight_in, double eps) {
+FloatArray rms_norm(const py::object& x_in, const py::object& weight_in, double eps) {
   const FloatArray x = float_operand(x_in, "x", {kAnySize, kAnySize});
   require_at_least(dim(x, 1), 1, "x's last dimension");
   const FloatArray weight = float_operand(weight_in, "weight", {dim(x, 1)});
@@ -62,8 +62,8 @@ FloatArray rms_norm(const py::handle& x_in, const py::handle& weight_in, double 
   return y;
 }
 
-FloatArray layer_norm(const py::handle& x_in, const py::handle& weight_in,
-                      const py::handle& bias_in, double eps) {
+FloatArray layer_norm(const py::object& x_in, const py::object& weight_in,
+                      const py::object& bias_in, double eps) {
   const FloatArray x = float_operand(x_in, "x", {kAnySize, kAnySize});
   require_at_least(dim(x, 1), 1, "x's last dimension");
   const FloatArray weight = float_operand(weight_in, "weight", {dim(x, 1)});
@@ -74,7 +74,7 @@ FloatArray layer_norm(const py::handle& x_in, const py::handle& weight_in,
   return y;
 }
 
-std::vector<int64_t> checked_positions(const py::handle& positions_in, int64_t tokens) {
+std::vector<int64_t> checked_positions(const py::object& positions_in, int64_t tokens) {
   std::vector<int64_t> positions = int64_operand(positions_in, "positions");
   if (static_cast<int64_t>(positions.size()) != tokens) {
     throw py::value_error("positions must hold one position per token (" + std::to_string(tokens) +
@@ -89,7 +89,7 @@ std::vector<int64_t> checked_positions(const py::handle& positions_in, int64_t t
   return positions;
 }
 
-FloatArray rope(const py::handle& x_in, const py::handle& positions_in, double theta) {
+FloatArray rope(const py::object& x_in, const py::object& positions_in, double theta) {
   const FloatArray x = float_operand(x_in, "x", {kAnySize, kAnySize, kAnySize});
   if (dim(x, 2) % 2 != 0) {
     throw py::value_error("x: head_dim (its last dimension) must be even, got " +
@@ -101,7 +101,7 @@ FloatArray rope(const py::handle& x_in, const py::handle& positions_in, double t
   return y;
 }
 
-FloatArray softmax(const py::handle& x_in) {
+FloatArray softmax(const py::object& x_in) {
   const FloatArray x = float_operand(x_in, "x", {kAnySize, kAnySize});
   require_at_least(dim(x, 1), 1, "x's last dimension");
   FloatArray y = copy_of(x);
@@ -111,9 +111,9 @@ FloatArray softmax(const py::handle& x_in) {
 
 // Causal attention over an unpaged cache [G, capacity, head_dim] or, with a block table, a pool
 // of blocks [n_blocks, G, block_size, head_dim] (ref/attention.h).
-std::tuple<FloatArray, FloatArray> attention(const py::handle& q_in, const py::handle& keys_in,
-                                             const py::handle& values_in,
-                                             const py::handle& positions_in,
+std::tuple<FloatArray, FloatArray> attention(const py::object& q_in, const py::object& keys_in,
+                                             const py::object& values_in,
+                                             const py::object& positions_in,
                                              const py::object& block_table_in,
                                              std::optional<int64_t> probs_width_in) {
   const FloatArray q = float_operand(q_in, "q", {kAnySize, kAnySize, kAnySize});
@@ -177,7 +177,7 @@ std::tuple<FloatArray, FloatArray> attention(const py::handle& q_in, const py::h
   return {context, probs};
 }
 
-std::tuple<Int32Array, FloatArray> top_k(const py::handle& probs_in, int64_t k, bool renormalize) {
+std::tuple<Int32Array, FloatArray> top_k(const py::object& probs_in, int64_t k, bool renormalize) {
   const FloatArray probs = float_operand(probs_in, "probs", {kAnySize, kAnySize});
   const int64_t tokens = dim(probs, 0), n_experts = dim(probs, 1);
   if (k < 1 || k > n_experts) {
@@ -193,7 +193,7 @@ std::tuple<Int32Array, FloatArray> top_k(const py::handle& probs_in, int64_t k, 
 
 // The margin of every token's top-k choice (golden/margins.h, top_gap): how far its router
 // probabilities are from choosing another set of experts.
-py::array_t<double> top_k_margins(const py::handle& probs_in, int64_t k) {
+py::array_t<double> top_k_margins(const py::object& probs_in, int64_t k) {
   const FloatArray probs = float_operand(probs_in, "probs", {kAnySize, kAnySize});
   const int64_t tokens = dim(probs, 0), n_experts = dim(probs, 1);
   if (k < 1 || k > n_experts) {
@@ -223,7 +223,7 @@ void check_indices(const Int32Array& indices, int64_t n_experts) {
   }
 }
 
-std::tuple<Int32Array, int64_t> apply_capacity(const py::handle& indices_in, int64_t n_experts,
+std::tuple<Int32Array, int64_t> apply_capacity(const py::object& indices_in, int64_t n_experts,
                                                int64_t capacity) {
   require_at_least(n_experts, 1, "n_experts");
   require_at_least(capacity, 0, "capacity");
@@ -235,7 +235,7 @@ std::tuple<Int32Array, int64_t> apply_capacity(const py::handle& indices_in, int
   return {kept, dropped};
 }
 
-double load_balancing_loss(const py::handle& probs_in, const py::handle& indices_in) {
+double load_balancing_loss(const py::object& probs_in, const py::object& indices_in) {
   const FloatArray probs = float_operand(probs_in, "probs", {kAnySize, kAnySize});
   const Int32Array indices = int32_array_operand(indices_in, "indices", {dim(probs, 0), kAnySize});
   check_indices(indices, dim(probs, 1));
@@ -243,12 +243,12 @@ double load_balancing_loss(const py::handle& probs_in, const py::handle& indices
                                   indices.shape(1));
 }
 
-double router_z_loss(const py::handle& logits_in) {
+double router_z_loss(const py::object& logits_in) {
   const FloatArray logits = float_operand(logits_in, "logits", {kAnySize, kAnySize});
   return ref::router_z_loss(logits.data(), dim(logits, 0), dim(logits, 1));
 }
 
-FloatArray swiglu(const py::handle& gate_in, const py::handle& up_in) {
+FloatArray swiglu(const py::object& gate_in, const py::object& up_in) {
   const FloatArray gate = float_operand_any_shape(gate_in, "gate");
   const FloatArray up = float_operand(up_in, "up", {gate.shape(), gate.shape() + gate.ndim()});
   FloatArray out = new_float_array({gate.shape(), gate.shape() + gate.ndim()});
@@ -256,14 +256,14 @@ FloatArray swiglu(const py::handle& gate_in, const py::handle& up_in) {
   return out;
 }
 
-FloatArray gelu(const py::handle& x_in) {
+FloatArray gelu(const py::object& x_in) {
   const FloatArray x = float_operand_any_shape(x_in, "x");
   FloatArray y = copy_of(x);
   ref::gelu(y.mutable_data(), y.size());
   return y;
 }
 
-FloatArray ffn(const py::handle& x_in, const py::dict& weights, const std::string& activation) {
+FloatArray ffn(const py::object& x_in, const py::dict& weights, const std::string& activation) {
   const FloatArray x = float_operand(x_in, "x", {kAnySize, kAnySize});
   const Activation kind = activation_from_name(activation);
   OpWeights w(weights, "weights");
@@ -280,7 +280,7 @@ FloatArray ffn(const py::handle& x_in, const py::dict& weights, const std::strin
 
 // The MoE layer of ref/moe.h on x [tokens, d_model] with the expert weights by name
 // ("router.weight", "experts.E.{gate,up,down}_proj.weight"). Returns its traced tensors.
-py::dict moe(const py::handle& x_in, const py::dict& weights, int64_t top_k, bool renormalize,
+py::dict moe(const py::object& x_in, const py::dict& weights, int64_t top_k, bool renormalize,
              double capacity_factor, const std::string& activation) {
   const FloatArray x = float_operand(x_in, "x", {kAnySize, kAnySize});
   ModelConfig config;
@@ -326,8 +326,8 @@ py::dict moe(const py::handle& x_in, const py::dict& weights, int64_t top_k, boo
 // Flamingo's gated cross-attention block (ref/cross_attention.h) over one image's vision tokens,
 // for x [tokens, d_model] at `positions`; the weights by their names under layers.L.xattn.
 // Returns the traced tensors under "xattn.", with the image's K/V as "xattn.k" and "xattn.v".
-py::dict gated_cross_attention(const py::handle& x_in, const py::handle& vision_tokens_in,
-                               const py::handle& positions_in, int64_t image_position,
+py::dict gated_cross_attention(const py::object& x_in, const py::object& vision_tokens_in,
+                               const py::object& positions_in, int64_t image_position,
                                const py::dict& weights, int64_t n_heads, int64_t n_kv_heads,
                                int64_t head_dim, const std::string& norm,
                                const std::string& activation, double eps) {
@@ -382,7 +382,7 @@ py::dict gated_cross_attention(const py::handle& x_in, const py::handle& vision_
   return traced;
 }
 
-py::array patchify_image(const py::handle& image_in, int64_t patch_size) {
+py::array patchify_image(const py::object& image_in, int64_t patch_size) {
   require_at_least(patch_size, 1, "patch_size");
   const Tensor image = tensor_from_operand(image_in, "image", {kAnySize, kAnySize, kAnySize});
   return array_from_tensor(patchify(image, patch_size));
@@ -410,7 +410,7 @@ std::span<const float> logits_row(const FloatArray& logits) {
   return {logits.data(), static_cast<size_t>(logits.size())};
 }
 
-FloatArray vocabulary_logits(const py::handle& logits_in) {
+FloatArray vocabulary_logits(const py::object& logits_in) {
   FloatArray logits = float_operand(logits_in, "logits", {kAnySize});
   require_at_least(dim(logits, 0), 1, "the length of logits");
   return logits;
@@ -471,11 +471,11 @@ void bind_ops(py::module_& module) {
           "image [C, S, S] -> patches [(S/P)^2, C*P*P]");
   ops.def(
       "greedy_token",
-      [](const py::handle& logits) { return greedy_token(logits_row(vocabulary_logits(logits))); },
+      [](const py::object& logits) { return greedy_token(logits_row(vocabulary_logits(logits))); },
       arg("logits"), "the argmax, the lowest id on ties");
   ops.def(
       "sample_token",
-      [](const py::handle& logits_in, double temperature, int64_t top_k, double top_p,
+      [](const py::object& logits_in, double temperature, int64_t top_k, double top_p,
          uint64_t seed, int64_t position, int64_t request, int64_t draw) {
         const FloatArray logits = vocabulary_logits(logits_in);
         return sample_token(logits_row(logits), sampling_params(temperature, top_k, top_p, seed),
@@ -487,7 +487,7 @@ void bind_ops(py::module_& module) {
       "the token ref/sampling.h draws, with Philox counter {draw, position, request, 0}");
   ops.def(
       "processed_distribution",
-      [](const py::handle& logits_in, double temperature, int64_t top_k, double top_p) {
+      [](const py::object& logits_in, double temperature, int64_t top_k, double top_p) {
         const FloatArray logits = vocabulary_logits(logits_in);
         if (!(temperature > 0.0)) {
           throw py::value_error("temperature must be > 0 for a distribution, got " +

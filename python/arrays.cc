@@ -11,8 +11,12 @@ namespace moeref::python {
 
 namespace {
 
+// "list", "numpy.float32", "torch.Tensor": the module too, unless the type is a builtin.
 std::string type_name(const py::handle& value) {
-  return py::str(py::type::handle_of(value).attr("__name__")).cast<std::string>();
+  const py::handle type = py::type::handle_of(value);
+  const std::string name = py::str(type.attr("__qualname__")).cast<std::string>();
+  const std::string module = py::str(type.attr("__module__")).cast<std::string>();
+  return module == "builtins" ? name : module + "." + name;
 }
 
 std::string shape_text(const py::array& array) {

@@ -16,6 +16,8 @@ CASES = [
     # (id, call, exception, words the message must contain)
     ("list-not-ndarray", lambda: moeref.ops.matmul([[1.0]], W), TypeError,
      ["x", "numpy.ndarray", "list"]),
+    ("numpy-scalar", lambda: moeref.ops.gelu(np.float32(1.0)), TypeError,
+     ["x", "numpy.ndarray", "numpy.float32"]),
     ("float64", lambda: moeref.ops.matmul(X.astype(np.float64), W), TypeError,
      ["x", "float32", "float64"]),
     ("big-endian", lambda: moeref.ops.matmul(X, W.astype(">f4")), TypeError, ["w", "float32"]),

@@ -279,17 +279,20 @@ ModelWeights init_weights(const ModelConfig& config) {
 
 ModelWeights load_weights(const ModelConfig& config, const SafetensorsFile& file,
                           const WeightLoading& loading) {
+  return load_weights(config, file.tensors(), file.path(), loading);
+}
+
+ModelWeights load_weights(const ModelConfig& config, const std::vector<TensorRecord>& tensors,
+                          const std::filesystem::path& source, const WeightLoading& loading) {
   const std::map<std::string, const TensorRecord*> records =
-      check_tensor_list(config, file.path(), file.tensors(), loading.naming);
+      check_tensor_list(config, source, tensors, loading.naming);
   check_fits_in_memory(config);
   ModelWeights weights;
   visit_weights(config, &weights, [&](const WeightSpec& spec, Tensor* tensor) {
     const TensorRecord& record = *records.at(file_name(loading.naming, spec.name));
     *tensor = Tensor::for_overwrite(spec.shape);
     record.copy_f32_into(tensor->values());
-    if (loading.non_finite == NonFiniteWeights::kRefuse) {
-      check_finite(file.path(), record.name, *tensor);
-    }
+    if (loading.non_finite == NonFiniteWeights::kRefuse) check_finite(source, record.name, *tensor);
   });
   return weights;
 }

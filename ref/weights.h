@@ -162,6 +162,10 @@ ModelWeights init_weights(const ModelConfig& config);
 // naming the tensor, the flat index and the element.
 ModelWeights load_weights(const ModelConfig& config, const SafetensorsFile& file,
                           const WeightLoading& loading = {});
+// The same checks, errors and copy for tensors already in memory (the Python module's dict of
+// arrays); `source` stands in for the file's path in the messages.
+ModelWeights load_weights(const ModelConfig& config, const std::vector<TensorRecord>& tensors,
+                          const std::filesystem::path& source, const WeightLoading& loading = {});
 ModelWeights load_weights(const ModelConfig& config, const std::filesystem::path& path,
                           const WeightLoading& loading = {});
 

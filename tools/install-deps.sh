@@ -7,6 +7,8 @@ packages=(
   libhwy-dev libopenblas-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libpng-dev libssl-dev
   python3 python3-numpy
+  # The Python module (python/) and its tests, the tutorial's PyTorch backend among them.
+  pybind11-dev python3-dev python3-pytest python3-torch
   # The clang build and tools/fuzz.sh: clang, its libFuzzer and sanitizer runtimes, its OpenMP.
   clang libclang-rt-14-dev libomp-dev
 )

@@ -49,6 +49,16 @@ uint64_t parse_shard_size(const std::string& text) {
   return bytes;
 }
 
+// The weights file as the written config names it: relative to the config's directory, so the
+// two may move together, or absolute where no relative path leads there.
+std::string weights_file_for(const std::filesystem::path& config_out,
+                             const std::filesystem::path& weights_out) {
+  const std::filesystem::path weights = std::filesystem::absolute(weights_out).lexically_normal();
+  const std::filesystem::path relative =
+      weights.lexically_relative(std::filesystem::absolute(config_out).parent_path());
+  return (relative.empty() ? weights : relative).string();
+}
+
 HfExportOptions export_options(const ExportOptions& options) {
   HfExportOptions hf;
   if (options.dtype == "bf16") hf.dtype = DType::kBF16;
@@ -124,10 +134,11 @@ Command register_import_hf(CLI::App& app) {
         {{"--config-out", options->config_out}, {"--weights-out", options->weights_out}}};
   });
   return {command, [options] {
-            const ImportedModel model = import_hf(options->hf_dir, non_finite_weights());
+            ImportedModel model = import_hf(options->hf_dir, non_finite_weights());
             std::vector<StagedFile> files;
             files.push_back(
                 stage_safetensors(options->weights_out, weight_views(model.config, model.weights)));
+            model.config.weights_file = weights_file_for(options->config_out, options->weights_out);
             const std::string config_text = config_to_json(model.config).dump(2) + "\n";
             files.push_back(
                 StagedFile(options->config_out, [&](std::ostream& out) { out << config_text; }));

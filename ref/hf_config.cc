@@ -1,5 +1,6 @@
 #include "ref/hf_config.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <filesystem>

@@ -1,5 +1,7 @@
 #include "ref/hf_interop.h"
 
+#include <algorithm>
+#include <bit>
 #include <cinttypes>
 #include <cstdint>
 #include <cstdio>
@@ -7,8 +9,9 @@
 #include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <regex>
-#include <set>
+#include <span>
 
 #include "ref/atomic_file.h"
 #include "ref/half_float.h"

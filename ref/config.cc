@@ -28,7 +28,7 @@ namespace {
 using nlohmann::json;
 
 // Every key a config may hold, in ModelConfig order (the order of docs/config.md's table).
-constexpr std::array<std::string_view, 25> kKeys = {"name",
+constexpr std::array<std::string_view, 26> kKeys = {"name",
                                                     "vocab_size",
                                                     "d_model",
                                                     "n_layers",
@@ -52,6 +52,7 @@ constexpr std::array<std::string_view, 25> kKeys = {"name",
                                                     "init_seed",
                                                     "init_std",
                                                     "eos_token_id",
+                                                    "weights_file",
                                                     "vision"};
 
 // Every key of the "vision" object, in VisionConfig order.
@@ -602,6 +603,11 @@ ModelConfig config_from_json(const json& object, const std::string& source) {
   c.init_std = reader.number("init_std", defaults.init_std);
   require_finite(reader, "init_std", c.init_std, true);
   c.eos_token_id = reader.integer("eos_token_id", defaults.eos_token_id);
+  c.weights_file = reader.string("weights_file", defaults.weights_file);
+  if (reader.has("weights_file") && c.weights_file.empty()) {
+    reader.fail("weights_file", "must name a safetensors file (omit the key for seeded weights)",
+                "\"\"");
+  }
 
   check_consistency(reader, c);
   check_sizes_fit(reader, c);
@@ -669,6 +675,7 @@ json config_to_json(const ModelConfig& c) {
               {"init_seed", c.init_seed},
               {"init_std", c.init_std},
               {"eos_token_id", c.eos_token_id}};
+  if (!c.weights_file.empty()) config["weights_file"] = c.weights_file;
   if (c.vision) {
     const VisionConfig& v = *c.vision;
     config["vision"] = json{{"image_size", v.image_size},
@@ -700,7 +707,7 @@ auto fields(const ModelConfig& c) {
                   c.norm, c.norm_eps, c.positions, c.rope_theta, c.ffn_activation, c.n_experts,
                   c.top_k, c.router_renormalize, c.capacity_factor, c.moe_every, c.expert_d_ff,
                   c.dense_d_ff, c.max_seq_len, c.tied_embeddings, c.init_seed, c.init_std,
-                  c.eos_token_id, c.vision);
+                  c.eos_token_id, c.weights_file, c.vision);
 }
 
 auto vision_fields(const VisionConfig& v) {

@@ -96,6 +96,12 @@ struct ModelConfig {
 
   int64_t eos_token_id = -1;  // -1 = no end-of-sequence token
 
+  // The safetensors file holding this model's weights, relative to the config's directory (or
+  // absolute); empty: the weights are initialised from init_seed. Written by import-hf, so that
+  // an imported model never runs on seeded weights by mistake; read by the commands that load a
+  // model (tools/model_loading.h).
+  std::string weights_file;
+
   std::optional<VisionConfig> vision;  // absent: a text-only model
 
   bool is_moe_layer(int64_t layer) const { return (layer + 1) % moe_every == 0; }

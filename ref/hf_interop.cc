@@ -1,14 +1,23 @@
 #include "ref/hf_interop.h"
 
+#include <algorithm>
+#include <bit>
+#include <cinttypes>
 #include <cstdint>
+#include <cstdio>
 #include <fstream>
 #include <iterator>
-#include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <regex>
+#include <span>
 
 #include "ref/atomic_file.h"
+#include "ref/half_float.h"
+#include "ref/hf_checkpoint.h"
 #include "ref/json_text.h"
+#include "ref/temporary_cleanup.h"
 
 namespace moeref {
 
@@ -22,32 +31,176 @@ namespace {
   throw ConfigError(source + ": key \"" + key + "\": " + problem);
 }
 
-const json& require(const json& object, const std::string& key, const std::string& source) {
-  if (!object.contains(key)) fail(source, key, "missing");
-  return object.at(key);
+[[noreturn]] void fail_tensor(const fs::path& file, const std::string& problem) {
+  throw SafetensorsError(file.string() + ": " + problem);
 }
 
-int64_t require_int(const json& object, const std::string& key, const std::string& source) {
-  const json& value = require(object, key, source);
-  if (!value.is_number_integer()) fail(source, key, "expected an integer (" + value.dump() + ")");
-  // nlohmann keeps integers past int64 as uint64; get<int64_t> would wrap 2^64 - 1 to -1.
-  if (value.is_number_unsigned() &&
-      value.get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()}) {
-    fail(source, key, "integer out of the int64 range (" + value.dump() + ")");
+std::string json_quoted(const std::string& text) { return json(text).dump(); }
+
+// ---------------------------------------------------------------------------------------------
+// Export
+
+// The weights as bfloat16, each value checked to be exactly one.
+std::vector<std::vector<uint16_t>> narrow_to_bf16(const std::vector<TensorView>& views) {
+  std::vector<std::vector<uint16_t>> narrowed;
+  narrowed.reserve(views.size());
+  for (const TensorView& view : views) {
+    const std::span<const float> values(reinterpret_cast<const float*>(view.bytes.data()),
+                                        view.bytes.size() / sizeof(float));
+    std::vector<uint16_t>& bits = narrowed.emplace_back(values.size());
+    for (size_t i = 0; i < values.size(); ++i) {
+      const std::optional<uint16_t> exact = bf16_exactly(values[i]);
+      if (!exact) {
+        char value[64];
+        std::snprintf(value, sizeof value, "%.9g (float32 bits 0x%08" PRIx32 ")",
+                      static_cast<double>(values[i]), std::bit_cast<uint32_t>(values[i]));
+        throw ConfigError("tensor " + json_quoted(view.name) + ": element " + std::to_string(i) +
+                          " is " + value +
+                          ", which bfloat16 cannot hold exactly; export it as float32");
+      }
+      bits[i] = *exact;
+    }
   }
-  return value.get<int64_t>();
+  return narrowed;
 }
 
-double require_number(const json& object, const std::string& key, const std::string& source) {
-  const json& value = require(object, key, source);
-  if (!value.is_number()) fail(source, key, "expected a number (" + value.dump() + ")");
-  return value.get<double>();
+std::string shard_file_name(size_t index, size_t count) {
+  char name[64];
+  std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", index + 1, count);
+  return name;
 }
 
-void require_string(const json& object, const std::string& key, const std::string& expected,
-                    const std::string& source) {
-  const json& value = require(object, key, source);
-  if (value != expected) fail(source, key, "expected \"" + expected + "\" (" + value.dump() + ")");
+// ---------------------------------------------------------------------------------------------
+// Import
+
+enum class ExpertLayout { kPerExpert, kFused };
+
+bool all_digits(std::string_view text) {
+  return !text.empty() &&
+         std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// The RoPE tables transformers recomputes and never loads from a checkpoint.
+bool is_ignored_buffer(const std::string& name) {
+  for (const std::string buffer : {"rotary_emb.inv_freq", "rotary_emb.original_inv_freq"}) {
+    if (name == "model." + buffer) return true;
+    const std::string prefix = "model.layers.";
+    const std::string suffix = ".self_attn." + buffer;
+    if (name.size() > prefix.size() + suffix.size() && name.starts_with(prefix) &&
+        name.ends_with(suffix) &&
+        all_digits(std::string_view(name).substr(prefix.size(),
+                                                 name.size() - prefix.size() - suffix.size()))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+ExpertLayout expert_layout(const HfCheckpoint& checkpoint) {
+  std::string fused;
+  std::string per_expert;
+  for (const std::string& name : checkpoint.names()) {
+    if (fused.empty() && (name.find(".mlp.experts.") != std::string::npos ||
+                          name.find(".mlp.gate.") != std::string::npos)) {
+      fused = name;
+    }
+    if (per_expert.empty() && name.find(".block_sparse_moe.") != std::string::npos) {
+      per_expert = name;
+    }
+  }
+  if (!fused.empty() && !per_expert.empty()) {
+    fail_tensor(checkpoint.source(), "mixes the expert layout of transformers 4 (" +
+                                         json_quoted(per_expert) +
+                                         ") with the fused one of transformers 5 (" +
+                                         json_quoted(fused) + "); a checkpoint uses one");
+  }
+  return fused.empty() ? ExpertLayout::kPerExpert : ExpertLayout::kFused;
+}
+
+// Where a moeref tensor's values lie in the checkpoint: `numel` elements from `first` on.
+struct Source {
+  std::string tensor;
+  uint64_t first = 0;
+  std::string label;  // for messages: the tensor, or the slice of a fused one
+};
+
+int64_t layer_of(const std::string& moeref_name) {
+  const size_t begin = std::string("layers.").size();
+  return std::stoll(moeref_name.substr(begin, moeref_name.find('.', begin) - begin));
+}
+
+std::string fused_name(int64_t layer, const char* part) {
+  return "model.layers." + std::to_string(layer) + ".mlp." + part;
+}
+
+Source source_of(const WeightSpec& spec, ExpertLayout layout, const ModelConfig& c) {
+  if (layout == ExpertLayout::kFused && spec.name.ends_with(".moe.router.weight")) {
+    const std::string name = fused_name(layer_of(spec.name), "gate.weight");
+    return {name, 0, name};
+  }
+  if (layout == ExpertLayout::kPerExpert || spec.expert < 0) {
+    const std::string name = hf_tensor_name(spec.name);
+    return {name, 0, name};
+  }
+  const int64_t layer = layer_of(spec.name);
+  const auto e = static_cast<uint64_t>(spec.expert);
+  const auto ff = static_cast<uint64_t>(c.expert_d_ff);
+  const auto d = static_cast<uint64_t>(c.d_model);
+  const std::string expert = std::to_string(spec.expert);
+  const std::string rows = std::to_string(ff);
+  if (spec.name.ends_with(".down_proj.weight")) {
+    const std::string name = fused_name(layer, "experts.down_proj");
+    return {name, e * d * ff, name + "[" + expert + "]"};
+  }
+  const std::string name = fused_name(layer, "experts.gate_up_proj");
+  if (spec.name.ends_with(".gate_proj.weight")) {
+    return {name, e * 2 * ff * d, name + "[" + expert + ", :" + rows + "]"};
+  }
+  return {name, e * 2 * ff * d + ff * d, name + "[" + expert + ", " + rows + ":]"};
+}
+
+// Every checkpoint tensor the config needs, with its shape.
+std::map<std::string, std::vector<int64_t>> expected_tensors(const ModelConfig& c,
+                                                             ExpertLayout layout) {
+  std::map<std::string, std::vector<int64_t>> expected;
+  for (const WeightSpec& spec : weight_specs(c)) {
+    if (layout == ExpertLayout::kFused && spec.expert >= 0) continue;
+    expected.emplace(source_of(spec, layout, c).tensor, spec.shape);
+  }
+  if (layout == ExpertLayout::kFused) {
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      expected.emplace(fused_name(l, "experts.gate_up_proj"),
+                       std::vector<int64_t>{c.n_experts, 2 * c.expert_d_ff, c.d_model});
+      expected.emplace(fused_name(l, "experts.down_proj"),
+                       std::vector<int64_t>{c.n_experts, c.d_model, c.expert_d_ff});
+    }
+  }
+  return expected;
+}
+
+// Names, dtypes and shapes, from the headers alone, before any data is read.
+void check_tensors(const HfCheckpoint& checkpoint, const ModelConfig& config, ExpertLayout layout) {
+  const auto expected = expected_tensors(config, layout);
+  for (const auto& [name, shape] : expected) {
+    const TensorEntry* entry = checkpoint.find(name);
+    if (!entry) fail_tensor(checkpoint.source(), "no tensor named " + json_quoted(name));
+    const fs::path& file = checkpoint.file_of(name);
+    if (entry->dtype != DType::kF32 && entry->dtype != DType::kF16 &&
+        entry->dtype != DType::kBF16) {
+      fail_tensor(file, "tensor " + json_quoted(name) + " has dtype " + dtype_name(entry->dtype) +
+                            "; weights are read from F32, F16 or BF16");
+    }
+    if (entry->shape != shape) {
+      fail_tensor(file, "tensor " + json_quoted(name) + " has shape " + shape_string(entry->shape) +
+                            ", the config needs " + shape_string(shape));
+    }
+  }
+  for (const std::string& name : checkpoint.names()) {
+    if (!expected.contains(name) && !is_ignored_buffer(name)) {
+      fail_tensor(checkpoint.file_of(name),
+                  "tensor " + json_quoted(name) + " is not part of this config");
+    }
+  }
 }
 
 }  // namespace
@@ -89,114 +242,81 @@ std::string hf_tensor_name(const std::string& name) {
   return name;  // lm_head.weight keeps its name
 }
 
-json hf_config_json(const ModelConfig& c) {
-  return json{
-      {"architectures", {"MixtralForCausalLM"}},
-      {"model_type", "mixtral"},
-      {"hidden_size", c.d_model},
-      {"intermediate_size", c.expert_d_ff},
-      {"num_hidden_layers", c.n_layers},
-      {"num_attention_heads", c.n_heads},
-      {"num_key_value_heads", c.n_kv_heads},
-      {"head_dim", c.head_dim},
-      {"num_local_experts", c.n_experts},
-      {"num_experts_per_tok", c.top_k},
-      {"rms_norm_eps", c.norm_eps},
-      {"rope_theta", c.rope_theta},
-      {"vocab_size", c.vocab_size},
-      {"max_position_embeddings", c.max_seq_len},
-      {"tie_word_embeddings", false},
-      {"hidden_act", "silu"},
-      {"sliding_window", nullptr},
-      {"attention_dropout", 0.0},
-      {"router_jitter_noise", 0.0},
-      {"initializer_range", c.init_std},
-      {"eos_token_id", c.eos_token_id >= 0 ? json(c.eos_token_id) : json(nullptr)},
-      {"torch_dtype", "float32"},
-      {"moeref", {{"name", c.name}, {"init_seed", c.init_seed}}},
-  };
+std::vector<HfShard> hf_shards(const ModelConfig& config, const HfExportOptions& options) {
+  std::vector<HfShard> shards(1);
+  uint64_t shard_bytes = 0;
+  for (const WeightSpec& spec : weight_specs(config)) {
+    uint64_t bytes = dtype_size(options.dtype);
+    for (const int64_t dim : spec.shape) bytes *= static_cast<uint64_t>(dim);
+    if (options.max_shard_bytes > 0 && !shards.back().tensors.empty() &&
+        shard_bytes + bytes > options.max_shard_bytes) {
+      shards.emplace_back();
+      shard_bytes = 0;
+    }
+    shards.back().tensors.push_back(hf_tensor_name(spec.name));
+    shard_bytes += bytes;
+  }
+  // Every file of the set is staged at once, and may keep its old contents beside it until all
+  // are in place: two registered temporaries per file (ref/temporary_cleanup.h).
+  constexpr size_t kMostShards = (kMaxTemporaries - 4) / 2;
+  if (shards.size() > kMostShards) {
+    throw ConfigError("a shard size of " + std::to_string(options.max_shard_bytes) +
+                      " bytes splits the weights into " + std::to_string(shards.size()) +
+                      " shards, more than the " + std::to_string(kMostShards) +
+                      " written at once; choose a larger shard size");
+  }
+  for (size_t i = 0; i < shards.size(); ++i) {
+    shards[i].file = shards.size() == 1 ? kHfWeightsFile : shard_file_name(i, shards.size());
+  }
+  return shards;
 }
 
-ModelConfig config_from_hf_json(const json& hf, const std::string& source) {
-  if (!hf.is_object()) throw ConfigError(source + ": expected a JSON object");
-  require_string(hf, "model_type", "mixtral", source);
-  require_string(hf, "hidden_act", "silu", source);
-  if (hf.contains("tie_word_embeddings") && hf.at("tie_word_embeddings") != false) {
-    fail(source, "tie_word_embeddings",
-         "must be false (" + hf.at("tie_word_embeddings").dump() + ")");
+void export_hf(const ModelConfig& config, const ModelWeights& weights, const fs::path& dir,
+               const HfExportOptions& options) {
+  check_mixtral_compatible(config, config.name);
+  if (options.dtype != DType::kF32 && options.dtype != DType::kBF16) {
+    throw ConfigError(std::string("export-hf writes F32 or BF16, not ") +
+                      dtype_name(options.dtype));
   }
-  if (hf.contains("sliding_window") && !hf.at("sliding_window").is_null()) {
-    fail(source, "sliding_window",
-         "sliding-window attention is not supported (" + hf.at("sliding_window").dump() + ")");
-  }
-  const int64_t n_heads = require_int(hf, "num_attention_heads", source);
-  const int64_t d_model = require_int(hf, "hidden_size", source);
-  // Checked here, before head_dim may be derived from them by a division.
-  if (n_heads < 1)
-    fail(source, "num_attention_heads", "must be at least 1 (" + std::to_string(n_heads) + ")");
-  if (d_model < 1)
-    fail(source, "hidden_size", "must be at least 1 (" + std::to_string(d_model) + ")");
-  double rope_theta = 0.0;
-  if (hf.contains("rope_parameters")) {
-    rope_theta =
-        require_number(hf.at("rope_parameters"), "rope_theta", source + ": rope_parameters");
-  } else {
-    rope_theta = require_number(hf, "rope_theta", source);
-  }
-  json moeref_json = {
-      {"name", fs::path(source).parent_path().filename().string()},
-      {"vocab_size", require_int(hf, "vocab_size", source)},
-      {"d_model", d_model},
-      {"n_layers", require_int(hf, "num_hidden_layers", source)},
-      {"n_heads", n_heads},
-      // transformers' MixtralConfig reads a null num_key_value_heads as num_attention_heads; an
-      // absent one would be its class default (8), which is not guessed here: absent is missing.
-      {"n_kv_heads", require(hf, "num_key_value_heads", source).is_null()
-                         ? n_heads
-                         : require_int(hf, "num_key_value_heads", source)},
-      {"head_dim", hf.contains("head_dim") && !hf.at("head_dim").is_null()
-                       ? require_int(hf, "head_dim", source)
-                       : d_model / n_heads},
-      {"norm", "rmsnorm"},
-      {"norm_eps", require_number(hf, "rms_norm_eps", source)},
-      {"positions", "rope"},
-      {"rope_theta", rope_theta},
-      {"ffn_activation", "swiglu"},
-      {"n_experts", require_int(hf, "num_local_experts", source)},
-      {"top_k", require_int(hf, "num_experts_per_tok", source)},
-      {"router_renormalize", true},
-      {"capacity_factor", 0.0},
-      {"moe_every", 1},
-      {"expert_d_ff", require_int(hf, "intermediate_size", source)},
-      {"max_seq_len", require_int(hf, "max_position_embeddings", source)},
-      {"tied_embeddings", false},
-  };
-  if (hf.contains("initializer_range")) {
-    moeref_json["init_std"] = require_number(hf, "initializer_range", source);
-  }
-  if (hf.contains("eos_token_id") && !hf.at("eos_token_id").is_null()) {
-    moeref_json["eos_token_id"] = require_int(hf, "eos_token_id", source);
-  }
-  if (hf.contains("moeref")) {
-    const json& extra = hf.at("moeref");
-    if (!extra.is_object()) fail(source, "moeref", "expected an object (" + extra.dump() + ")");
-    for (const char* key : {"name", "init_seed"}) {
-      if (extra.contains(key)) moeref_json[key] = extra.at(key);
+  std::vector<TensorView> views = weight_views(config, weights, hf_tensor_name);
+  std::vector<std::vector<uint16_t>> narrowed;
+  if (options.dtype == DType::kBF16) {
+    narrowed = narrow_to_bf16(views);
+    for (size_t i = 0; i < views.size(); ++i) {
+      views[i].dtype = DType::kBF16;
+      views[i].bytes = std::as_bytes(std::span<const uint16_t>(narrowed[i]));
     }
   }
-  return config_from_json(moeref_json, source);
-}
+  std::map<std::string, const TensorView*> by_name;
+  for (const TensorView& view : views) by_name.emplace(view.name, &view);
+  const std::vector<HfShard> shards = hf_shards(config, options);
 
-void export_hf(const ModelConfig& config, const ModelWeights& weights, const fs::path& dir) {
-  check_mixtral_compatible(config, config.name);
   fs::create_directories(dir);
   std::vector<StagedFile> files;
-  files.push_back(stage_safetensors(dir / "model.safetensors",
-                                    weight_views(config, weights, hf_tensor_name),
-                                    {{"format", "pt"}}));
-  const std::string config_text = hf_config_json(config).dump(2) + "\n";
+  json weight_map = json::object();
+  uint64_t total_size = 0;
+  for (const HfShard& shard : shards) {
+    std::vector<TensorView> shard_views;
+    for (const std::string& name : shard.tensors) {
+      shard_views.push_back(*by_name.at(name));
+      weight_map[name] = shard.file;
+      total_size += by_name.at(name)->bytes.size();
+    }
+    files.push_back(stage_safetensors(dir / shard.file, shard_views, {{"format", "pt"}}));
+  }
+  const bool sharded = shards.size() > 1;
+  if (sharded) {
+    const std::string index_text =
+        json{{"metadata", {{"total_size", total_size}}}, {"weight_map", weight_map}}.dump(2) + "\n";
+    files.push_back(StagedFile(dir / kHfIndexFile, [&](std::ostream& out) { out << index_text; }));
+  }
+  json hf_config = hf_config_json(config);
+  hf_config["torch_dtype"] = options.dtype == DType::kBF16 ? "bfloat16" : "float32";
+  const std::string config_text = hf_config.dump(2) + "\n";
   files.push_back(StagedFile(dir / "config.json", [&](std::ostream& out) { out << config_text; }));
   publish_together(files);
+  // The other layout's file, left by an earlier export, would make the directory ambiguous.
+  fs::remove(dir / (sharded ? kHfWeightsFile : kHfIndexFile));
 }
 
 ImportedModel import_hf(const fs::path& dir, NonFiniteWeights non_finite) {
@@ -213,8 +333,16 @@ ImportedModel import_hf(const fs::path& dir, NonFiniteWeights non_finite) {
   }
   ImportedModel model;
   model.config = config_from_hf_json(hf, config_path.string());
-  model.weights =
-      load_weights(model.config, dir / "model.safetensors", {hf_tensor_name, non_finite});
+  HfCheckpoint checkpoint = HfCheckpoint::open(dir);
+  const ExpertLayout layout = expert_layout(checkpoint);
+  check_tensors(checkpoint, model.config, layout);
+  model.weights = fill_weights(model.config, [&](const WeightSpec& spec, Tensor& tensor) {
+    const Source source = source_of(spec, layout, model.config);
+    checkpoint.read_f32(source.tensor, source.first, tensor.values());
+    if (non_finite == NonFiniteWeights::kRefuse) {
+      check_finite_weight(checkpoint.file_of(source.tensor), source.label, tensor);
+    }
+  });
   return model;
 }
 

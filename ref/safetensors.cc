@@ -539,9 +539,20 @@ void SafetensorsIndex::read_into(const TensorEntry& entry, std::span<std::byte> 
                     std::to_string(entry.end - entry.begin) + " bytes, read into room for " +
                     std::to_string(out.size()));
   }
+  read_part_into(entry, 0, out);
+}
+
+void SafetensorsIndex::read_part_into(const TensorEntry& entry, uint64_t offset,
+                                      std::span<std::byte> out) {
+  const uint64_t size = entry.end - entry.begin;
+  if (offset > size || out.size() > size - offset) {
+    fail(path_, "tensor " + single_quoted(entry.name) + " holds " + std::to_string(size) +
+                    " bytes, not bytes [" + std::to_string(offset) + ", " + std::to_string(offset) +
+                    " + " + std::to_string(out.size()) + ")");
+  }
   if (out.empty()) return;
   // check_layout bounded every entry by the file's size, so the offset fits a streamoff.
-  in_.seekg(static_cast<std::streamoff>(data_start_ + entry.begin));
+  in_.seekg(static_cast<std::streamoff>(data_start_ + entry.begin + offset));
   in_.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size()));
   if (!in_) fail(path_, "cannot read the data of tensor " + single_quoted(entry.name));
 }

@@ -83,6 +83,9 @@ class SafetensorsIndex {
   // Reads the entry's bytes into `out`, which must hold exactly end - begin bytes; throws
   // SafetensorsError naming the file and the tensor if it cannot.
   void read_into(const TensorEntry& entry, std::span<std::byte> out);
+  // Reads bytes [offset, offset + out.size()) of the entry's data (a slice of a fused tensor);
+  // throws SafetensorsError naming the file and the tensor when they are not all inside it.
+  void read_part_into(const TensorEntry& entry, uint64_t offset, std::span<std::byte> out);
 
  private:
   std::filesystem::path path_;

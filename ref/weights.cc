@@ -235,10 +235,26 @@ std::map<std::string, const Stored*> check_tensor_list(const ModelConfig& config
   return by_name;
 }
 
-// Throws SafetensorsError at the first NaN or Inf of the tensor, naming its flat index and the
-// element ([row, column] for a matrix).
-void check_finite(const std::filesystem::path& path, const std::string& name,
-                  const Tensor& tensor) {
+}  // namespace
+
+std::vector<WeightSpec> weight_specs(const ModelConfig& config) {
+  std::vector<WeightSpec> specs;
+  visit_weights(config, static_cast<const ModelWeights*>(nullptr),
+                [&](const WeightSpec& spec, const Tensor*) { specs.push_back(spec); });
+  return specs;
+}
+
+ModelWeights init_weights(const ModelConfig& config) {
+  check_fits_in_memory(config);
+  ModelWeights weights;
+  visit_weights(config, &weights, [&](const WeightSpec& spec, Tensor* tensor) {
+    *tensor = init_tensor(spec, config.init_seed, config.init_std);
+  });
+  return weights;
+}
+
+void check_finite_weight(const std::filesystem::path& path, const std::string& name,
+                         const Tensor& tensor) {
   const std::span<const float> values = tensor.values();
   const auto bad =
       std::find_if(values.begin(), values.end(), [](float value) { return !std::isfinite(value); });
@@ -259,20 +275,13 @@ void check_finite(const std::filesystem::path& path, const std::string& name,
                          "them)");
 }
 
-}  // namespace
-
-std::vector<WeightSpec> weight_specs(const ModelConfig& config) {
-  std::vector<WeightSpec> specs;
-  visit_weights(config, static_cast<const ModelWeights*>(nullptr),
-                [&](const WeightSpec& spec, const Tensor*) { specs.push_back(spec); });
-  return specs;
-}
-
-ModelWeights init_weights(const ModelConfig& config) {
+ModelWeights fill_weights(const ModelConfig& config,
+                          const std::function<void(const WeightSpec&, Tensor&)>& fill) {
   check_fits_in_memory(config);
   ModelWeights weights;
   visit_weights(config, &weights, [&](const WeightSpec& spec, Tensor* tensor) {
-    *tensor = init_tensor(spec, config.init_seed, config.init_std);
+    *tensor = Tensor::for_overwrite(spec.shape);
+    fill(spec, *tensor);
   });
   return weights;
 }
@@ -292,7 +301,9 @@ ModelWeights load_weights(const ModelConfig& config, const std::vector<TensorRec
     const TensorRecord& record = *records.at(file_name(loading.naming, spec.name));
     *tensor = Tensor::for_overwrite(spec.shape);
     record.copy_f32_into(tensor->values());
-    if (loading.non_finite == NonFiniteWeights::kRefuse) check_finite(source, record.name, *tensor);
+    if (loading.non_finite == NonFiniteWeights::kRefuse) {
+      check_finite_weight(source, record.name, *tensor);
+    }
   });
   return weights;
 }
@@ -308,7 +319,9 @@ ModelWeights load_weights(const ModelConfig& config, const std::filesystem::path
     const TensorEntry& entry = *entries.at(file_name(loading.naming, spec.name));
     *tensor = Tensor::for_overwrite(spec.shape);
     index.read_into(entry, std::as_writable_bytes(tensor->values()));
-    if (loading.non_finite == NonFiniteWeights::kRefuse) check_finite(path, entry.name, *tensor);
+    if (loading.non_finite == NonFiniteWeights::kRefuse) {
+      check_finite_weight(path, entry.name, *tensor);
+    }
   });
   return weights;
 }

@@ -168,6 +168,15 @@ ModelWeights load_weights(const ModelConfig& config, const std::vector<TensorRec
                           const std::filesystem::path& source, const WeightLoading& loading = {});
 ModelWeights load_weights(const ModelConfig& config, const std::filesystem::path& path,
                           const WeightLoading& loading = {});
+// Weights from any other source (ref/hf_interop.h): every tensor of the config, in canonical
+// order, made with its shape and handed to `fill`, which writes all of its elements. Refuses a
+// config that would not fit in memory first, as load_weights does.
+ModelWeights fill_weights(const ModelConfig& config,
+                          const std::function<void(const WeightSpec&, Tensor&)>& fill);
+// Throws SafetensorsError naming the file, `name` (the tensor as the file calls it), the flat
+// index and the element of the tensor's first NaN or Inf; the check load_weights makes.
+void check_finite_weight(const std::filesystem::path& file, const std::string& name,
+                         const Tensor& tensor);
 
 std::vector<TensorRecord> weight_records(const ModelConfig& config, const ModelWeights& weights,
                                          const TensorNaming& naming = {});

@@ -397,57 +397,208 @@ TEST(ConfigFromHfJson, NullKeyValueHeadsAndHeadDimDefaultAsTransformersDoes) {
   EXPECT_EQ(config_from_hf_json(hf, "hub/config.json").head_dim, 16);
 }
 
-TEST(ConfigFromHfJson, ErrorsNameTheKey) {
+// transformers' MixtralConfig defaults (configuration_mixtral.py), written out by hand: a
+// config.json with nothing but model_type is Mixtral-8x7B's shape.
+TEST(ConfigFromHfJson, AbsentKeysTakeMixtralConfigDefaults) {
+  const ModelConfig c =
+      config_from_hf_json(json::parse(R"({"model_type": "mixtral"})"), "hub/config.json");
+  EXPECT_EQ(c.vocab_size, 32000);
+  EXPECT_EQ(c.d_model, 4096);
+  EXPECT_EQ(c.expert_d_ff, 14336);
+  EXPECT_EQ(c.n_layers, 32);
+  EXPECT_EQ(c.n_heads, 32);
+  EXPECT_EQ(c.n_kv_heads, 8);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.max_seq_len, 4096 * 32);
+  EXPECT_EQ(c.init_std, 0.02);
+  EXPECT_EQ(c.norm_eps, 1e-5);
+  EXPECT_EQ(c.rope_theta, 1e6);
+  EXPECT_EQ(c.eos_token_id, 2);
+  EXPECT_EQ(c.n_experts, 8);
+  EXPECT_EQ(c.top_k, 2);
+}
+
+// The config.json transformers 5.17 wrote for a tiny MixtralConfig with save_pretrained (BF16,
+// sharded), copied key for key: every key is read or known to change nothing.
+TEST(ConfigFromHfJson, Transformers5SavePretrainedConfigIsRead) {
+  const ModelConfig c = config_from_hf_json(json::parse(R"({
+    "architectures": ["MixtralForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 1,
+    "dtype": "bfloat16", "eos_token_id": 2, "head_dim": null, "hidden_act": "silu",
+    "hidden_size": 16, "initializer_range": 0.02, "intermediate_size": 24,
+    "max_position_embeddings": 64, "model_type": "mixtral", "num_attention_heads": 4,
+    "num_experts_per_tok": 2, "num_hidden_layers": 2, "num_key_value_heads": 2,
+    "num_local_experts": 4, "output_router_logits": false, "pad_token_id": null,
+    "rms_norm_eps": 1e-05, "rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"},
+    "router_aux_loss_coef": 0.001, "router_jitter_noise": 0.0, "sliding_window": null,
+    "tie_word_embeddings": false, "transformers_version": "5.17.0", "use_cache": true,
+    "vocab_size": 64})"),
+                                            "ck/config.json");
+  EXPECT_EQ(c.d_model, 16);
+  EXPECT_EQ(c.head_dim, 4);
+  EXPECT_EQ(c.n_kv_heads, 2);
+  EXPECT_EQ(c.rope_theta, 1e6);
+  EXPECT_EQ(c.eos_token_id, 2);
+}
+
+TEST(ConfigFromHfJson, AcceptedForms) {
+  struct Case {
+    const char* what;
+    std::function<void(json&)> mutate;
+    std::function<void(const ModelConfig&)> check;
+  };
+  const std::vector<Case> cases = {
+      {"eos list: the first",
+       [](json& j) {
+         j["eos_token_id"] = {7, 9};
+       },
+       [](const ModelConfig& c) { EXPECT_EQ(c.eos_token_id, 7); }},
+      {"eos empty list: none", [](json& j) { j["eos_token_id"] = json::array(); },
+       [](const ModelConfig& c) { EXPECT_EQ(c.eos_token_id, -1); }},
+      {"rope_parameters alone",
+       [](json& j) {
+         j.erase("rope_theta");
+         j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 5e5}};
+       },
+       [](const ModelConfig& c) { EXPECT_EQ(c.rope_theta, 5e5); }},
+      {"no theta anywhere: 1e6", [](json& j) { j.erase("rope_theta"); },
+       [](const ModelConfig& c) { EXPECT_EQ(c.rope_theta, 1e6); }},
+      {"both thetas equal",
+       [](json& j) {
+         j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 1e4}};
+       },
+       [](const ModelConfig& c) { EXPECT_EQ(c.rope_theta, 10000.0); }},
+      {"rope_scaling null", [](json& j) { j["rope_scaling"] = nullptr; },
+       [](const ModelConfig& c) { EXPECT_EQ(c.rope_theta, 10000.0); }},
+      {"legacy default rope_scaling",
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "default"}};
+       },
+       [](const ModelConfig& c) { EXPECT_EQ(c.rope_theta, 10000.0); }},
+      {"partial_rotary_factor 1", [](json& j) { j["partial_rotary_factor"] = 1.0; },
+       [](const ModelConfig& c) { EXPECT_EQ(c.head_dim, 16); }},
+      {"keys with no effect",
+       [](json& j) {
+         j["bos_token_id"] = {1, 2};
+         j["pad_token_id"] = nullptr;
+         j["torch_dtype"] = "bfloat16";
+         j["use_cache"] = false;
+         j["router_aux_loss_coef"] = 0.02;
+         j["attention_dropout"] = 0.1;
+       },
+       [](const ModelConfig& c) { EXPECT_EQ(c, tiny_config()); }},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    json j = hand_hf_config();
+    c.mutate(j);
+    c.check(config_from_hf_json(j, "hub/config.json"));
+  }
+}
+
+// Every refusal: the message names the file, the Hugging Face key and the value, and never a
+// moeref key the file does not have.
+TEST(ConfigFromHfJson, ErrorsNameTheHuggingFaceKeyAndValue) {
   struct Case {
     const char* what;
     const char* key;
+    const char* value;
     std::function<void(json&)> mutate;
   };
   const std::vector<Case> cases = {
-      {"missing vocab_size", "vocab_size", [](json& j) { j.erase("vocab_size"); }},
-      {"missing hidden_size", "hidden_size", [](json& j) { j.erase("hidden_size"); }},
-      {"missing num_hidden_layers", "num_hidden_layers",
-       [](json& j) { j.erase("num_hidden_layers"); }},
-      {"missing num_attention_heads", "num_attention_heads",
-       [](json& j) { j.erase("num_attention_heads"); }},
-      {"missing intermediate_size", "intermediate_size",
-       [](json& j) { j.erase("intermediate_size"); }},
-      {"missing num_local_experts", "num_local_experts",
-       [](json& j) { j.erase("num_local_experts"); }},
-      {"missing num_experts_per_tok", "num_experts_per_tok",
-       [](json& j) { j.erase("num_experts_per_tok"); }},
-      {"missing rms_norm_eps", "rms_norm_eps", [](json& j) { j.erase("rms_norm_eps"); }},
-      {"missing rope_theta", "rope_theta", [](json& j) { j.erase("rope_theta"); }},
-      {"missing max_position_embeddings", "max_position_embeddings",
-       [](json& j) { j.erase("max_position_embeddings"); }},
-      {"missing model_type", "model_type", [](json& j) { j.erase("model_type"); }},
-      {"missing hidden_act", "hidden_act", [](json& j) { j.erase("hidden_act"); }},
-      {"hidden_size a string", "hidden_size", [](json& j) { j["hidden_size"] = "64"; }},
-      {"vocab_size a float", "vocab_size", [](json& j) { j["vocab_size"] = 256.5; }},
-      {"rms_norm_eps a string", "rms_norm_eps", [](json& j) { j["rms_norm_eps"] = "1e-5"; }},
-      // Absent, transformers would take MixtralConfig's class default (8, Mixtral-8x7B's value),
-      // a guess moeref does not make.
-      {"missing num_key_value_heads", "num_key_value_heads",
+      {"missing model_type", "model_type", "missing", [](json& j) { j.erase("model_type"); }},
+      {"hidden_size a string", "hidden_size", "\"64\"", [](json& j) { j["hidden_size"] = "64"; }},
+      {"vocab_size a float", "vocab_size", "256.5", [](json& j) { j["vocab_size"] = 256.5; }},
+      {"vocab_size null", "vocab_size", "null", [](json& j) { j["vocab_size"] = nullptr; }},
+      {"rms_norm_eps a string", "rms_norm_eps", "\"1e-5\"",
+       [](json& j) { j["rms_norm_eps"] = "1e-5"; }},
+      {"rms_norm_eps 0", "rms_norm_eps", "0", [](json& j) { j["rms_norm_eps"] = 0.0; }},
+      // Absent, it is MixtralConfig's 8, which does not divide tiny's 4 heads.
+      {"missing num_key_value_heads", "num_key_value_heads", "(8)",
        [](json& j) { j.erase("num_key_value_heads"); }},
-      {"num_key_value_heads a string", "num_key_value_heads",
+      {"num_key_value_heads 3", "num_key_value_heads", "(3)",
+       [](json& j) { j["num_key_value_heads"] = 3; }},
+      {"num_key_value_heads a string", "num_key_value_heads", "\"1\"",
        [](json& j) { j["num_key_value_heads"] = "1"; }},
-      {"model_type llama", "model_type", [](json& j) { j["model_type"] = "llama"; }},
-      {"hidden_act gelu", "hidden_act", [](json& j) { j["hidden_act"] = "gelu"; }},
-      {"sliding_window set", "sliding_window", [](json& j) { j["sliding_window"] = 4096; }},
-      {"tied embeddings", "tie_word_embeddings", [](json& j) { j["tie_word_embeddings"] = true; }},
+      {"num_experts_per_tok above the experts", "num_experts_per_tok", "(17)",
+       [](json& j) { j["num_experts_per_tok"] = 17; }},
+      {"num_local_experts 0", "num_local_experts", "0",
+       [](json& j) { j["num_local_experts"] = 0; }},
+      {"intermediate_size -1", "intermediate_size", "-1",
+       [](json& j) { j["intermediate_size"] = -1; }},
+      {"max_position_embeddings 0", "max_position_embeddings", "0",
+       [](json& j) { j["max_position_embeddings"] = 0; }},
+      {"num_hidden_layers 0", "num_hidden_layers", "0",
+       [](json& j) { j["num_hidden_layers"] = 0; }},
+      {"initializer_range -1", "initializer_range", "-1",
+       [](json& j) { j["initializer_range"] = -1.0; }},
+      {"odd head_dim", "head_dim", "15", [](json& j) { j["head_dim"] = 15; }},
+      {"model_type llama", "model_type", "\"llama\"", [](json& j) { j["model_type"] = "llama"; }},
+      {"another architecture", "architectures", "MixtralForSequenceClassification",
+       [](json& j) { j["architectures"] = {"MixtralForSequenceClassification"}; }},
+      {"hidden_act gelu", "hidden_act", "\"gelu\"", [](json& j) { j["hidden_act"] = "gelu"; }},
+      {"sliding_window set", "sliding_window", "4096", [](json& j) { j["sliding_window"] = 4096; }},
+      {"tied embeddings", "tie_word_embeddings", "true",
+       [](json& j) { j["tie_word_embeddings"] = true; }},
+      {"eos past the vocabulary", "eos_token_id", "256", [](json& j) { j["eos_token_id"] = 256; }},
+      {"eos list with a string", "eos_token_id[1]", "\"x\"",
+       [](json& j) {
+         j["eos_token_id"] = {1, "x"};
+       }},
+      {"eos a string", "eos_token_id", "\"2\"", [](json& j) { j["eos_token_id"] = "2"; }},
+      {"rope_scaling linear", "rope_scaling.rope_type", "\"linear\"",
+       [](json& j) {
+         j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 2.0}};
+       }},
+      {"legacy rope_scaling yarn", "rope_scaling.type", "\"yarn\"",
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}};
+       }},
+      {"rope_parameters llama3", "rope_parameters.rope_type", "\"llama3\"",
+       [](json& j) {
+         j["rope_parameters"] = {{"rope_type", "llama3"}, {"rope_theta", 1e4}};
+       }},
+      {"rope_parameters dynamic", "rope_parameters.rope_type", "\"dynamic\"",
+       [](json& j) {
+         j["rope_parameters"] = {{"rope_type", "dynamic"}, {"factor", 2.0}};
+       }},
+      {"a scaling factor under default", "rope_parameters.factor", "2.0",
+       [](json& j) {
+         j["rope_parameters"] = {{"rope_type", "default"}, {"factor", 2.0}};
+       }},
+      {"rope_parameters a number", "rope_parameters", "5",
+       [](json& j) { j["rope_parameters"] = 5; }},
+      {"two different thetas", "rope_parameters.rope_theta", "500000",
+       [](json& j) {
+         j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 5e5}};
+       }},
+      {"rope_theta a string", "rope_theta", "\"1e4\"", [](json& j) { j["rope_theta"] = "1e4"; }},
+      {"rope_type at the top level", "rope_type", "\"linear\"",
+       [](json& j) { j["rope_type"] = "linear"; }},
+      {"partial rotary", "partial_rotary_factor", "0.5",
+       [](json& j) { j["partial_rotary_factor"] = 0.5; }},
+      {"an unknown key", "quantization_config", "\"quant_method\"",
+       [](json& j) {
+         j["quantization_config"] = {{"quant_method", "gptq"}};
+       }},
+      {"attention_bias, which Mixtral does not have", "attention_bias", "true",
+       [](json& j) { j["attention_bias"] = true; }},
+      {"an unknown moeref key", "moeref.seed", "3", [](json& j) { j["moeref"]["seed"] = 3; }},
+      {"bos_token_id a string", "bos_token_id", "\"one\"",
+       [](json& j) { j["bos_token_id"] = "one"; }},
+      {"use_cache a number", "use_cache", "1", [](json& j) { j["use_cache"] = 1; }},
       // Without head_dim, head_dim is hidden_size / num_attention_heads: checked before dividing.
-      {"no head_dim, 0 heads", "num_attention_heads",
+      {"no head_dim, 0 heads", "num_attention_heads", "0",
        [](json& j) {
          j.erase("head_dim");
          j["num_attention_heads"] = 0;
        }},
-      {"no head_dim, -1 heads of the most negative hidden_size", "num_attention_heads",
+      {"no head_dim, -1 heads of the most negative hidden_size", "num_attention_heads", "-1",
        [](json& j) {
          j.erase("head_dim");
          j["num_attention_heads"] = -1;
          j["hidden_size"] = std::numeric_limits<int64_t>::min();
        }},
-      {"no head_dim, hidden_size 0", "hidden_size",
+      {"no head_dim, hidden_size 0", "hidden_size", "0",
        [](json& j) {
          j.erase("head_dim");
          j["hidden_size"] = 0;
@@ -459,8 +610,14 @@ TEST(ConfigFromHfJson, ErrorsNameTheKey) {
     c.mutate(j);
     const std::string message =
         message_of<ConfigError>([&] { config_from_hf_json(j, "hub/config.json"); });
-    EXPECT_THAT(message, HasSubstr("hub/config.json"));
-    EXPECT_THAT(message, HasSubstr(quoted_key(c.key)));
+    EXPECT_THAT(message, HasSubstr("hub/config.json: key " + quoted_key(c.key)));
+    EXPECT_THAT(message, HasSubstr(c.value));
+    for (const char* moeref_key : {"n_kv_heads", "top_k", "n_heads", "d_model", "n_experts",
+                                   "expert_d_ff", "max_seq_len", "n_layers", "init_std"}) {
+      // As a word: "n_heads" is also the end of "num_attention_heads".
+      EXPECT_THAT(message, ::testing::Not(HasSubstr(std::string(" ") + moeref_key)));
+      EXPECT_THAT(message, ::testing::Not(HasSubstr(quoted_key(moeref_key))));
+    }
   }
 }
 
@@ -493,8 +650,8 @@ TEST_F(HfImportErrorTest, MissingTensorIsNamed) {
 }
 
 TEST_F(HfImportErrorTest, ExtraTensorIsNamed) {
-  // Older Hub checkpoints carry buffers like this one; moeref must not silently ignore them.
-  const std::string name = "model.layers.0.self_attn.rotary_emb.inv_freq";
+  // A tensor Mixtral does not have (a q_norm, as Qwen3 has): never silently ignored.
+  const std::string name = "model.layers.0.self_attn.q_norm.weight";
   const std::vector<float> values(8, 1.0f);
   const std::string message =
       import_error([&](auto& records) { records.push_back(make_f32_record(name, {8}, values)); });
@@ -521,14 +678,13 @@ TEST_F(HfImportErrorTest, WrongDtypeIsNamed) {
   const std::string message = import_error([&](auto& records) {
     for (TensorRecord& r : records) {
       if (r.name == name) {
-        r.dtype = DType::kBF16;
-        r.shape = {256, 128};  // same byte count as [256, 64] F32
+        r.dtype = DType::kI32;  // F32, F16 and BF16 are read
       }
     }
   });
   EXPECT_THAT(message, HasSubstr(path_));
   EXPECT_THAT(message, HasSubstr(name));
-  EXPECT_THAT(message, HasSubstr("BF16"));
+  EXPECT_THAT(message, HasSubstr("I32"));
 }
 
 TEST_F(HfImportErrorTest, NonFiniteWeightIsNamedWithItsIndexUnlessAllowed) {

@@ -44,8 +44,8 @@ int verify(const std::string& root) {
 // A speculative case takes the model case's prompt, sampling and margin options.
 int write_speculative(const GoldenOptions& options) {
   golden::SpeculativeCaseSpec spec;
-  spec.target = load_config(options.config_path);
-  spec.draft = load_config(options.draft_config_path);
+  spec.target = load_seeded_config(options.config_path);
+  spec.draft = load_seeded_config(options.draft_config_path);
   spec.name = options.spec.name.empty() ? spec.target.name : options.spec.name;
   spec.description = options.spec.description;
   if (!options.token_list.empty()) spec.prompt = parse_token_list(options.token_list);
@@ -138,7 +138,7 @@ Command register_golden(CLI::App& app) {
             if (!options->draft_config_path.empty()) return write_speculative(*options);
             if (options->batching) {
               golden::BatchingCaseSpec batching =
-                  golden::default_batching_spec(load_config(options->config_path));
+                  golden::default_batching_spec(load_seeded_config(options->config_path));
               batching.name =
                   options->spec.name.empty() ? batching.config.name : options->spec.name;
               batching.description = options->spec.description;
@@ -148,7 +148,7 @@ Command register_golden(CLI::App& app) {
               return 0;
             }
             golden::ModelCaseSpec case_spec = options->spec;
-            case_spec.config = load_config(options->config_path);
+            case_spec.config = load_seeded_config(options->config_path);
             if (case_spec.name.empty()) case_spec.name = case_spec.config.name;
             if (!options->token_list.empty()) {
               case_spec.prompt = parse_token_list(options->token_list);

@@ -5,6 +5,7 @@
 #include "ref/config.h"
 #include "ref/weights.h"
 #include "tools/commands.h"
+#include "tools/model_loading.h"
 #include "tools/output_guard.h"
 
 namespace moeref::cli {
@@ -28,7 +29,7 @@ Command register_init(CLI::App& app) {
     return OutputPlan{{options->config_path}, {{"--out", options->out_path}}};
   });
   return {command, [options] {
-            const ModelConfig config = load_config(options->config_path);
+            const ModelConfig config = load_seeded_config(options->config_path);
             save_weights(config, init_weights(config), options->out_path,
                          {{"moeref_config", config_to_json(config).dump()}});
             std::cout << "wrote " << options->out_path << "\n";

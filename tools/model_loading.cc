@@ -1,6 +1,7 @@
 #include "tools/model_loading.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <stdexcept>
 
 #include "ref/config.h"
@@ -23,12 +24,41 @@ void set_non_finite_weights(NonFiniteWeights policy) { non_finite_policy = polic
 
 NonFiniteWeights non_finite_weights() { return non_finite_policy; }
 
+std::filesystem::path weights_named_by(const ModelConfig& config,
+                                       const std::filesystem::path& config_path) {
+  const std::filesystem::path named = config.weights_file;
+  const std::filesystem::path path =
+      named.is_absolute() ? named : config_path.parent_path() / named;
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(path, error)) {
+    throw ConfigError(config_path.string() + ": key \"weights_file\": " + path.string() +
+                      " is not a readable file (\"" + config.weights_file +
+                      "\", relative to the config); give the weights with --weights");
+  }
+  return path;
+}
+
 Model load_model(const std::string& config_path, const std::string& weights_path) {
   ModelConfig config = load_config(config_path);
-  ModelWeights weights = weights_path.empty()
-                             ? init_weights(config)
-                             : load_weights(config, weights_path, {{}, non_finite_policy});
+  ModelWeights weights;
+  if (!weights_path.empty()) {
+    weights = load_weights(config, weights_path, {{}, non_finite_policy});
+  } else if (!config.weights_file.empty()) {
+    weights = load_weights(config, weights_named_by(config, config_path), {{}, non_finite_policy});
+  } else {
+    weights = init_weights(config);
+  }
   return Model(std::move(config), std::move(weights), *selected_kernels);
+}
+
+ModelConfig load_seeded_config(const std::string& config_path) {
+  ModelConfig config = load_config(config_path);
+  if (!config.weights_file.empty()) {
+    throw ConfigError(config_path + ": key \"weights_file\": this command computes with the " +
+                      "weights seeded from init_seed, and this config's weights are in \"" +
+                      config.weights_file + "\"; remove the key to use seeded weights");
+  }
+  return config;
 }
 
 Tensor load_model_image(const ModelConfig& config, const std::string& path) {

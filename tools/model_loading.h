@@ -18,9 +18,15 @@ void select_backend(const std::string& name);
 void set_non_finite_weights(NonFiniteWeights policy);
 NonFiniteWeights non_finite_weights();
 
-// Weights from `weights_path`, or initialised from the config's seed when it is empty; computed
-// with the selected backend.
+// Weights from `weights_path`; when it is empty, from the config's weights_file (relative to the
+// config's directory; a ConfigError naming the key when it is not a readable file), or else
+// initialised from the config's seed. Computed with the selected backend.
 Model load_model(const std::string& config_path, const std::string& weights_path);
+
+// A config for a command that always computes with seeded weights (init, golden): one naming a
+// weights_file is refused (ConfigError naming the key), so that an imported model is never
+// replaced by seeded weights without a word.
+ModelConfig load_seeded_config(const std::string& config_path);
 
 // The image file at `path` as the vision tower's input (ref/image.h). Throws std::invalid_argument
 // when the config has no vision section, ImageError for a bad file.

@@ -14,8 +14,8 @@
 // - capacity, integer logic, is the reference's.
 // The embedding lookup and the weights of norms are not rounded. fp32 thus differs from the
 // reference only by fp32 accumulation and summation order in matmul, softmax and attention.
-// Rounding is to nearest even: bf16 as semantics.md section 7, fp16 as golden/fp16.h, tf32 by
-// clearing 13 mantissa bits with the same rule.
+// Rounding is to nearest even: bf16 as PyTorch's float-to-bfloat16 conversion, fp16 as
+// golden/fp16.h, tf32 by clearing 13 mantissa bits with the same rule.
 //
 // honest_backends(precision): a family of such kernel sets, the plain one first, each computing
 // the model correctly and differing only where real GPU backends differ: reduction order, fused

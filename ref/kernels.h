@@ -1,7 +1,7 @@
 // The kernel set: the one interface through which the model calls its ops.
 //
 // The model (ref/model.cc) is written once against this interface. ref_kernels() returns the plain
-// reference ops of ref/*.h; a faster set (simd/, issue #7) overrides them op by op and is checked
+// reference ops of ref/*.h; a faster set (simd/) overrides them op by op and is checked
 // against them. Each method has exactly the contract of the ref op of the same name: shapes,
 // layout and aliasing are documented in that op's header.
 #pragma once

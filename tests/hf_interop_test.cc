@@ -1,9 +1,9 @@
 // Hugging Face interop (ref/hf_interop.h): the tensor-name map, the Mixtral config.json, and the
 // export/import round trip.
 //
-// Expected names and config.json values are written out by hand from semantics.md section 2 (the
-// MixtralForCausalLM layout on the Hub) and configs/tiny.json; the round trip is checked bit for
-// bit against the original weights and logits.
+// Expected names and config.json values are written out by hand from transformers'
+// modeling_mixtral.py (the MixtralForCausalLM layout on the Hub) and configs/tiny.json; the round
+// trip is checked bit for bit against the original weights and logits.
 
 #include "ref/hf_interop.h"
 
@@ -75,7 +75,7 @@ struct NameCase {
   const char* hf;
 };
 
-// semantics.md section 2: the Hub's MixtralForCausalLM keys (w1 = gate, w3 = up, w2 = down).
+// The Hub's MixtralForCausalLM keys (w1 = gate, w3 = up, w2 = down).
 const NameCase kNameCases[] = {
     {"embed.weight", "model.embed_tokens.weight"},
     {"layers.0.attn_norm.weight", "model.layers.0.input_layernorm.weight"},

@@ -1,4 +1,4 @@
-// The whole model: against a scalar oracle written here from the math (semantics.md section 2),
+// The whole model: against a scalar oracle written here from the math (docs/model.md),
 // and the properties the reference promises: prefill equals decode bitwise, thread counts do not
 // change a bit, tracing does not change a bit, weights are a function of (seed, name) alone.
 #include "ref/model.h"
@@ -487,8 +487,9 @@ TEST(Weights, RefusesConfigsThatCannotFitInMemory) {
 // ---- Counting. ----
 
 TEST(Stats, Gpt4RumoredMatchesTheHandCount) {
-  // semantics.md section 1: d 15360, 120 layers, 120 heads x 128, 1 K/V head, 16 experts of two
-  // d x 30720 matrices (GELU), vocab 100256, RMSNorm gains, untied head.
+  // The shape public reports give GPT-4 (docs/model.md, "Counting"): d 15360, 120 layers, 120 heads
+  // x 128, 1 K/V head, 16 experts of two d x 30720 matrices (GELU), vocab 100256, RMSNorm gains,
+  // untied head.
   const ModelConfig c = load_config(std::string(MOEREF_SOURCE_DIR) + "/configs/gpt4-rumored.json");
   const ModelStats s = compute_stats(c);
   const int64_t d = 15360, L = 120, q = 120 * 128, kv = 128, ff = 30720, E = 16, V = 100256;

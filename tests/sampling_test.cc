@@ -57,7 +57,7 @@ struct PhiloxCase {
   PhiloxCounter expected;
 };
 
-// Random123 kat_vectors, philox4x32 with 10 rounds (semantics.md section 6).
+// Random123 kat_vectors, philox4x32 with 10 rounds (Salmon et al. 2011).
 const PhiloxCase kPhiloxKnownAnswers[] = {
     {{0x00000000, 0x00000000, 0x00000000, 0x00000000},
      {0x00000000, 0x00000000},

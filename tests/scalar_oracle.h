@@ -1,5 +1,5 @@
-// A scalar oracle of the whole model, in double, written from the math of semantics.md (sections
-// 2 and 3) independently of ref/: no Kernels, no fp32 rounding between ops, the loops as the
+// A scalar oracle of the whole model, in double, written from the math of docs/model.md and
+// docs/vision.md independently of ref/: no Kernels, no fp32 rounding between ops, the loops as the
 // formulas read. model_test and vision_test check the reference against it.
 #pragma once
 
@@ -91,7 +91,7 @@ inline Vec moe(const ModelConfig& c, const LayerWeights& w, const Vec& x) {
   return out;
 }
 
-// ---- Vision (semantics.md section 3) ----
+// ---- Vision (docs/vision.md) ----
 
 inline Vec layer_norm(const Tensor& gain, const Tensor& bias, double eps, const Vec& x) {
   const double d = static_cast<double>(x.size());

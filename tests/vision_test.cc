@@ -1,4 +1,4 @@
-// The vision path (issue 4, semantics.md section 3): the tower and the gated cross-attention
+// The vision path (docs/vision.md): the tower and the gated cross-attention
 // against the scalar oracle of tests/scalar_oracle.h, and the properties docs/vision.md promises:
 // gates at zero give the text-only model, text before the image is unaffected, cached vision K/V
 // equal recomputed ones, the patch order is pinned, multi-query cross-attention is multi-head with

@@ -214,7 +214,7 @@ class AnchoringError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------
-# safetensors (semantics.md section 7; ref/safetensors.h)
+# safetensors (the format of huggingface/safetensors; ref/safetensors.h)
 #
 #   u64 little-endian N | N bytes of UTF-8 JSON header | data
 #   header: {name: {"dtype": D, "shape": [...], "data_offsets": [begin, end]},

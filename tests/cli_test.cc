@@ -86,6 +86,45 @@ TEST(Cli, UsageErrorsExitTwo) {
   }
 }
 
+// A global option given to a subcommand that does not read it is refused, naming both, before
+// anything runs or is written.
+TEST(Cli, GlobalOptionsASubcommandDoesNotReadAreRefused) {
+  const TempDir temp;
+  const std::string out = quote(temp.path() / "out");
+  const struct {
+    std::string args;
+    std::string message;
+  } cases[] = {
+      {"--backend simd golden " + quote(kTiny) + " --out " + out,
+       "--backend does not apply to golden; only run, trace, serve-sim read it"},
+      {"--backend ref stats " + quote(kTiny), "--backend does not apply to stats"},
+      {"--backend simd candidate " + quote(kSourceDir / "golden/sets/tiny-mqa-moe") +
+           " --emulate bf16 --out " + out,
+       "--backend does not apply to candidate"},
+      {"--threads 2 init " + quote(kTiny) + " --out " + out, "--threads does not apply to init"},
+      {"--threads 2 import-hf " + quote(temp.path() / "hf") + " --config-out " + out +
+           " --weights-out " + quote(temp.path() / "weights"),
+       "--threads does not apply to import-hf"},
+      {"--allow-nonfinite-weights golden " + quote(kTiny) + " --out " + out,
+       "--allow-nonfinite-weights does not apply to golden"},
+      {"--allow-nonfinite-weights compare " + quote(kSourceDir / "golden/sets/tiny-mqa-moe") + " " +
+           out,
+       "--allow-nonfinite-weights does not apply to compare"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.args);
+    const CliResult r = run_cli(c.args);
+    EXPECT_EQ(r.exit_code, 2) << describe(r);
+    EXPECT_THAT(r.err, HasSubstr(c.message));
+    EXPECT_FALSE(fs::exists(temp.path() / "out"));
+  }
+  // The same options where they apply.
+  EXPECT_EQ(
+      run_cli("--backend simd --threads 1 trace " + quote(kTiny) + " --tokens 1,2 --out " + out)
+          .exit_code,
+      0);
+}
+
 // ------------------------------------------------------------------------------------------------
 // stats.
 
@@ -348,8 +387,8 @@ TEST(CliTrace, WritesSafetensorsWithTheLogits) {
   const CliResult r = run_cli("trace " + quote(kTiny) + " --tokens 1,2,3 --out " + quote(out));
   ASSERT_EQ(r.exit_code, 0) << describe(r);
   const SafetensorsFile file = SafetensorsFile::read(out);
-  ASSERT_TRUE(file.contains("logits"));
-  const TensorRecord& logits = file.at("logits");
+  ASSERT_TRUE(file.contains("prefill/logits"));
+  const TensorRecord& logits = file.at("prefill/logits");
   EXPECT_EQ(logits.shape, (std::vector<int64_t>{3, 256}));
 
   // The same logits as a prefill in this process.
@@ -359,6 +398,25 @@ TEST(CliTrace, WritesSafetensorsWithTheLogits) {
   const Tensor expected = model.forward(std::vector<int32_t>{1, 2, 3}, cache).logits;
   ASSERT_EQ(logits.bytes.size(), static_cast<size_t>(expected.numel()) * sizeof(float));
   EXPECT_EQ(std::memcmp(logits.bytes.data(), expected.data(), logits.bytes.size()), 0);
+}
+
+// A trace of a set's config and prompt carries the set's names: compare takes it as a candidate,
+// and every tensor of the prefill passes (the decode steps are missing, which is no failure).
+TEST(CliTrace, IsACandidateForCompareUnderTheSetsNames) {
+  const TempDir temp;
+  const fs::path out = temp.path() / "trace.safetensors";
+  const fs::path set = kSourceDir / "golden/sets/tiny-mqa-moe";
+  const CliResult traced =
+      run_cli("trace " + quote(kSourceDir / "configs/golden/tiny-mqa-moe.json") +
+              " --tokens 142,108,41,33,182,9,39,190,255,138,220,149 --out " + quote(out));
+  ASSERT_EQ(traced.exit_code, 0) << describe(traced);
+  const CliResult compared = run_cli("compare " + quote(set) + " " + quote(out) + " --json");
+  ASSERT_EQ(compared.exit_code, 0) << describe(compared);
+  const json report = json::parse(compared.out);
+  const int64_t traced_tensors = int64_t(SafetensorsFile::read(out).tensors().size());
+  EXPECT_EQ(report["compared"], traced_tensors) << compared.out;
+  EXPECT_TRUE(report["extra"].empty()) << compared.out;
+  EXPECT_EQ(report["passed"], true) << compared.out;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -468,10 +526,11 @@ TEST(CliVision, TraceRecordsTheImageEncodingFirst) {
               quote(write_ppm(temp.path(), 32, 32)) + " --image-position 1 --out " + quote(out));
   ASSERT_EQ(r.exit_code, 0) << describe(r);
   const SafetensorsFile file = SafetensorsFile::read(out);
-  EXPECT_EQ(file.tensors().front().name, "vision.pixels");
-  EXPECT_EQ(file.at("vision.tokens").shape, (std::vector<int64_t>{16, 64}));
-  EXPECT_EQ(file.at("layers.1.xattn.probs").shape, (std::vector<int64_t>{3, 4, 16}));
-  EXPECT_FALSE(file.contains("layers.0.xattn.probs"));  // the gated block is in front of layer 1
+  EXPECT_EQ(file.tensors().front().name, "image/vision.pixels");
+  EXPECT_EQ(file.at("image/vision.tokens").shape, (std::vector<int64_t>{16, 64}));
+  EXPECT_EQ(file.at("prefill/layers.1.xattn.probs").shape, (std::vector<int64_t>{3, 4, 16}));
+  // The gated block is in front of layer 1.
+  EXPECT_FALSE(file.contains("prefill/layers.0.xattn.probs"));
 }
 
 }  // namespace

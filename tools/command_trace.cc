@@ -1,6 +1,7 @@
 // moeref trace CONFIG --tokens IDS --out FILE: one prefill forward pass with every traced
-// intermediate (docs/tracing.md) written to a safetensors file, in execution order. With --image
-// (vision configs), the image's encoding comes first.
+// intermediate (docs/tracing.md) written to a safetensors file, in execution order, under the
+// golden sets' names ("prefill/..."), so that `moeref compare` takes the file as a candidate. With
+// --image (vision configs), the image's encoding comes first ("image/...").
 #include <iostream>
 
 #include "ref/generate.h"
@@ -52,11 +53,13 @@ Command register_trace(CLI::App& app) {
             SequenceImage image;
             if (!options->image_path.empty()) {
               check_image_position(options->image_position, static_cast<int64_t>(tokens.size()));
+              PrefixedTracer image_tracer(recorder, "image/");
               image_kv = model.encode_image(load_model_image(model.config(), options->image_path),
-                                            &recorder);
+                                            &image_tracer);
               image = {&image_kv, options->image_position};
             }
-            model.forward(tokens, cache, image, &recorder);
+            PrefixedTracer prefill_tracer(recorder, "prefill/");
+            model.forward(tokens, cache, image, &prefill_tracer);
             write_safetensors(options->out_path, recorder.records());
             std::cout << "wrote " << recorder.records().size() << " tensors to "
                       << options->out_path << "\n";

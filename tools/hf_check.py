@@ -8,8 +8,8 @@ Inputs:
   HF_DIR  a directory written by `moeref export-hf CONFIG --out HF_DIR`
           (config.json + model.safetensors in the MixtralForCausalLM layout);
   TRACE   a safetensors file written by `moeref trace CONFIG --tokens IDS --out TRACE` for the
-          same config and weights. It must hold `logits` [tokens, vocab] and, for each MoE layer
-          L, `layers.L.moe.router_logits` [tokens, n_experts]. The trace does not record the
+          same config and weights. It must hold `prefill/logits` [tokens, vocab] and, for each MoE
+          layer L, `prefill/layers.L.moe.router_logits` [tokens, n_experts]. The trace does not record the
           token ids, so pass the same ids with --tokens.
 
 What it does:
@@ -420,9 +420,10 @@ def main(argv=None):
     import transformers
     from safetensors.numpy import load_file
 
-    trace = load_file(args.trace)
+    # moeref trace writes the golden sets' names ("prefill/logits"); read without the prefix.
+    trace = {name.removeprefix("prefill/"): value for name, value in load_file(args.trace).items()}
     if "logits" not in trace:
-        print(f"hf_check: {args.trace}: no tensor named logits", file=sys.stderr)
+        print(f"hf_check: {args.trace}: no tensor named prefill/logits", file=sys.stderr)
         return 2
     if trace["logits"].shape[0] != len(args.tokens):
         print(f"hf_check: {args.trace} has logits for {trace['logits'].shape[0]} tokens but "

@@ -1,6 +1,7 @@
 // moeref: the command-line program. Exit codes: 0 success, 1 failure, 2 usage error.
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 #include <new>
@@ -25,6 +26,36 @@ std::string command_names(const CLI::App& app) {
 }
 
 constexpr const char* kHelpHint = "Run with --help for more information.";
+
+// The global options, and the subcommands that read each; given to any other subcommand, an
+// option is a usage error rather than ignored (`moeref --backend simd golden` would otherwise
+// write the reference's outputs as if they were simd's).
+struct GlobalOption {
+  const char* name;
+  std::vector<std::string> read_by;
+};
+
+const std::vector<GlobalOption> kGlobalOptions = {
+    {"--backend", {"run", "trace", "serve-sim"}},
+    {"--threads",
+     {"run", "trace", "serve-sim", "golden", "compare", "anchor", "tolerances", "candidate",
+      "bugs"}},
+    {"--allow-nonfinite-weights", {"run", "trace", "serve-sim", "export-hf", "import-hf"}},
+};
+
+// The message for the first global option given that `subcommand` does not read; "" if none.
+std::string inapplicable_option(const CLI::App& app, const std::string& subcommand) {
+  for (const GlobalOption& option : kGlobalOptions) {
+    if (app.count(option.name) == 0) continue;
+    if (std::ranges::find(option.read_by, subcommand) != option.read_by.end()) continue;
+    std::string readers;
+    for (const std::string& reader : option.read_by)
+      readers += (readers.empty() ? "" : ", ") + reader;
+    return std::string(option.name) + " does not apply to " + subcommand + "; only " + readers +
+           " read it";
+  }
+  return "";
+}
 
 }  // namespace
 
@@ -78,6 +109,13 @@ int main(int argc, char** argv) {
   if (app.get_subcommands().empty()) {
     std::fprintf(stderr, "moeref: error: a command is required: %s\n%s\n",
                  command_names(app).c_str(), kHelpHint);
+    return 2;
+  }
+
+  const std::string subcommand = app.get_subcommands().front()->get_name();
+  if (const std::string message = inapplicable_option(app, subcommand); !message.empty()) {
+    std::fprintf(stderr, "moeref %s: error: %s\n%s\n", subcommand.c_str(), message.c_str(),
+                 kHelpHint);
     return 2;
   }
 

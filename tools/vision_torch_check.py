@@ -209,7 +209,7 @@ def main():
 
     if args.resize:
         pixels = read_ppm(args.resize[0]).to(device)
-        traced = load_file(args.resize[1])["vision.pixels"]
+        traced = load_file(args.resize[1])["image/vision.pixels"]
         v = model.v
         size = (v["image_size"], v["image_size"])
         resized = F.interpolate(pixels[None], size=size, mode="bilinear", align_corners=False,

@@ -12,7 +12,8 @@
 //                    max_tokens_per_step = B once every prompt is in. (The Engine with a budget of
 //                    B would first decode the early sequences for many steps while the later ones
 //                    prefill, which costs minutes on the ref path.)
-//   BM_Mixed/B       the Engine (ref/engine.h), so scheduler, paged cache and sampling are timed
+//   BM_Mixed/B       the Engine (ref/generation/engine.h), so scheduler, paged cache and sampling
+//   are timed
 //                    too: B requests with 64-token prompts arriving together at step 0, limits
 //                    max_sequences = B, max_tokens_per_step = 64, kMixedNewTokens new tokens each,
 //                    run until done(), so prefill chunks and decode tokens share steps. The B = 1
@@ -44,12 +45,12 @@
 #include <vector>
 
 #include "bench/kernel_switch.h"
-#include "ref/config.h"
-#include "ref/engine.h"
-#include "ref/model.h"
-#include "ref/paged_kv_cache.h"
-#include "ref/sampling.h"
-#include "ref/weights.h"
+#include "ref/generation/engine.h"
+#include "ref/generation/sampling.h"
+#include "ref/io/config.h"
+#include "ref/model/model.h"
+#include "ref/model/paged_kv_cache.h"
+#include "ref/model/weights.h"
 #include "simd/simd_kernels.h"
 
 namespace moeref {

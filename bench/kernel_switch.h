@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <span>
 
-#include "ref/kernels.h"
+#include "ref/ops/kernels.h"
 
 namespace moeref::bench {
 

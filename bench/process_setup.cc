@@ -1,5 +1,6 @@
-// Linked into every benchmark program: it runs as the moeref program does, with freed memory
-// kept for reuse (ref/freed_memory.h), set before main so that it covers the weights as well;
+// Linked into every benchmark program: it runs as the moeref program does, with Tensors on huge
+// pages (runtime/huge_pages.h) and freed memory kept for reuse (runtime/freed_memory.h), both set
+// before main so that they cover the weights as well;
 // and the kernels simd/ runs on this CPU are in the context of every benchmark table (its JSON's
 // "context", the header of its console output), next to the CPU they ran on:
 //   openblas_core        the OpenBLAS kernel set in use (simd/gemm.h re-selects it)
@@ -9,13 +10,15 @@
 //   highway_target       the Highway target of simd/ and of the FMA probe (bench/fma_peak.h)
 #include <benchmark/benchmark.h>
 
-#include "ref/freed_memory.h"
+#include "runtime/freed_memory.h"
+#include "runtime/huge_pages.h"
 #include "simd/cpu_kernels.h"
 #include "simd/gemm.h"
 
 namespace {
 
-[[maybe_unused]] const bool kFreedMemoryRetained = (moeref::retain_freed_memory(), true);
+[[maybe_unused]] const bool kMemorySetUp =
+    (moeref::runtime::use_huge_pages_for_tensors(), moeref::runtime::retain_freed_memory(), true);
 
 bool add_kernels_to_context() {
   const moeref::simd::BlasCores cores = moeref::simd::blas_cores();

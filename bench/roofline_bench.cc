@@ -41,12 +41,12 @@
 #include "bench/kernel_switch.h"
 #include "bench/roofline_counts.h"
 #include "bench/sgemm_peak.h"
-#include "ref/config.h"
-#include "ref/huge_page_allocator.h"
-#include "ref/kv_cache.h"
-#include "ref/model.h"
-#include "ref/stats.h"
-#include "ref/weights.h"
+#include "ref/io/config.h"
+#include "ref/model/kv_cache.h"
+#include "ref/model/model.h"
+#include "ref/model/stats.h"
+#include "ref/model/weights.h"
+#include "runtime/huge_pages.h"
 #include "simd/cpu_kernels.h"
 #include "simd/gemm.h"
 #include "simd/simd_kernels.h"
@@ -107,12 +107,12 @@ double measure_sgemm(int64_t n, int64_t repeats, benchmark::State* state) {
 // The best bytes/s of reading 1 GiB with every OpenMP thread, each its own contiguous part
 // (written first by the same thread, so that its pages sit near it). The buffer asks for 2 MiB
 // pages, which this kernel only grants on request (transparent huge pages in "madvise" mode):
-// fewer TLB misses, the best read this machine can do. Not through ref/huge_page_allocator.h:
+// fewer TLB misses, the best read this machine can do. Not through runtime/huge_pages.h:
 // its cache would keep the freed GiB resident when the peak memory is reset for the model.
 double measure_read_bandwidth(int64_t repeats, benchmark::State* state) {
   constexpr int64_t n = kReadBytes / static_cast<int64_t>(sizeof(float));
   const std::unique_ptr<float[], decltype(&std::free)> values(
-      static_cast<float*>(std::aligned_alloc(kHugePageBytes, kReadBytes)), &std::free);
+      static_cast<float*>(std::aligned_alloc(runtime::kHugePageBytes, kReadBytes)), &std::free);
   if (values == nullptr) throw std::bad_alloc();
   madvise(values.get(), kReadBytes, MADV_HUGEPAGE);  // a hint: without it, 4 KiB pages
   auto part = [](int thread, int threads) {
@@ -453,7 +453,7 @@ BENCHMARK_CAPTURE(BM_2_Decode, simd, "simd")
 
 // The peak resident memory since the model was built (after a simd prefill of 512 tokens and
 // 32 decode steps here, so that it covers a generation even when run alone), against fp32
-// weights + one KV cache of max_seq_len positions (ref/stats.h).
+// weights + one KV cache of max_seq_len positions (ref/model/stats.h).
 void BM_3_PeakResidentMemory(benchmark::State& state) {
   SmallModel& small = small_model();
   small.kernels.select(simd::simd_kernels());

@@ -11,15 +11,15 @@
 #include <string>
 #include <vector>
 
-#include "ref/config.h"
-#include "ref/stats.h"
-#include "ref/weights.h"
+#include "ref/io/config.h"
+#include "ref/model/stats.h"
+#include "ref/model/weights.h"
 
 namespace moeref::bench {
 
 // Mean FLOPs per token of a prefill of `prompt_tokens` tokens: every active weight matrix
-// (ref/stats.h) plus attention, whose token at position p reads p + 1 positions, (T + 1) / 2 on
-// average over a prompt of T tokens.
+// (ref/model/stats.h) plus attention, whose token at position p reads p + 1 positions, (T + 1) / 2
+// on average over a prompt of T tokens.
 inline double prefill_flops_per_token(const ModelConfig& config, int64_t prompt_tokens) {
   const ModelStats stats = compute_stats(config);
   const double mean_context = static_cast<double>(prompt_tokens + 1) / 2.0;

@@ -2,10 +2,10 @@
 // same run: the speedup is plain time / speculative time for the same tokens.
 //
 // The pair: the draft is the target's own first layer with its embedding, final norm and LM head
-// (make_shallow_draft, ref/speculative.h). With randomly initialised weights the logits are nearly
-// flat, so sampled proposals are accepted often; greedy ones rarely. On the ref path a forward
-// costs time linear in its tokens, so verifying gamma + 1 tokens in one call saves nothing: the
-// speedup there is below 1. The simd path scores several tokens with one sgemm, reading the
+// (make_shallow_draft, ref/generation/speculative.h). With randomly initialised weights the logits
+// are nearly flat, so sampled proposals are accepted often; greedy ones rarely. On the ref path a
+// forward costs time linear in its tokens, so verifying gamma + 1 tokens in one call saves nothing:
+// the speedup there is below 1. The simd path scores several tokens with one sgemm, reading the
 // weights once: there the method can pay. Both are measured.
 //
 //   build/bench/speculative_bench --benchmark_counters_tabular=true
@@ -17,11 +17,11 @@
 #include <memory>
 #include <string>
 
-#include "ref/config.h"
-#include "ref/generate.h"
-#include "ref/model.h"
-#include "ref/speculative.h"
-#include "ref/weights.h"
+#include "ref/generation/generate.h"
+#include "ref/generation/speculative.h"
+#include "ref/io/config.h"
+#include "ref/model/model.h"
+#include "ref/model/weights.h"
 #include "simd/simd_kernels.h"
 
 namespace moeref {

@@ -18,10 +18,10 @@
 
 #include "bench/sgemm_peak.h"
 #include "golden/model_case.h"
-#include "ref/config.h"
-#include "ref/model.h"
-#include "ref/stats.h"
-#include "ref/weights.h"
+#include "ref/io/config.h"
+#include "ref/model/model.h"
+#include "ref/model/stats.h"
+#include "ref/model/weights.h"
 #include "simd/gemm.h"
 #include "simd/simd_kernels.h"
 

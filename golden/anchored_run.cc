@@ -7,7 +7,7 @@
 #include "golden/candidate_runner.h"
 #include "golden/forced_routing.h"
 #include "golden/speculative_case.h"
-#include "ref/router.h"
+#include "ref/ops/router.h"
 
 namespace moeref::golden {
 

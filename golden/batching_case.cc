@@ -3,9 +3,9 @@
 #include <stdexcept>
 
 #include "golden/margins.h"
-#include "ref/philox.h"
-#include "ref/version.h"
-#include "ref/weights.h"
+#include "ref/generation/philox.h"
+#include "ref/io/version.h"
+#include "ref/model/weights.h"
 
 namespace moeref::golden {
 

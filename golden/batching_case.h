@@ -1,10 +1,10 @@
 // The golden continuous-batching case (docs/batching.md, docs/golden-format.md): a model, a
 // scenario of requests with staggered arrivals, and the engine's limits, small enough that
 // prefills are chunked and a sequence is preempted. Recorded, for every step s: "step.s/schedule",
-// "step.s/block_tables", "step.s/sampled" (ref/engine.h) and the forward pass's traced tensors
-// under "step.s/" (docs/tracing.md), so a paged-attention backend can be checked step by step;
-// then for every request "request.id/tokens" and "request.id/logits" [tokens, vocab], which by
-// batch invariance are also those of the request run alone.
+// "step.s/block_tables", "step.s/sampled" (ref/generation/engine.h) and the forward pass's traced
+// tensors under "step.s/" (docs/tracing.md), so a paged-attention backend can be checked step by
+// step; then for every request "request.id/tokens" and "request.id/logits" [tokens, vocab], which
+// by batch invariance are also those of the request run alone.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "golden/golden_set.h"
-#include "ref/config.h"
-#include "ref/engine.h"
-#include "ref/kernels.h"
+#include "ref/generation/engine.h"
+#include "ref/io/config.h"
+#include "ref/ops/kernels.h"
 
 namespace moeref::golden {
 

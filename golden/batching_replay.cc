@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "golden/batching_case.h"
-#include "ref/model.h"
+#include "ref/model/model.h"
 
 namespace moeref::golden {
 

@@ -3,10 +3,10 @@
 // model, in how tokens are picked, or in the K/V bookkeeping around a preemption
 // (golden/bug_catalog.h). Each step runs the set's chunks with the set's block tables through
 // Model::forward_batch over a paged pool of its own, then samples for every sequence whose known
-// tokens are all computed, as ref/engine.h does. The schedule is taken, not recomputed: it depends
-// on token counts only as long as no request emits an EOS token, true of the committed scenario.
-// With the reference kernels, moeref's token rules and no fault, the candidate equals the set bit
-// for bit.
+// tokens are all computed, as ref/generation/engine.h does. The schedule is taken, not recomputed:
+// it depends on token counts only as long as no request emits an EOS token, true of the committed
+// scenario. With the reference kernels, moeref's token rules and no fault, the candidate equals the
+// set bit for bit.
 //
 // With forced tokens (request id -> its generated tokens), each sequence is fed the forced token
 // where there is one and it is a token of the vocabulary, while "step.s/sampled" and
@@ -24,8 +24,8 @@
 #include "golden/compare.h"
 #include "golden/golden_set.h"
 #include "golden/token_picker.h"
-#include "ref/kernels.h"
-#include "ref/weights.h"
+#include "ref/model/weights.h"
+#include "ref/ops/kernels.h"
 
 namespace moeref::golden {
 

@@ -21,8 +21,8 @@
 
 #include "golden/compare.h"
 #include "golden/golden_set.h"
-#include "ref/config.h"
-#include "ref/kernels.h"
+#include "ref/io/config.h"
+#include "ref/ops/kernels.h"
 
 namespace moeref::golden {
 

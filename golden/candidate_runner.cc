@@ -7,10 +7,10 @@
 #include "golden/model_case.h"
 #include "golden/op_cases.h"
 #include "golden/speculative_case.h"
-#include "ref/generate.h"
-#include "ref/model.h"
-#include "ref/sampling.h"
-#include "ref/weights.h"
+#include "ref/generation/generate.h"
+#include "ref/generation/sampling.h"
+#include "ref/model/model.h"
+#include "ref/model/weights.h"
 
 namespace moeref::golden {
 

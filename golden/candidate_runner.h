@@ -9,8 +9,8 @@
 
 #include "golden/compare.h"
 #include "golden/golden_set.h"
-#include "ref/kernels.h"
-#include "ref/weights.h"
+#include "ref/model/weights.h"
+#include "ref/ops/kernels.h"
 
 namespace moeref::golden {
 

@@ -13,7 +13,7 @@
 #include "golden/calibration.h"
 #include "golden/decisions.h"
 #include "golden/fp16.h"
-#include "ref/philox.h"
+#include "ref/generation/philox.h"
 
 namespace moeref::golden {
 
@@ -319,8 +319,8 @@ class Checker {
     return std::nullopt;
   }
 
-  // A speculative block's decision (ref/speculative.h) on the block's q and p: row `row` of
-  // "mode/block.b/draft_tokens", "accepted" or "final_token".
+  // A speculative block's decision (ref/generation/speculative.h) on the block's q and p: row `row`
+  // of "mode/block.b/draft_tokens", "accepted" or "final_token".
   std::optional<DecisionVerdict> judge_speculative(const std::string& name, int64_t row,
                                                    int32_t expected_value,
                                                    int32_t actual_value) const {
@@ -409,7 +409,7 @@ class Checker {
   }
 
   // A batching set's token `k` of request `id`, chosen from that request's logits row k with its
-  // sampling parameters and the Philox draw at its position (ref/engine.h).
+  // sampling parameters and the Philox draw at its position (ref/generation/engine.h).
   std::optional<DecisionVerdict> judge_request_token(int64_t id, int64_t k, int32_t expected_token,
                                                      int32_t actual_token) const {
     const std::string logits_name = "request." + std::to_string(id) + "/logits";

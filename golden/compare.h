@@ -38,7 +38,7 @@
 
 #include "golden/golden_set.h"
 #include "golden/tensor_kinds.h"
-#include "ref/safetensors.h"
+#include "ref/io/safetensors.h"
 
 namespace moeref::golden {
 

@@ -14,12 +14,13 @@
 //   at rank r against the reference's expert at rank r.
 // - Greedy token, on the logits row it was chosen from.
 // - Sampled token, on the logits row, the sampling parameters and the Philox draw u
-//   (ref/sampling.h): the reference's token is the one whose cumulative-probability interval holds
-//   u; the backend's token is excused when the probability mass between u and its own interval is
-//   within the resolution of the probabilities at u (tol(u) twice). A token that the top-k or
-//   top-p cut removed is excused only when its probability before the cut is below the least
-//   probable kept token's, and within that resolution of it.
-// - Speculative decisions (ref/speculative.h), on the block's recorded q and p: a proposal drawn
+//   (ref/generation/sampling.h): the reference's token is the one whose cumulative-probability
+//   interval holds u; the backend's token is excused when the probability mass between u and its
+//   own interval is within the resolution of the probabilities at u (tol(u) twice). A token that
+//   the top-k or top-p cut removed is excused only when its probability before the cut is below the
+//   least probable kept token's, and within that resolution of it.
+// - Speculative decisions (ref/generation/speculative.h), on the block's recorded q and p: a
+// proposal drawn
 //   from q (or its argmax, greedy), on the draft's probabilities as a sampled token is; an
 //   acceptance u q(x) <= p(x) decided the other way when |u q(x) - p(x)| is within
 //   tol(p(x)) + u tol(q(x)) (greedy: p(x) against the best other token's, as a greedy token); the
@@ -33,7 +34,7 @@
 #include <string>
 
 #include "golden/compare.h"
-#include "ref/sampling.h"
+#include "ref/generation/sampling.h"
 
 namespace moeref::golden {
 

@@ -1,5 +1,6 @@
-// Attention (the contract of ref/attention.h) computed the ways GPU attention kernels compute it,
-// in fp32, rounding where each kernel rounds. golden/emulation.h picks one per emulated backend.
+// Attention (the contract of ref/ops/attention.h) computed the ways GPU attention kernels compute
+// it, in fp32, rounding where each kernel rounds. golden/emulation.h picks one per emulated
+// backend.
 #pragma once
 
 #include <cstdint>
@@ -7,7 +8,7 @@
 
 #include "golden/compare.h"
 #include "golden/emulated_dot.h"
-#include "ref/attention.h"
+#include "ref/ops/attention.h"
 
 namespace moeref::golden {
 

@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "golden/compare.h"
-#include "ref/kernels.h"
+#include "ref/ops/kernels.h"
 
 namespace moeref::golden {
 

@@ -4,11 +4,11 @@
 
 #include "golden/emulated_kernels.h"
 #include "golden/fp32_ops.h"
-#include "ref/activation.h"
-#include "ref/norm.h"
-#include "ref/residual.h"
-#include "ref/rope.h"
-#include "ref/router.h"
+#include "ref/ops/activation.h"
+#include "ref/ops/norm.h"
+#include "ref/ops/residual.h"
+#include "ref/ops/rope.h"
+#include "ref/ops/router.h"
 
 namespace moeref::golden {
 

@@ -16,7 +16,7 @@
 #include "golden/compare.h"
 #include "golden/emulated_attention.h"
 #include "golden/emulated_dot.h"
-#include "ref/kernels.h"
+#include "ref/ops/kernels.h"
 
 namespace moeref::golden {
 

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "ref/router.h"
+#include "ref/ops/router.h"
 
 namespace moeref::golden {
 

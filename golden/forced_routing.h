@@ -16,7 +16,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "ref/kernels.h"
+#include "ref/ops/kernels.h"
 
 namespace moeref::golden {
 

@@ -3,7 +3,8 @@
 // (golden/emulation.h) use them where a real backend keeps an op in fp32: torch.autocast runs
 // norms, softmax, RoPE and activations in fp32, and a fused activation kernel evaluates its own
 // formula in fp32 before rounding once. Each has the contract of the ref op of the same name
-// (shapes, layout, aliasing: ref/norm.h, ref/rope.h, ref/activation.h); the arithmetic differs.
+// (shapes, layout, aliasing: ref/ops/norm.h, ref/ops/rope.h, ref/ops/activation.h); the arithmetic
+// differs.
 #pragma once
 
 #include <cstdint>

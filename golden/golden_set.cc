@@ -5,8 +5,8 @@
 #include <system_error>
 
 #include "golden/sha256.h"
-#include "ref/atomic_file.h"
-#include "ref/json_text.h"
+#include "ref/io/atomic_file.h"
+#include "ref/io/json_text.h"
 
 namespace moeref::golden {
 

@@ -14,7 +14,7 @@
 // Opening a set checks the format version, every file's sha256 and every tensor entry against the
 // file that holds it; each problem is a GoldenError naming the directory, the file or tensor and
 // what is wrong. Writing never leaves a partial set: the files are written into a hidden temporary
-// directory beside the target, which then replaces the target in one step (ref/atomic_file.h,
+// directory beside the target, which then replaces the target in one step (ref/io/atomic_file.h,
 // StagedDirectory). Writing never destroys what is not a golden set: the target must be new, an
 // empty directory, or an earlier golden set (GoldenTarget).
 //
@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "golden/tensor_kinds.h"
-#include "ref/safetensors.h"
+#include "ref/io/safetensors.h"
 
 namespace moeref::golden {
 

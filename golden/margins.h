@@ -8,8 +8,8 @@
 #include <span>
 #include <vector>
 
-#include "ref/safetensors.h"
-#include "ref/sampling.h"
+#include "ref/generation/sampling.h"
+#include "ref/io/safetensors.h"
 
 namespace moeref::golden {
 
@@ -25,7 +25,7 @@ double router_margin(const std::vector<TensorRecord>& records, int64_t k);
 double draw_margin(std::span<const double> probabilities, double u);
 
 // A token chosen from one row of logits: its greedy logit margin at temperature 0, otherwise the
-// draw margin of u on the processed distribution (ref/sampling.h).
+// draw margin of u on the processed distribution (ref/generation/sampling.h).
 double token_margin(std::span<const float> logits, const SamplingParams& params, double u);
 
 }  // namespace moeref::golden

@@ -44,7 +44,7 @@
 #include "golden/compare.h"
 #include "golden/golden_set.h"
 #include "golden/tensor_kinds.h"
-#include "ref/safetensors.h"
+#include "ref/io/safetensors.h"
 #include "ref/tensor.h"
 
 namespace moeref::golden {

@@ -8,12 +8,12 @@
 #include <stdexcept>
 
 #include "golden/margins.h"
-#include "ref/generate.h"
-#include "ref/image.h"
-#include "ref/model.h"
-#include "ref/philox.h"
-#include "ref/version.h"
-#include "ref/weights.h"
+#include "ref/generation/generate.h"
+#include "ref/generation/philox.h"
+#include "ref/io/image.h"
+#include "ref/io/version.h"
+#include "ref/model/model.h"
+#include "ref/model/weights.h"
 
 namespace moeref::golden {
 

@@ -27,9 +27,9 @@
 #include <vector>
 
 #include "golden/compare.h"
-#include "ref/config.h"
-#include "ref/safetensors.h"
-#include "ref/sampling.h"
+#include "ref/generation/sampling.h"
+#include "ref/io/config.h"
+#include "ref/io/safetensors.h"
 #include "ref/tensor.h"
 
 namespace moeref::golden {
@@ -83,7 +83,7 @@ std::vector<int32_t> prompt_candidate(uint64_t seed, int64_t length, int64_t voc
 
 // A deterministic test image: pixel i of the [channels, image_size, image_size] image is
 // uniform_from_bits of Philox word i % 4 (key = seed, counter = {i / 4 (low, high 32 bits), 0,
-// 0x494D4147}), in [0, 1); then normalised as a file's pixels are (ref/image.h).
+// 0x494D4147}), in [0, 1); then normalised as a file's pixels are (ref/io/image.h).
 Tensor synthetic_image(const VisionConfig& vision, uint64_t seed);
 
 // The spec recorded in a manifest (prompt included), for regeneration. `source` prefixes errors.

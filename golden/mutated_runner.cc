@@ -8,7 +8,7 @@
 #include "golden/model_case.h"
 #include "golden/op_cases.h"
 #include "golden/speculative_case.h"
-#include "ref/model.h"
+#include "ref/model/model.h"
 
 namespace moeref::golden {
 
@@ -28,7 +28,8 @@ void add_tokens(Candidate& candidate, const std::string& name, const std::vector
                              make_i32_record(name, {static_cast<int64_t>(tokens.size())}, tokens));
 }
 
-// The sampled generation of a model case (ref/generate.h's loop), its tokens picked by `picker`.
+// The sampled generation of a model case (ref/generation/generate.h's loop), its tokens picked by
+// `picker`.
 std::vector<int32_t> sampled_generation(const Model& model, const ModelCaseSpec& spec,
                                         SequenceImage image, const TokenPicker& picker) {
   std::vector<int32_t> tokens;

@@ -6,8 +6,8 @@
 // With the default mutation, a set runs as golden/candidate_runner.h runs it, with the same
 // bits on the same kernels: model sets teacher-forced (the sampled generation by this runner's own
 // loop, through the token picker), op cases through build_op_case (sampling and greedy cases
-// through the token picker), speculative sets through ref/speculative.h with the set's models,
-// and batching sets replayed from their recorded schedule (golden/batching_replay.h).
+// through the token picker), speculative sets through ref/generation/speculative.h with the set's
+// models, and batching sets replayed from their recorded schedule (golden/batching_replay.h).
 #pragma once
 
 #include <cstdint>
@@ -18,10 +18,10 @@
 #include "golden/compare.h"
 #include "golden/golden_set.h"
 #include "golden/token_picker.h"
-#include "ref/config.h"
-#include "ref/kernels.h"
-#include "ref/speculative.h"
-#include "ref/weights.h"
+#include "ref/generation/speculative.h"
+#include "ref/io/config.h"
+#include "ref/model/weights.h"
+#include "ref/ops/kernels.h"
 
 namespace moeref::golden {
 

@@ -12,7 +12,7 @@
 // rounded. Inputs written by hand (the tie cases) and positions are recorded there as such. Every
 // step is a correctly rounded IEEE operation, so the inputs are the same bits on every machine.
 //
-// Outputs are the ref ops' (ref/*.h, feed_forward, moe_forward) on those inputs.
+// Outputs are the ref ops' (ref/ops/*.h, feed_forward, moe_forward) on those inputs.
 #include "golden/op_cases.h"
 
 #include <algorithm>
@@ -22,19 +22,19 @@
 #include <stdexcept>
 #include <utility>
 
-#include "ref/attention.h"
-#include "ref/config.h"
-#include "ref/cross_attention.h"
-#include "ref/feed_forward.h"
-#include "ref/kernels.h"
-#include "ref/moe.h"
-#include "ref/philox.h"
-#include "ref/sampling.h"
-#include "ref/softmax.h"
+#include "ref/generation/philox.h"
+#include "ref/generation/sampling.h"
+#include "ref/io/config.h"
+#include "ref/io/version.h"
+#include "ref/model/cross_attention.h"
+#include "ref/model/feed_forward.h"
+#include "ref/model/moe.h"
+#include "ref/model/tracer.h"
+#include "ref/model/weights.h"
+#include "ref/ops/attention.h"
+#include "ref/ops/kernels.h"
+#include "ref/ops/softmax.h"
 #include "ref/tensor.h"
-#include "ref/tracer.h"
-#include "ref/version.h"
-#include "ref/weights.h"
 
 namespace moeref::golden {
 
@@ -429,7 +429,7 @@ struct CrossAttentionSpec {
   int64_t queries;        // T
 };
 
-// The attention of ref/cross_attention.h alone: every query sees every vision token.
+// The attention of ref/model/cross_attention.h alone: every query sees every vision token.
 OpCase cross_attention_case(const std::string& name, const Kernels& kernels,
                             const CrossAttentionSpec& s) {
   constexpr int64_t kHeads = 4;
@@ -459,8 +459,8 @@ OpCase cross_attention_case(const std::string& name, const Kernels& kernels,
   return c.finish();
 }
 
-// A whole gated cross-attention block (ref/cross_attention.h) with its vision K/V: tokens before
-// image_position pass through unchanged.
+// A whole gated cross-attention block (ref/model/cross_attention.h) with its vision K/V: tokens
+// before image_position pass through unchanged.
 OpCase gated_cross_attention_case(const std::string& name, const Kernels& kernels, bool qk_norm,
                                   int64_t n_kv_heads) {
   ModelConfig config;
@@ -534,17 +534,18 @@ OpCase sampling_case(const std::string& name) {
   constexpr int64_t kPositions = 32;
   constexpr int64_t kVocab = 50;
   const SamplingParams params{.temperature = 0.7, .top_k = 10, .top_p = 0.9, .seed = 42};
-  CaseBuilder c(name, "sampling",
-                "temperature, top-k, top-p and the Philox draw of ref/sampling.h; position p "
-                "samples from logits row p with request 0, draw 0",
-                {{"positions", kPositions},
-                 {"vocab_size", kVocab},
-                 {"temperature", params.temperature},
-                 {"top_k", params.top_k},
-                 {"top_p", params.top_p},
-                 {"seed", params.seed},
-                 {"request", 0},
-                 {"draw", 0}});
+  CaseBuilder c(
+      name, "sampling",
+      "temperature, top-k, top-p and the Philox draw of ref/generation/sampling.h; position p "
+      "samples from logits row p with request 0, draw 0",
+      {{"positions", kPositions},
+       {"vocab_size", kVocab},
+       {"temperature", params.temperature},
+       {"top_k", params.top_k},
+       {"top_p", params.top_p},
+       {"seed", params.seed},
+       {"request", 0},
+       {"draw", 0}});
   const std::vector<float> logits = c.random("logits", {kPositions, kVocab}, 4.0f);
   std::vector<float> probs(logits.size(), 0.0f);
   std::vector<int32_t> tokens(static_cast<size_t>(kPositions));

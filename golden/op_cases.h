@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "golden/golden_set.h"
-#include "ref/kernels.h"
-#include "ref/safetensors.h"
+#include "ref/io/safetensors.h"
+#include "ref/ops/kernels.h"
 
 namespace moeref::golden {
 

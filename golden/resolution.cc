@@ -5,7 +5,7 @@
 #include <functional>
 
 #include "golden/calibration.h"
-#include "ref/philox.h"
+#include "ref/generation/philox.h"
 
 namespace moeref::golden {
 namespace {

@@ -5,7 +5,7 @@
 #include <utility>
 
 #include "golden/mutated_runner.h"
-#include "ref/philox.h"
+#include "ref/generation/philox.h"
 
 namespace moeref::golden {
 

@@ -8,10 +8,10 @@
 
 #include "golden/margins.h"
 #include "golden/model_case.h"
-#include "ref/philox.h"
-#include "ref/speculative.h"
-#include "ref/version.h"
-#include "ref/weights.h"
+#include "ref/generation/philox.h"
+#include "ref/generation/speculative.h"
+#include "ref/io/version.h"
+#include "ref/model/weights.h"
 
 namespace moeref::golden {
 

@@ -3,9 +3,9 @@
 // generation, so a serving engine can check each decision: proposals, q and p, every u, accept or
 // reject, and the residual or bonus draw.
 //
-// Tensors: "greedy/block.b/<field>" and "sampled/block.b/<field>" (fields of ref/speculative.h),
-// then "greedy/tokens" and "sampled/tokens". Weights: the target's under "target/<name>", the
-// draft's under "draft/<name>" (names of ref/weights.h).
+// Tensors: "greedy/block.b/<field>" and "sampled/block.b/<field>" (fields of
+// ref/generation/speculative.h), then "greedy/tokens" and "sampled/tokens". Weights: the target's
+// under "target/<name>", the draft's under "draft/<name>" (names of ref/model/weights.h).
 //
 // Margins (manifest "margins", golden/margins.h): "greedy_blocks" and "sampled_blocks" hold, block
 // by block, the margin of every decision: greedy, the gap log p1 - log p2 between the two most
@@ -21,11 +21,11 @@
 #include <vector>
 
 #include "golden/golden_set.h"
-#include "ref/config.h"
-#include "ref/kernels.h"
-#include "ref/safetensors.h"
-#include "ref/sampling.h"
-#include "ref/speculative.h"
+#include "ref/generation/sampling.h"
+#include "ref/generation/speculative.h"
+#include "ref/io/config.h"
+#include "ref/io/safetensors.h"
+#include "ref/ops/kernels.h"
 
 namespace moeref::golden {
 

@@ -47,7 +47,8 @@ std::string_view traced_name(std::string_view name) {
 
 TensorKind classify_model_tensor(std::string_view name) {
   using C = ToleranceClass;
-  // The vision tower's names (ref/vision_encoder.h, ref/vision_block.h), under "vision.".
+  // The vision tower's names (ref/model/vision_encoder.h, ref/model/vision_block.h), under
+  // "vision.".
   static const std::vector<std::pair<std::string_view, TensorKind>> vision_by_suffix = {
       {"vision.pixels", {"image_input", C::kActivation}},
       {"vision.patches", {"patchify", C::kActivation}},
@@ -67,7 +68,8 @@ TensorKind classify_model_tensor(std::string_view name) {
       {".out", {"residual_add", C::kActivation}},
   };
   static const std::vector<std::pair<std::string_view, TensorKind>> by_suffix = {
-      // The gated cross-attention blocks (ref/cross_attention.h), before "attn.q" and the like,
+      // The gated cross-attention blocks (ref/model/cross_attention.h), before "attn.q" and the
+      // like,
       // which "xattn.q" also ends with.
       {"xattn.q", {"linear_qk_norm", C::kActivation}},
       {"xattn.k", {"linear_qk_norm", C::kActivation}},

@@ -1,6 +1,6 @@
 #include "golden/token_picker.h"
 
-#include "ref/philox.h"
+#include "ref/generation/philox.h"
 
 namespace moeref::golden {
 

@@ -1,9 +1,9 @@
 // How a backend picks its next token from a forward call's logits, step by step, so that a
 // candidate runner can run a backend that gets one step wrong (golden/bug_catalog.h).
 //
-// The base class is moeref's rules (ref/sampling.h): the last row of the call's logits; greedy is
-// its argmax, ties to the lowest id; sampling draws u from Philox (key = seed, counter = {0,
-// position, request, stream 0}) and inverts the processed distribution (temperature, top-k,
+// The base class is moeref's rules (ref/generation/sampling.h): the last row of the call's logits;
+// greedy is its argmax, ties to the lowest id; sampling draws u from Philox (key = seed, counter =
+// {0, position, request, stream 0}) and inverts the processed distribution (temperature, top-k,
 // top-p, renormalised) in token-id order. pick() with the base rules equals sample_token.
 #pragma once
 
@@ -11,7 +11,7 @@
 #include <span>
 #include <vector>
 
-#include "ref/sampling.h"
+#include "ref/generation/sampling.h"
 #include "ref/tensor.h"
 
 namespace moeref::golden {
@@ -24,7 +24,7 @@ class TokenPicker {
   virtual int64_t row(const Tensor& logits) const;
   // Temperature 0.
   virtual int32_t greedy(std::span<const float> logits) const;
-  // Steps 1-5 of ref/sampling.h: the kept tokens in token-id order, their probabilities.
+  // Steps 1-5 of ref/generation/sampling.h: the kept tokens in token-id order, their probabilities.
   virtual std::vector<TokenProbability> distribution(std::span<const float> logits,
                                                      const SamplingParams& params) const;
   // Step 6's u in [0, 1).

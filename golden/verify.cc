@@ -8,7 +8,7 @@
 #include "golden/op_cases.h"
 #include "golden/resolution.h"
 #include "golden/speculative_case.h"
-#include "ref/atomic_file.h"
+#include "ref/io/atomic_file.h"
 
 namespace moeref::golden {
 

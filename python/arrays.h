@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "ref/safetensors.h"
+#include "ref/io/safetensors.h"
 #include "ref/tensor.h"
 
 namespace moeref::python {

@@ -17,8 +17,8 @@
 #include "golden/verify.h"
 #include "python/arrays.h"
 #include "python/bindings.h"
-#include "ref/config.h"
-#include "ref/version.h"
+#include "ref/io/config.h"
+#include "ref/io/version.h"
 
 namespace moeref::python {
 

@@ -1,7 +1,7 @@
 // moeref.Model, moeref.speculative_generate and moeref.Engine: the reference model on the
 // caller's config and weights, its traces under the golden sets' names, generation, speculative
 // decoding and continuous batching one engine step at a time.
-#include "ref/model.h"
+#include "ref/model/model.h"
 
 #include <pybind11/stl.h>
 
@@ -12,12 +12,12 @@
 
 #include "python/arrays.h"
 #include "python/bindings.h"
-#include "ref/config.h"
-#include "ref/engine.h"
-#include "ref/generate.h"
-#include "ref/speculative.h"
-#include "ref/tracer.h"
-#include "ref/weights.h"
+#include "ref/generation/engine.h"
+#include "ref/generation/generate.h"
+#include "ref/generation/speculative.h"
+#include "ref/io/config.h"
+#include "ref/model/tracer.h"
+#include "ref/model/weights.h"
 
 namespace moeref::python {
 
@@ -302,12 +302,14 @@ void bind_model(py::module_& module) {
              arg("max_new_tokens") = 16, arg("gamma") = 4, arg("adaptive_gamma") = false,
              arg("temperature") = 0.0, arg("top_k") = 0, arg("top_p") = 1.0, arg("seed") = 0,
              arg("request_id") = 0, arg("trace") = false,
-             "speculative decoding (ref/speculative.h) -> {'tokens', 'stopped_at_eos', 'stats'[, "
+             "speculative decoding (ref/generation/speculative.h) -> {'tokens', 'stopped_at_eos', "
+             "'stats'[, "
              "'trace']}");
 
-  py::class_<PyEngine>(module, "Engine",
-                       "continuous batching over a paged KV cache (ref/engine.h), one step at a "
-                       "time")
+  py::class_<PyEngine>(
+      module, "Engine",
+      "continuous batching over a paged KV cache (ref/generation/engine.h), one step at a "
+      "time")
       .def(py::init([](const Model& model, int64_t max_sequences, int64_t max_tokens_per_step,
                        int64_t n_blocks, int64_t block_size) {
              return std::make_unique<PyEngine>(

@@ -10,11 +10,11 @@
 
 #include "golden/golden_set.h"
 #include "python/bindings.h"
-#include "ref/config.h"
-#include "ref/image.h"
-#include "ref/json_text.h"
-#include "ref/safetensors.h"
-#include "ref/version.h"
+#include "ref/io/config.h"
+#include "ref/io/image.h"
+#include "ref/io/json_text.h"
+#include "ref/io/safetensors.h"
+#include "ref/io/version.h"
 
 PYBIND11_MODULE(moeref, module) {
   namespace py = pybind11;

@@ -1,5 +1,5 @@
 // The weights of a layer-sized op (moeref.ops.ffn, moe, gated_cross_attention), given as a dict
-// of float32 ndarrays under the names of ref/weights.h below the layer ("router.weight",
+// of float32 ndarrays under the names of ref/model/weights.h below the layer ("router.weight",
 // "experts.0.up_proj.weight", "q_proj.weight", ...). Each is checked as an operand
 // (python/arrays.h) under the name "weights['<name>']" and copied into the op's weight structs;
 // a missing name raises KeyError, a name the op does not read ValueError.
@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "ref/config.h"
+#include "ref/io/config.h"
+#include "ref/model/weights.h"
 #include "ref/tensor.h"
-#include "ref/weights.h"
 
 namespace moeref::python {
 
@@ -34,7 +34,7 @@ class OpWeights {
   // "<prefix>down_proj.weight" [d_model, d_ff].
   FeedForwardWeights feed_forward(const std::string& prefix, Activation activation,
                                   int64_t d_model);
-  // The block of ref/cross_attention.h, under the names of layers.L.xattn.
+  // The block of ref/model/cross_attention.h, under the names of layers.L.xattn.
   CrossAttentionWeights cross_attention(NormKind norm, Activation activation, int64_t d_model,
                                         int64_t q_dim, int64_t kv_dim, int64_t head_dim);
   // Raises ValueError naming the tensor unless it has `rows` rows.

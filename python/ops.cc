@@ -13,21 +13,21 @@
 #include "python/arrays.h"
 #include "python/bindings.h"
 #include "python/op_weights.h"
-#include "ref/activation.h"
-#include "ref/attention.h"
-#include "ref/cross_attention.h"
-#include "ref/feed_forward.h"
-#include "ref/kernels.h"
-#include "ref/matmul.h"
-#include "ref/moe.h"
-#include "ref/norm.h"
-#include "ref/philox.h"
-#include "ref/rope.h"
-#include "ref/router.h"
-#include "ref/sampling.h"
-#include "ref/softmax.h"
-#include "ref/tracer.h"
-#include "ref/vision_encoder.h"
+#include "ref/generation/philox.h"
+#include "ref/generation/sampling.h"
+#include "ref/model/cross_attention.h"
+#include "ref/model/feed_forward.h"
+#include "ref/model/moe.h"
+#include "ref/model/tracer.h"
+#include "ref/model/vision_encoder.h"
+#include "ref/ops/activation.h"
+#include "ref/ops/attention.h"
+#include "ref/ops/kernels.h"
+#include "ref/ops/matmul.h"
+#include "ref/ops/norm.h"
+#include "ref/ops/rope.h"
+#include "ref/ops/router.h"
+#include "ref/ops/softmax.h"
 
 namespace moeref::python {
 
@@ -110,7 +110,7 @@ FloatArray softmax(const py::object& x_in) {
 }
 
 // Causal attention over an unpaged cache [G, capacity, head_dim] or, with a block table, a pool
-// of blocks [n_blocks, G, block_size, head_dim] (ref/attention.h).
+// of blocks [n_blocks, G, block_size, head_dim] (ref/ops/attention.h).
 std::tuple<FloatArray, FloatArray> attention(const py::object& q_in, const py::object& keys_in,
                                              const py::object& values_in,
                                              const py::object& positions_in,
@@ -278,7 +278,7 @@ FloatArray ffn(const py::object& x_in, const py::dict& weights, const std::strin
   return y;
 }
 
-// The MoE layer of ref/moe.h on x [tokens, d_model] with the expert weights by name
+// The MoE layer of ref/model/moe.h on x [tokens, d_model] with the expert weights by name
 // ("router.weight", "experts.E.{gate,up,down}_proj.weight"). Returns its traced tensors.
 py::dict moe(const py::object& x_in, const py::dict& weights, int64_t top_k, bool renormalize,
              double capacity_factor, const std::string& activation) {
@@ -323,8 +323,8 @@ py::dict moe(const py::object& x_in, const py::dict& weights, int64_t top_k, boo
   return dict_from_records(recorder.records());
 }
 
-// Flamingo's gated cross-attention block (ref/cross_attention.h) over one image's vision tokens,
-// for x [tokens, d_model] at `positions`; the weights by their names under layers.L.xattn.
+// Flamingo's gated cross-attention block (ref/model/cross_attention.h) over one image's vision
+// tokens, for x [tokens, d_model] at `positions`; the weights by their names under layers.L.xattn.
 // Returns the traced tensors under "xattn.", with the image's K/V as "xattn.k" and "xattn.v".
 py::dict gated_cross_attention(const py::object& x_in, const py::object& vision_tokens_in,
                                const py::object& positions_in, int64_t image_position,
@@ -428,7 +428,7 @@ uint32_t counter_word(int64_t value, const char* argument) {
 
 void bind_ops(py::module_& module) {
   py::module_ ops = module.def_submodule(
-      "ops", "Every reference op (ref/*.h) on float32 ndarrays at any shape, bit for bit.");
+      "ops", "Every reference op (ref/ops/*.h) on float32 ndarrays at any shape, bit for bit.");
   ops.def("matmul", &matmul, arg("x"), arg("w"),
           "y[r, o] = sum_i x[r, i] w[o, i]; x [rows, in], w [out, in] -> [rows, out]");
   ops.def("rms_norm", &rms_norm, arg("x"), arg("weight"), arg("eps") = 1e-5,
@@ -484,7 +484,8 @@ void bind_ops(py::module_& module) {
       },
       arg("logits"), arg("temperature"), arg("top_k") = 0, arg("top_p") = 1.0, arg("seed") = 0,
       arg("position") = 0, arg("request") = 0, arg("draw") = 0,
-      "the token ref/sampling.h draws, with Philox counter {draw, position, request, 0}");
+      "the token ref/generation/sampling.h draws, with Philox counter {draw, position, request, "
+      "0}");
   ops.def(
       "processed_distribution",
       [](const py::object& logits_in, double temperature, int64_t top_k, double top_p) {
@@ -504,7 +505,7 @@ void bind_ops(py::module_& module) {
         return std::make_tuple(tokens, probabilities);
       },
       arg("logits"), arg("temperature"), arg("top_k") = 0, arg("top_p") = 1.0,
-      "steps 1-5 of ref/sampling.h -> (kept tokens int32, their probabilities float64)");
+      "steps 1-5 of ref/generation/sampling.h -> (kept tokens int32, their probabilities float64)");
   ops.def(
       "philox4x32_10",
       [](std::array<uint32_t, 4> counter, std::array<uint32_t, 2> key) {

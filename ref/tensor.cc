@@ -26,13 +26,6 @@ std::string shape_string(std::span<const int64_t> shape) {
 Tensor::Tensor(std::vector<int64_t> shape)
     : shape_(std::move(shape)), values_(static_cast<size_t>(shape_numel(shape_)), 0.0f) {}
 
-Tensor Tensor::for_overwrite(std::vector<int64_t> shape) {
-  Tensor t;
-  t.values_.resize(static_cast<size_t>(shape_numel(shape)));
-  t.shape_ = std::move(shape);
-  return t;
-}
-
 Tensor::Tensor(std::vector<int64_t> shape, std::vector<float> values)
     : shape_(std::move(shape)), values_(values.begin(), values.end()) {
   if (shape_numel(shape_) != static_cast<int64_t>(values_.size())) {

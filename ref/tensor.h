@@ -1,6 +1,10 @@
-// Tensor: an owned, contiguous, row-major fp32 array with a shape.
+// Tensor: an owned, contiguous, row-major fp32 array with a shape, zero-filled when made from a
+// shape alone.
 //
-// Arrays of 2 MiB and more live on transparent huge pages (ref/huge_page_allocator.h).
+// Its values are a std::pmr::vector, so they come from the default memory resource: plain
+// new/delete, unless a program installs another before making tensors (the moeref program and
+// the benchmarks put large ones on huge pages, runtime/huge_pages.h). Where memory lives never
+// changes what it holds.
 //
 // The reference keeps one value type (fp32) and one layout (row-major, last index fastest) so
 // that every loop in ref/ can be read against the math with nothing hidden. Shapes are written
@@ -8,11 +12,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory_resource>
 #include <span>
 #include <string>
 #include <vector>
-
-#include "ref/huge_page_allocator.h"
 
 namespace moeref {
 
@@ -25,10 +28,6 @@ class Tensor {
   Tensor() = default;
   explicit Tensor(std::vector<int64_t> shape);  // zero-filled
   Tensor(std::vector<int64_t> shape, std::vector<float> values);
-  // Values unspecified, for a kernel that writes every one of them before anything reads them
-  // (the logits of a forward call: 62.5 MiB at 512 tokens of small, whose zero-fill cost 2% of the
-  // prefill).
-  static Tensor for_overwrite(std::vector<int64_t> shape);
 
   const std::vector<int64_t>& shape() const { return shape_; }
   int64_t dim(size_t axis) const { return shape_.at(axis); }
@@ -47,7 +46,7 @@ class Tensor {
 
  private:
   std::vector<int64_t> shape_;
-  std::vector<float, HugePageAllocator<float>> values_;
+  std::pmr::vector<float> values_;
 };
 
 }  // namespace moeref

@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <vector>
 
-#include "ref/parallel.h"
+#include "ref/ops/parallel.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "simd/attention_ops.cc"

@@ -1,4 +1,4 @@
-// Highway attention, the contract of ref/attention.h: causal scaled dot-product attention of H
+// Highway attention, the contract of ref/ops/attention.h: causal scaled dot-product attention of H
 // query heads over G K/V heads, contiguous or paged cache, optional probabilities.
 //
 // The H / G query heads that share a K/V head are computed together, so that each K and V row is
@@ -22,7 +22,7 @@
 #include <cstdint>
 #include <span>
 
-#include "ref/attention.h"
+#include "ref/ops/attention.h"
 
 namespace moeref::simd {
 

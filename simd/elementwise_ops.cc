@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstddef>
 
-#include "ref/parallel.h"
+#include "ref/ops/parallel.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "simd/elementwise_ops.cc"

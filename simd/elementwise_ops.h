@@ -1,6 +1,6 @@
 // Highway kernels for the elementwise ops: SwiGLU, GELU and the residual add. Contracts as in
-// ref/activation.h and ref/residual.h (swiglu's out may alias gate or up; residual_add's x and
-// branch must not overlap); any n, 0 included, and unaligned pointers are fine.
+// ref/ops/activation.h and ref/ops/residual.h (swiglu's out may alias gate or up; residual_add's x
+// and branch must not overlap); any n, 0 included, and unaligned pointers are fine.
 //
 // Every element goes through the same vector code whether it sits in a whole vector or in the
 // tail, so an output depends only on its inputs and the target, not on n, alignment or threads

@@ -40,7 +40,7 @@ struct BlasCores {
 };
 BlasCores blas_cores();
 
-// y [rows, out] = x [rows, in] . w^T, w stored [out, in] (ref/matmul.h's layout), fp32.
+// y [rows, out] = x [rows, in] . w^T, w stored [out, in] (ref/ops/matmul.h's layout), fp32.
 void sgemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out);
 
 }  // namespace moeref::simd

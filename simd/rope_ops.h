@@ -1,4 +1,4 @@
-// Highway kernel for rotary position embedding, the contract of ref/rope.h: x [tokens, n_heads,
+// Highway kernel for rotary position embedding, the contract of ref/ops/rope.h: x [tokens, n_heads,
 // head_dim] rotated in place, rotate-half pairs (i, i + D/2), head_dim even.
 //
 // The angles are the reference's to the bit: inv_freq[i] = theta^(-2i/D) and angle = position *

@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <limits>
 
-#include "ref/router.h"
+#include "ref/ops/router.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "simd/router_ops.cc"

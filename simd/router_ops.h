@@ -1,5 +1,5 @@
-// Highway top-k of the MoE router, the contract of ref/router.h's select_top_k, with exactly its
-// results: indices in rank order (larger probability first, the lower expert index on a tie, +0
+// Highway top-k of the MoE router, the contract of ref/ops/router.h's select_top_k, with exactly
+// its results: indices in rank order (larger probability first, the lower expert index on a tie, +0
 // and -0 equal) and the same weights to the bit (renormalised in double in rank order, as the
 // reference does; only the search is vector code).
 //

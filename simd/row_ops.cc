@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstddef>
 
-#include "ref/parallel.h"
+#include "ref/ops/parallel.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "simd/row_ops.cc"

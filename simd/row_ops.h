@@ -1,6 +1,6 @@
 // Highway kernels for the ops that reduce a row and then rescale it: RMSNorm, LayerNorm and
-// softmax. Shapes, layout and aliasing are those of ref/norm.h and ref/softmax.h (y may alias x;
-// softmax is in place); d or n of 0 and unaligned pointers are fine.
+// softmax. Shapes, layout and aliasing are those of ref/ops/norm.h and ref/ops/softmax.h (y may
+// alias x; softmax is in place); d or n of 0 and unaligned pointers are fine.
 //
 // Each row is one thread's (rows are split over OpenMP threads when rows * d >= 2^16), its sums are
 // fp32 over four vector accumulators combined at the end, and the tail that does not fill a vector

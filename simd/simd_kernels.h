@@ -28,7 +28,7 @@
 
 #include <string>
 
-#include "ref/kernels.h"
+#include "ref/ops/kernels.h"
 
 namespace moeref::simd {
 

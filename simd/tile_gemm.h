@@ -2,7 +2,7 @@
 // Highway register tiles that read the weights where they are, instead of OpenBLAS, which copies
 // ("packs") the whole weight matrix on every call.
 //
-// y [rows, out] = x [rows, in] . w^T, w stored [out, in] (ref/matmul.h's layout), fp32.
+// y [rows, out] = x [rows, in] . w^T, w stored [out, in] (ref/ops/matmul.h's layout), fp32.
 //
 // How: x is transposed once per call into xt [in, rows rounded up to whole vectors] (zeros
 // beyond the rows). A tile of R weight rows times V vectors of token rows then keeps R x V

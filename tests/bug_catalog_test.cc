@@ -21,7 +21,7 @@
 #include "golden/emulated_kernels.h"
 #include "golden/golden_set.h"
 #include "golden/mutated_runner.h"
-#include "ref/kernels.h"
+#include "ref/ops/kernels.h"
 
 namespace moeref::golden {
 namespace {

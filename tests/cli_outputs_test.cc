@@ -18,10 +18,10 @@
 #include <vector>
 
 #include "golden/golden_set.h"
-#include "ref/config.h"
-#include "ref/hf_interop.h"
-#include "ref/safetensors.h"
-#include "ref/weights.h"
+#include "ref/io/config.h"
+#include "ref/io/hf_interop.h"
+#include "ref/io/safetensors.h"
+#include "ref/model/weights.h"
 #include "tests/test_support.h"
 
 namespace moeref {

@@ -21,12 +21,12 @@
 #include <string>
 #include <vector>
 
-#include "ref/config.h"
-#include "ref/generate.h"
-#include "ref/model.h"
-#include "ref/safetensors.h"
-#include "ref/stats.h"
-#include "ref/weights.h"
+#include "ref/generation/generate.h"
+#include "ref/io/config.h"
+#include "ref/io/safetensors.h"
+#include "ref/model/model.h"
+#include "ref/model/stats.h"
+#include "ref/model/weights.h"
 #include "tests/test_support.h"
 
 namespace moeref {

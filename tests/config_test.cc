@@ -1,6 +1,6 @@
 // ModelConfig: the presets, the JSON round trip, and one case per validation rule.
 
-#include "ref/config.h"
+#include "ref/io/config.h"
 
 #include <gtest/gtest.h>
 

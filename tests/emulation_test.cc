@@ -19,8 +19,8 @@
 #include "golden/compare.h"
 #include "golden/emulated_kernels.h"
 #include "golden/golden_set.h"
-#include "ref/attention.h"
-#include "ref/kernels.h"
+#include "ref/ops/attention.h"
+#include "ref/ops/kernels.h"
 
 namespace moeref::golden {
 namespace {

@@ -1,7 +1,7 @@
 // The continuous-batching engine: a request's tokens and logits are bitwise those of its solo run
 // whatever its neighbours, chunking, arrival and preemptions (vLLM's needle test, with a negative
 // control that must fail); limits hold at every step; no block leaks; unfit requests are rejected.
-#include "ref/engine.h"
+#include "ref/generation/engine.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -13,10 +13,10 @@
 #include <string>
 #include <vector>
 
-#include "ref/config.h"
-#include "ref/generate.h"
-#include "ref/philox.h"
-#include "ref/weights.h"
+#include "ref/generation/generate.h"
+#include "ref/generation/philox.h"
+#include "ref/io/config.h"
+#include "ref/model/weights.h"
 
 namespace moeref {
 namespace {

@@ -1,5 +1,5 @@
-// Writing files and golden sets without destroying anything (ref/atomic_file.h,
-// ref/temporary_cleanup.h, golden/golden_set.h): files published together or not at all,
+// Writing files and golden sets without destroying anything (ref/io/atomic_file.h,
+// ref/io/temporary_cleanup.h, golden/golden_set.h): files published together or not at all,
 // temporaries removed on failure, on interrupt and after a killed process, and a golden set
 // written only over an earlier golden set or an empty directory.
 
@@ -20,12 +20,12 @@
 #include <vector>
 
 #include "golden/golden_set.h"
-#include "ref/atomic_file.h"
-#include "ref/config.h"
-#include "ref/hf_interop.h"
-#include "ref/safetensors.h"
-#include "ref/temporary_cleanup.h"
-#include "ref/weights.h"
+#include "ref/io/atomic_file.h"
+#include "ref/io/config.h"
+#include "ref/io/hf_interop.h"
+#include "ref/io/safetensors.h"
+#include "ref/io/temporary_cleanup.h"
+#include "ref/model/weights.h"
 #include "tests/test_support.h"
 
 namespace moeref {
@@ -71,7 +71,7 @@ TEST(PublishTogether, AFailedRenameRestoresTheFilesAlreadyReplaced) {
   files.push_back(StagedFile(existing, [](std::ostream& out) { out << "new weights"; }));
   files.push_back(StagedFile(absent, [](std::ostream& out) { out << "new extra"; }));
   files.push_back(StagedFile(last, [](std::ostream& out) { out << "new config"; }));
-  // The last rename fails: its temporary (named as ref/atomic_file.h says) is gone.
+  // The last rename fails: its temporary (named as ref/io/atomic_file.h says) is gone.
   fs::remove(temp.path() / (".config.json.tmp." + std::to_string(getpid())));
   try {
     publish_together(files);

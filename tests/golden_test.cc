@@ -20,11 +20,11 @@
 #include "golden/forced_routing.h"
 #include "golden/golden_set.h"
 #include "golden/verify.h"
-#include "ref/attention.h"
-#include "ref/kernels.h"
-#include "ref/router.h"
-#include "ref/softmax.h"
-#include "ref/weights.h"
+#include "ref/model/weights.h"
+#include "ref/ops/attention.h"
+#include "ref/ops/kernels.h"
+#include "ref/ops/router.h"
+#include "ref/ops/softmax.h"
 #include "tests/test_support.h"
 
 namespace moeref::golden {

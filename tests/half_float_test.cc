@@ -1,8 +1,8 @@
-// F16 and BF16 to float32 (ref/half_float.h): edge cases from a table written by hand from the
+// F16 and BF16 to float32 (ref/io/half_float.h): edge cases from a table written by hand from the
 // IEEE layouts, and every one of the 65536 binary16 values against the textbook formula
 // (-1)^s * 2^(e - 15) * (1 + m / 1024), or m * 2^-24 for subnormals, evaluated with ldexp.
 
-#include "ref/half_float.h"
+#include "ref/io/half_float.h"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
-// Hugging Face checkpoints as the Hub and transformers write them (ref/hf_checkpoint.h,
-// ref/hf_interop.h): sharded, F16 and BF16, the fused expert layout of transformers 5, RoPE
+// Hugging Face checkpoints as the Hub and transformers write them (ref/io/hf_checkpoint.h,
+// ref/io/hf_interop.h): sharded, F16 and BF16, the fused expert layout of transformers 5, RoPE
 // buffers; a table of bad index files; BF16 and sharded export.
 //
 // Checkpoints are written here from tiny's weights: the fused tensors are assembled by hand from
@@ -7,7 +7,7 @@
 // rows; down_proj [E, d, ff]), F16 and BF16 values are given as bits and expected as the textbook
 // formula evaluated with ldexp.
 
-#include "ref/hf_checkpoint.h"
+#include "ref/io/hf_checkpoint.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -24,10 +24,10 @@
 #include <string>
 #include <vector>
 
-#include "ref/config.h"
-#include "ref/hf_interop.h"
-#include "ref/safetensors.h"
-#include "ref/weights.h"
+#include "ref/io/config.h"
+#include "ref/io/hf_interop.h"
+#include "ref/io/safetensors.h"
+#include "ref/model/weights.h"
 #include "tests/test_support.h"
 
 namespace moeref {

@@ -11,7 +11,7 @@
 #include <sstream>
 #include <string>
 
-#include "ref/config.h"
+#include "ref/io/config.h"
 #include "tests/test_support.h"
 
 namespace moeref {

@@ -1,11 +1,11 @@
-// Hugging Face interop (ref/hf_interop.h): the tensor-name map, the Mixtral config.json, and the
+// Hugging Face interop (ref/io/hf_interop.h): the tensor-name map, the Mixtral config.json, and the
 // export/import round trip.
 //
 // Expected names and config.json values are written out by hand from transformers'
 // modeling_mixtral.py (the MixtralForCausalLM layout on the Hub) and configs/tiny.json; the round
 // trip is checked bit for bit against the original weights and logits.
 
-#include "ref/hf_interop.h"
+#include "ref/io/hf_interop.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -24,10 +24,10 @@
 #include <utility>
 #include <vector>
 
-#include "ref/config.h"
-#include "ref/model.h"
-#include "ref/safetensors.h"
-#include "ref/weights.h"
+#include "ref/io/config.h"
+#include "ref/io/safetensors.h"
+#include "ref/model/model.h"
+#include "ref/model/weights.h"
 #include "tests/test_support.h"
 
 namespace moeref {

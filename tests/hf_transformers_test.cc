@@ -23,9 +23,9 @@
 #include <string>
 #include <vector>
 
-#include "ref/hf_interop.h"
-#include "ref/model.h"
-#include "ref/safetensors.h"
+#include "ref/io/hf_interop.h"
+#include "ref/io/safetensors.h"
+#include "ref/model/model.h"
 #include "simd/simd_kernels.h"
 
 namespace moeref {

@@ -1,7 +1,7 @@
 // Image input: PNG (fixtures written here with libpng), PPM and safetensors decoding, the
 // bilinear resize, channel matching, normalisation and load_image end to end. Every expected
 // value is worked out by hand from the documented rules, in the comments next to it.
-#include "ref/image.h"
+#include "ref/io/image.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "ref/safetensors.h"
+#include "ref/io/safetensors.h"
 #include "tests/test_support.h"
 
 namespace moeref {

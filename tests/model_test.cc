@@ -1,7 +1,7 @@
 // The whole model: against a scalar oracle written here from the math (docs/model.md),
 // and the properties the reference promises: prefill equals decode bitwise, thread counts do not
 // change a bit, tracing does not change a bit, weights are a function of (seed, name) alone.
-#include "ref/model.h"
+#include "ref/model/model.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -16,11 +16,11 @@
 #include <string>
 #include <vector>
 
-#include "ref/config.h"
-#include "ref/generate.h"
-#include "ref/philox.h"
-#include "ref/stats.h"
-#include "ref/weights.h"
+#include "ref/generation/generate.h"
+#include "ref/generation/philox.h"
+#include "ref/io/config.h"
+#include "ref/model/stats.h"
+#include "ref/model/weights.h"
 #include "tests/scalar_oracle.h"
 
 namespace moeref {
@@ -108,7 +108,7 @@ TEST_P(ModelProperties, ChunkedPrefillEqualsOneCallBitwise) {
 
 TEST_P(ModelProperties, OneThreadEqualsTwoThreadsBitwise) {
   // 96 tokens: enough work that the projections, attention and norms really split across threads
-  // (ref/parallel.h).
+  // (ref/ops/parallel.h).
   const Model model = make_model(GetParam()());
   std::vector<int32_t> prompt;
   for (int i = 0; i < 96; ++i) prompt.push_back(kPrompt[i % kPrompt.size()]);

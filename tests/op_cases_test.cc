@@ -16,8 +16,8 @@
 
 #include "golden/compare.h"
 #include "golden/golden_set.h"
-#include "ref/philox.h"
-#include "ref/version.h"
+#include "ref/generation/philox.h"
+#include "ref/io/version.h"
 #include "tests/test_support.h"
 
 namespace moeref::golden {

@@ -7,13 +7,13 @@
 #include <numeric>
 #include <vector>
 
-#include "ref/activation.h"
-#include "ref/attention.h"
-#include "ref/matmul.h"
-#include "ref/norm.h"
-#include "ref/rope.h"
-#include "ref/router.h"
-#include "ref/softmax.h"
+#include "ref/ops/activation.h"
+#include "ref/ops/attention.h"
+#include "ref/ops/matmul.h"
+#include "ref/ops/norm.h"
+#include "ref/ops/rope.h"
+#include "ref/ops/router.h"
+#include "ref/ops/softmax.h"
 
 namespace moeref::ref {
 namespace {

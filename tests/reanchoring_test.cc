@@ -18,11 +18,11 @@
 #include "golden/compare.h"
 #include "golden/golden_set.h"
 #include "golden/speculative_case.h"
-#include "ref/config.h"
-#include "ref/kernels.h"
-#include "ref/philox.h"
-#include "ref/sampling.h"
-#include "ref/weights.h"
+#include "ref/generation/philox.h"
+#include "ref/generation/sampling.h"
+#include "ref/io/config.h"
+#include "ref/model/weights.h"
+#include "ref/ops/kernels.h"
 
 namespace moeref::golden {
 namespace {

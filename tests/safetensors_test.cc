@@ -1,4 +1,4 @@
-#include "ref/safetensors.h"
+#include "ref/io/safetensors.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

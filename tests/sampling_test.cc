@@ -1,11 +1,11 @@
-// Sampling (ref/sampling.h), the Philox generator behind it (ref/philox.h) and generation
-// (ref/generate.h).
+// Sampling (ref/generation/sampling.h), the Philox generator behind it (ref/generation/philox.h)
+// and generation (ref/generation/generate.h).
 //
 // Expected values come from published known answers (Random123's kat_vectors, the FNV test
 // suite), from hand arithmetic written out in comments, or from small oracles in this file (a
 // double-precision softmax, a hand generation loop); none is copied from the code under test.
 
-#include "ref/sampling.h"
+#include "ref/generation/sampling.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -22,12 +22,12 @@
 #include <string>
 #include <vector>
 
-#include "ref/config.h"
-#include "ref/generate.h"
-#include "ref/model.h"
-#include "ref/philox.h"
-#include "ref/tracer.h"
-#include "ref/weights.h"
+#include "ref/generation/generate.h"
+#include "ref/generation/philox.h"
+#include "ref/io/config.h"
+#include "ref/model/model.h"
+#include "ref/model/tracer.h"
+#include "ref/model/weights.h"
 
 namespace moeref {
 namespace {
@@ -718,8 +718,8 @@ TEST_F(GenerateTest, MaxNewTokensZeroAndExactlyFillingTheContext) {
   EXPECT_EQ(generate(m, request).tokens.size(), 8u);
 }
 
-// ref/generate.h: the prefill is traced under "prefill/", the i-th decode call (feeding back
-// generated token i) under "decode.i/"; the last token is never fed back, so 3 new tokens give
+// ref/generation/generate.h: the prefill is traced under "prefill/", the i-th decode call (feeding
+// back generated token i) under "decode.i/"; the last token is never fed back, so 3 new tokens give
 // decode.0 and decode.1 only. The traced logits are those of the hand loop's calls.
 TEST_F(GenerateTest, TraceNamesEachCallAndHoldsItsLogits) {
   const Model m = model(*config_);

@@ -8,9 +8,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "ref/config.h"
+#include "ref/io/config.h"
+#include "ref/model/weights.h"
 #include "ref/tensor.h"
-#include "ref/weights.h"
 
 namespace moeref::test {
 

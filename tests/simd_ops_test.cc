@@ -20,12 +20,12 @@
 #include <string>
 #include <vector>
 
-#include "ref/activation.h"
-#include "ref/norm.h"
-#include "ref/residual.h"
-#include "ref/rope.h"
-#include "ref/router.h"
-#include "ref/softmax.h"
+#include "ref/ops/activation.h"
+#include "ref/ops/norm.h"
+#include "ref/ops/residual.h"
+#include "ref/ops/rope.h"
+#include "ref/ops/router.h"
+#include "ref/ops/softmax.h"
 #include "simd/elementwise_ops.h"
 #include "simd/router_ops.h"
 #include "simd/simd_kernels.h"

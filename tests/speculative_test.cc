@@ -2,7 +2,7 @@
 // output follows the target's distribution (a chi-square test, with a wrong acceptance rule as
 // the negative control that must fail it); caches after rollback equal caches built without
 // speculation.
-#include "ref/speculative.h"
+#include "ref/generation/speculative.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "ref/config.h"
-#include "ref/generate.h"
-#include "ref/model.h"
-#include "ref/weights.h"
+#include "ref/generation/generate.h"
+#include "ref/io/config.h"
+#include "ref/model/model.h"
+#include "ref/model/weights.h"
 
 namespace moeref {
 namespace {

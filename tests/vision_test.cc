@@ -12,12 +12,12 @@
 #include <vector>
 
 #include "golden/model_case.h"
-#include "ref/config.h"
-#include "ref/generate.h"
-#include "ref/model.h"
-#include "ref/stats.h"
-#include "ref/vision_encoder.h"
-#include "ref/weights.h"
+#include "ref/generation/generate.h"
+#include "ref/io/config.h"
+#include "ref/model/model.h"
+#include "ref/model/stats.h"
+#include "ref/model/vision_encoder.h"
+#include "ref/model/weights.h"
 #include "tests/scalar_oracle.h"
 
 namespace moeref {

@@ -17,10 +17,10 @@
 #include <string>
 #include <vector>
 
-#include "ref/config.h"
-#include "ref/safetensors.h"
-#include "ref/stats.h"
-#include "ref/weights.h"
+#include "ref/io/config.h"
+#include "ref/io/safetensors.h"
+#include "ref/model/stats.h"
+#include "ref/model/weights.h"
 #include "tests/test_support.h"
 
 namespace moeref {

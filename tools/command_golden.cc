@@ -6,7 +6,7 @@
 #include <iostream>
 
 #include "golden/verify.h"
-#include "ref/config.h"
+#include "ref/io/config.h"
 #include "tools/commands.h"
 #include "tools/model_loading.h"
 #include "tools/output_guard.h"

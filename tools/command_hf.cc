@@ -1,4 +1,4 @@
-// moeref export-hf / import-hf: Mixtral-layout Hugging Face directories (ref/hf_interop.h).
+// moeref export-hf / import-hf: Mixtral-layout Hugging Face directories (ref/io/hf_interop.h).
 #include <cstdint>
 #include <iostream>
 #include <map>
@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "ref/atomic_file.h"
-#include "ref/hf_checkpoint.h"
-#include "ref/hf_interop.h"
+#include "ref/io/atomic_file.h"
+#include "ref/io/hf_checkpoint.h"
+#include "ref/io/hf_interop.h"
 #include "tools/commands.h"
 #include "tools/model_loading.h"
 #include "tools/output_guard.h"

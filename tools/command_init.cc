@@ -2,8 +2,8 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "ref/config.h"
-#include "ref/weights.h"
+#include "ref/io/config.h"
+#include "ref/model/weights.h"
 #include "tools/commands.h"
 #include "tools/model_loading.h"
 #include "tools/output_guard.h"

@@ -5,8 +5,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
-#include "ref/generate.h"
-#include "ref/speculative.h"
+#include "ref/generation/generate.h"
+#include "ref/generation/speculative.h"
 #include "tools/commands.h"
 #include "tools/model_loading.h"
 #include "tools/usage.h"

@@ -1,5 +1,5 @@
 // moeref serve-sim CONFIG REQUESTS.jsonl: replay a file of requests through the continuous-batching
-// engine (ref/engine.h) and show what each request got and what every step scheduled.
+// engine (ref/generation/engine.h) and show what each request got and what every step scheduled.
 //
 // REQUESTS.jsonl holds one JSON object a line (blank lines are skipped):
 //   {"id": 0, "prompt": [1, 2, 3] | "prompt_text": "hi", "max_new_tokens": 16,
@@ -27,8 +27,8 @@
 #include <system_error>
 #include <vector>
 
-#include "ref/engine.h"
-#include "ref/json_text.h"
+#include "ref/generation/engine.h"
+#include "ref/io/json_text.h"
 #include "tools/commands.h"
 #include "tools/model_loading.h"
 #include "tools/usage.h"
@@ -146,7 +146,7 @@ EngineRequest parse_request(const std::string& line) {
 
   EngineRequest request;
   if (!object.contains("id")) throw LineError("field \"id\" is missing");
-  // The id is also the request word of the sampling counter, 32 bits (ref/sampling.h).
+  // The id is also the request word of the sampling counter, 32 bits (ref/generation/sampling.h).
   const std::optional<int64_t> id =
       integer_in(object.at("id"), 0, std::numeric_limits<uint32_t>::max());
   if (!id) field_error("id", "an integer from 0 to 4294967295", object.at("id"));
@@ -428,7 +428,7 @@ int serve_sim(const ServeSimOptions& options) {
   while (!engine.done()) {
     if (engine.summary().steps >= bound) {
       throw std::logic_error("the engine has not finished after " + std::to_string(bound) +
-                             " steps; it is stuck (a bug in ref/engine.cc)");
+                             " steps; it is stuck (a bug in ref/generation/engine.cc)");
     }
     engine.skip_idle_steps();  // an arrival far ahead is reached at once, not step by step
     StepRecord record = engine.step();

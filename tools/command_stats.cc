@@ -5,8 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "ref/config.h"
-#include "ref/stats.h"
+#include "ref/io/config.h"
+#include "ref/model/stats.h"
 #include "simd/cpu_kernels.h"
 #include "simd/gemm.h"
 #include "tools/commands.h"

@@ -4,7 +4,7 @@
 // --image (vision configs), the image's encoding comes first ("image/...").
 #include <iostream>
 
-#include "ref/generate.h"
+#include "ref/generation/generate.h"
 #include "tools/commands.h"
 #include "tools/model_loading.h"
 #include "tools/output_guard.h"

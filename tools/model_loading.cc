@@ -4,9 +4,9 @@
 #include <filesystem>
 #include <stdexcept>
 
-#include "ref/config.h"
-#include "ref/image.h"
-#include "ref/weights.h"
+#include "ref/io/config.h"
+#include "ref/io/image.h"
+#include "ref/model/weights.h"
 #include "simd/simd_kernels.h"
 
 namespace moeref::cli {

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "ref/model.h"
-#include "ref/weights.h"
+#include "ref/model/model.h"
+#include "ref/model/weights.h"
 
 namespace moeref::cli {
 
@@ -28,8 +28,8 @@ Model load_model(const std::string& config_path, const std::string& weights_path
 // replaced by seeded weights without a word.
 ModelConfig load_seeded_config(const std::string& config_path);
 
-// The image file at `path` as the vision tower's input (ref/image.h). Throws std::invalid_argument
-// when the config has no vision section, ImageError for a bad file.
+// The image file at `path` as the vision tower's input (ref/io/image.h). Throws
+// std::invalid_argument when the config has no vision section, ImageError for a bad file.
 Tensor load_model_image(const ModelConfig& config, const std::string& path);
 
 // "1, 2,3" -> {1, 2, 3}; throws std::invalid_argument naming the bad entry.

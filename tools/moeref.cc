@@ -8,8 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "ref/freed_memory.h"
-#include "ref/temporary_cleanup.h"
+#include "ref/io/temporary_cleanup.h"
+#include "runtime/freed_memory.h"
+#include "runtime/huge_pages.h"
 #include "tools/commands.h"
 #include "tools/model_loading.h"
 #include "tools/usage.h"
@@ -61,7 +62,10 @@ std::string inapplicable_option(const CLI::App& app, const std::string& subcomma
 
 int main(int argc, char** argv) {
   using namespace moeref::cli;
-  moeref::retain_freed_memory();
+  // Memory for a program that calls the model in a loop: Tensors on huge pages, freed memory kept
+  // mapped (runtime/). Where memory lives, never what it holds.
+  moeref::runtime::use_huge_pages_for_tensors();
+  moeref::runtime::retain_freed_memory();
   moeref::remove_temporaries_on_interrupt();
   CLI::App app(
       "moeref: reference implementation and correctness oracle of a GPT-4-style "

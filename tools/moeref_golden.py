@@ -100,7 +100,7 @@ The rules (golden/compare.h, golden/decisions.h, golden/anchored_run.h)
     top-k experts ("...moe.topk_indices", an op case's "indices"): rank by rank, on the router
       probabilities (probability class); an expert that does not exist or is chosen twice fails;
     greedy tokens: on the logits row that chose the token (logits class);
-    sampled tokens: on the processed distribution of ref/sampling.h and the Philox draw u
+    sampled tokens: on the processed distribution of ref/generation/sampling.h and the Philox draw u
       (probability class): the distance from u to your token's cumulative-probability interval,
       against 2 * tol(u); a token the top-k/top-p cut removed, by its probability before the cut
       against the least probable kept token's.
@@ -214,7 +214,7 @@ class AnchoringError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------
-# safetensors (the format of huggingface/safetensors; ref/safetensors.h)
+# safetensors (the format of huggingface/safetensors; ref/io/safetensors.h)
 #
 #   u64 little-endian N | N bytes of UTF-8 JSON header | data
 #   header: {name: {"dtype": D, "shape": [...], "data_offsets": [begin, end]},
@@ -828,7 +828,7 @@ def _sum(values: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Random numbers and sampling (ref/philox.h, ref/sampling.h), in plain Python floats (IEEE
+# Random numbers and sampling (ref/generation/philox.h, ref/generation/sampling.h), in plain Python floats (IEEE
 # doubles) and the same order of operations, so that every probability and every draw is the
 # C++ one to the bit.
 
@@ -837,7 +837,7 @@ _MASK32 = 0xFFFFFFFF
 
 def philox4x32_10(counter: Iterable[int], key: Iterable[int]) -> tuple[int, int, int, int]:
     """Philox4x32-10 (Salmon et al., SC11; Random123's philox4x32_R(10, ...)): four 32-bit words
-    of counter and two of key -> four 32-bit random words (ref/philox.cc)."""
+    of counter and two of key -> four 32-bit random words (ref/generation/philox.cc)."""
     c0, c1, c2, c3 = (int(word) & _MASK32 for word in counter)
     k0, k1 = (int(word) & _MASK32 for word in key)
     for r in range(10):
@@ -853,7 +853,7 @@ def philox4x32_10(counter: Iterable[int], key: Iterable[int]) -> tuple[int, int,
 
 def generation_uniform(seed: int, draw: int, position: int, request: int = 0,
                        stream: int = 0) -> float:
-    """The uniform number in [0, 1) of one draw of generation (ref/philox.h): Philox with key =
+    """The uniform number in [0, 1) of one draw of generation (ref/generation/philox.h): Philox with key =
     {seed & 0xffffffff, seed >> 32} and counter = {draw, position, request, stream} (stream 0:
     sampling), the first word's top 24 bits times 2^-24 (a float, exactly)."""
     seed = int(seed) & 0xFFFFFFFFFFFFFFFF
@@ -863,7 +863,7 @@ def generation_uniform(seed: int, draw: int, position: int, request: int = 0,
 
 def processed_distribution(logits: Any, temperature: float, top_k: int = 0,
                            top_p: float = 1.0) -> list[tuple[int, float]]:
-    """Steps 1-5 of ref/sampling.h for temperature > 0: the kept tokens in token-id order, as
+    """Steps 1-5 of ref/generation/sampling.h for temperature > 0: the kept tokens in token-id order, as
     (token, probability) pairs summing to 1. `logits` is one row, read as float32."""
     values = np.asarray(logits, dtype=np.float32).reshape(-1).tolist()
     if not values:
@@ -900,7 +900,7 @@ def processed_distribution(logits: Any, temperature: float, top_k: int = 0,
 
 
 def draw_token(distribution: list[tuple[int, float]], u: float) -> int:
-    """Step 6 of ref/sampling.h: the first kept token (in id order) whose cumulative probability
+    """Step 6 of ref/generation/sampling.h: the first kept token (in id order) whose cumulative probability
     exceeds u; the last one if rounding leaves u at or past the total."""
     cumulative = 0.0
     for token, p in distribution:
@@ -1104,7 +1104,7 @@ def _row_of(tensor: np.ndarray, width: int, row: int) -> np.ndarray:
 # Re-anchoring (golden/anchored_run.h): the reference re-run on the candidate's own decisions,
 # made by the C++ program (`moeref anchor`).
 
-_DRAFT_PROPOSAL_STREAM = 3  # ref/philox.h, RandomStream::kDraftProposal
+_DRAFT_PROPOSAL_STREAM = 3  # ref/generation/philox.h, RandomStream::kDraftProposal
 
 
 def _leading_integer(text: str) -> int:
@@ -1407,7 +1407,7 @@ class _Checker:
 
     def judge_speculative(self, name: str, row: int, expected_value: int,
                           actual_value: int) -> tuple[bool, str] | None:
-        """A speculative block's decision (ref/speculative.h) on the block's q and p: row `row` of
+        """A speculative block's decision (ref/generation/speculative.h) on the block's q and p: row `row` of
         "mode/block.b/draft_tokens", "accepted" or "final_token"."""
         prefix, field_name = name[:name.rfind("/") + 1], name[name.rfind("/") + 1:]
         if not self.has(prefix + "draft_probs") or not self.has(prefix + "target_probs"):
@@ -1478,7 +1478,7 @@ class _Checker:
     def judge_request_token(self, request: int, k: int, expected_token: int,
                             actual_token: int) -> tuple[bool, str] | None:
         """A batching set's token k of a request, chosen from that request's logits row k with
-        its sampling parameters and the Philox draw at its position (ref/engine.h)."""
+        its sampling parameters and the Philox draw at its position (ref/generation/engine.h)."""
         logits_name = f"request.{request}/logits"
         if not self.golden.has_expected(logits_name):
             return None

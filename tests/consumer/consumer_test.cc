@@ -14,8 +14,8 @@
 #include "golden/compare.h"
 #include "golden/golden_set.h"
 #include "golden/matchers.h"
-#include "ref/norm.h"
-#include "ref/safetensors.h"
+#include "ref/io/safetensors.h"
+#include "ref/ops/norm.h"
 #include "ref/tensor.h"
 
 namespace {

@@ -4,7 +4,7 @@
 // fail tensors in the report instead.
 #include "golden/compare.h"
 #include "golden/golden_set.h"
-#include "ref/safetensors.h"
+#include "ref/io/safetensors.h"
 #include "tests/fuzz/fuzz_support.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -1,5 +1,5 @@
 // A model config file (configs/*.json): load_config. ConfigError is its documented rejection.
-#include "ref/config.h"
+#include "ref/io/config.h"
 #include "tests/fuzz/fuzz_support.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

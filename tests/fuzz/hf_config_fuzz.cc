@@ -3,9 +3,9 @@
 // a double included.
 #include <nlohmann/json.hpp>
 
-#include "ref/config.h"
-#include "ref/hf_interop.h"
-#include "ref/json_text.h"
+#include "ref/io/config.h"
+#include "ref/io/hf_interop.h"
+#include "ref/io/json_text.h"
 #include "tests/fuzz/fuzz_support.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

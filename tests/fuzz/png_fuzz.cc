@@ -1,6 +1,6 @@
 // A PNG image (--image): decode_png, from memory as read_pixels calls it. ImageError is its
 // documented rejection.
-#include "ref/image_decoders.h"
+#include "ref/io/image_decoders.h"
 #include "tests/fuzz/fuzz_support.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -2,7 +2,7 @@
 // with "P6" or "P3" (the harness makes it so). ImageError is its documented rejection.
 #include <string>
 
-#include "ref/image_decoders.h"
+#include "ref/io/image_decoders.h"
 #include "tests/fuzz/fuzz_support.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -1,6 +1,6 @@
 // A safetensors file (weights, golden tensors, candidates, images): SafetensorsFile::read and every
 // tensor's values as fp32. SafetensorsError is the reader's documented rejection.
-#include "ref/safetensors.h"
+#include "ref/io/safetensors.h"
 #include "tests/fuzz/fuzz_support.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

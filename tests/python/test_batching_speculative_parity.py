@@ -36,7 +36,7 @@ SETS = SOURCE_DIR / "golden" / "sets"
 BATCHING = SETS / "tiny-batching"
 SPECULATIVE = SETS / "tiny-speculative"
 TMP = Path()  # set by setUpModule
-_DRAFT_PROPOSAL = 3  # ref/philox.h, RandomStream::kDraftProposal
+_DRAFT_PROPOSAL = 3  # ref/generation/philox.h, RandomStream::kDraftProposal
 
 
 def setUpModule():

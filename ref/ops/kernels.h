@@ -1,0 +1,75 @@
+// The kernel set: the one interface through which the model calls its ops.
+//
+// The model (ref/model/model.cc) is written once against this interface. ref_kernels() returns the
+// plain reference ops of ref/ops/*.h; a faster set (simd/) overrides them op by op and is checked
+// against them. Each method has exactly the contract of the ref op of the same name: shapes,
+// layout and aliasing are documented in that op's header.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "ref/ops/attention.h"
+
+namespace moeref {
+
+class Kernels {
+ public:
+  virtual ~Kernels() = default;
+  virtual const char* name() const = 0;
+
+  virtual void matmul(const float* x, const float* w, float* y, int64_t rows, int64_t in,
+                      int64_t out) const = 0;  // ref/ops/matmul.h
+  virtual void rms_norm(const float* x, const float* weight, double eps, float* y, int64_t rows,
+                        int64_t d) const = 0;  // ref/ops/norm.h
+  virtual void layer_norm(const float* x, const float* weight, const float* bias, double eps,
+                          float* y, int64_t rows, int64_t d) const = 0;  // ref/ops/norm.h
+  virtual void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
+                    double theta) const = 0;  // ref/ops/rope.h
+  virtual void attention(const float* q, const float* keys, const float* values,
+                         std::span<const int64_t> positions, const ref::AttentionDims& dims,
+                         float* context, float* probs,
+                         int64_t probs_width) const = 0;              // ref/ops/attention.h
+  virtual void softmax(float* x, int64_t rows, int64_t n) const = 0;  // ref/ops/softmax.h
+  virtual void swiglu(const float* gate, const float* up, float* out,
+                      int64_t n) const = 0;          // ref/ops/activation.h
+  virtual void gelu(float* x, int64_t n) const = 0;  // ref/ops/activation.h
+  virtual void residual_add(float* x, const float* branch,
+                            int64_t n) const = 0;  // ref/ops/residual.h
+  virtual void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
+                            bool renormalize, int32_t* indices,
+                            float* weights) const = 0;  // ref/ops/router.h
+  virtual int64_t apply_capacity(const int32_t* indices, int64_t n_tokens, int64_t k,
+                                 int64_t n_experts, int64_t capacity,
+                                 int32_t* kept) const = 0;  // ref/ops/router.h
+};
+
+// The reference kernel set: deterministic, bit-identical across runs and thread counts. Derive from
+// it to replace one op and keep the reference for the rest (a kernel under test, a planted bug).
+class RefKernels : public Kernels {
+ public:
+  const char* name() const override;
+  void matmul(const float* x, const float* w, float* y, int64_t rows, int64_t in,
+              int64_t out) const override;
+  void rms_norm(const float* x, const float* weight, double eps, float* y, int64_t rows,
+                int64_t d) const override;
+  void layer_norm(const float* x, const float* weight, const float* bias, double eps, float* y,
+                  int64_t rows, int64_t d) const override;
+  void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
+            double theta) const override;
+  void attention(const float* q, const float* keys, const float* values,
+                 std::span<const int64_t> positions, const ref::AttentionDims& dims, float* context,
+                 float* probs, int64_t probs_width) const override;
+  void softmax(float* x, int64_t rows, int64_t n) const override;
+  void swiglu(const float* gate, const float* up, float* out, int64_t n) const override;
+  void gelu(float* x, int64_t n) const override;
+  void residual_add(float* x, const float* branch, int64_t n) const override;
+  void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
+                    bool renormalize, int32_t* indices, float* weights) const override;
+  int64_t apply_capacity(const int32_t* indices, int64_t n_tokens, int64_t k, int64_t n_experts,
+                         int64_t capacity, int32_t* kept) const override;
+};
+
+const Kernels& ref_kernels();  // a RefKernels
+
+}  // namespace moeref

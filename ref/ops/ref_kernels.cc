@@ -1,0 +1,68 @@
+// The reference kernel set: each method forwards to the plain op of the same name.
+#include "ref/ops/activation.h"
+#include "ref/ops/kernels.h"
+#include "ref/ops/matmul.h"
+#include "ref/ops/norm.h"
+#include "ref/ops/residual.h"
+#include "ref/ops/rope.h"
+#include "ref/ops/router.h"
+#include "ref/ops/softmax.h"
+
+namespace moeref {
+
+const char* RefKernels::name() const { return "ref"; }
+
+void RefKernels::matmul(const float* x, const float* w, float* y, int64_t rows, int64_t in,
+                        int64_t out) const {
+  ref::matmul(x, w, y, rows, in, out);
+}
+
+void RefKernels::rms_norm(const float* x, const float* weight, double eps, float* y, int64_t rows,
+                          int64_t d) const {
+  ref::rms_norm(x, weight, eps, y, rows, d);
+}
+
+void RefKernels::layer_norm(const float* x, const float* weight, const float* bias, double eps,
+                            float* y, int64_t rows, int64_t d) const {
+  ref::layer_norm(x, weight, bias, eps, y, rows, d);
+}
+
+void RefKernels::rope(float* x, std::span<const int64_t> positions, int64_t n_heads,
+                      int64_t head_dim, double theta) const {
+  ref::rope(x, positions, n_heads, head_dim, theta);
+}
+
+void RefKernels::attention(const float* q, const float* keys, const float* values,
+                           std::span<const int64_t> positions, const ref::AttentionDims& dims,
+                           float* context, float* probs, int64_t probs_width) const {
+  ref::attention(q, keys, values, positions, dims, context, probs, probs_width);
+}
+
+void RefKernels::softmax(float* x, int64_t rows, int64_t n) const { ref::softmax(x, rows, n); }
+
+void RefKernels::swiglu(const float* gate, const float* up, float* out, int64_t n) const {
+  ref::swiglu(gate, up, out, n);
+}
+
+void RefKernels::gelu(float* x, int64_t n) const { ref::gelu(x, n); }
+
+void RefKernels::residual_add(float* x, const float* branch, int64_t n) const {
+  ref::residual_add(x, branch, n);
+}
+
+void RefKernels::select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
+                              bool renormalize, int32_t* indices, float* weights) const {
+  ref::select_top_k(probs, n_tokens, n_experts, k, renormalize, indices, weights);
+}
+
+int64_t RefKernels::apply_capacity(const int32_t* indices, int64_t n_tokens, int64_t k,
+                                   int64_t n_experts, int64_t capacity, int32_t* kept) const {
+  return ref::apply_capacity(indices, n_tokens, k, n_experts, capacity, kept);
+}
+
+const Kernels& ref_kernels() {
+  static const RefKernels kernels;
+  return kernels;
+}
+
+}  // namespace moeref

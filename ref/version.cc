@@ -1,8 +1,0 @@
-#include "ref/version.h"
-
-namespace moeref {
-
-const char* version() { return MOEREF_VERSION; }
-const char* git_commit() { return MOEREF_GIT_COMMIT; }
-
-}  // namespace moeref

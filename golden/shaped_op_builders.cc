@@ -100,8 +100,9 @@ Built layer_norm(const Shape& s, const std::string& name, uint32_t seed, const K
 Built rope(const Shape& s, const std::string& name, uint32_t seed, const Kernels& kernels) {
   const int64_t tokens = s.count("tokens"), heads = s.count("n_heads");
   const int64_t head_dim = s.count("head_dim"), max_position = s.count("max_position");
-  if (head_dim % 2 != 0)
+  if (head_dim % 2 != 0) {
     throw shape_error("rope", "head_dim", "must be even, got " + std::to_string(head_dim));
+  }
   const double theta = s.real("theta");
   // t = 2u - 1 exactly, so (t + 1) / 2 gives u back.
   std::vector<int32_t> positions(static_cast<size_t>(tokens));

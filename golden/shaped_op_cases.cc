@@ -117,6 +117,10 @@ std::string value_text(const json& value) {
   return value.is_string() ? value.get<std::string>() : value.dump();
 }
 
+// The largest count a shape takes: products of three stay far inside int64_t, positions inside
+// int32_t.
+constexpr int64_t kMaxCount = int64_t{1} << 20;
+
 // One parameter's value checked against its kind; the error names the parameter and the value.
 json checked(const std::string& op, const ParameterSpec& p, const json& value) {
   const auto fail = [&](const std::string& wanted) {
@@ -138,6 +142,7 @@ json checked(const std::string& op, const ParameterSpec& p, const json& value) {
       if (!integral) throw fail(wanted);
       const auto n = value.get<int64_t>();
       if (n < minimum || (p.kind == Kind::kFlag && n > 1)) throw fail(wanted);
+      if (n > kMaxCount) throw fail("at most " + std::to_string(kMaxCount));
       return n;
     }
     case Kind::kActivation:
@@ -166,8 +171,9 @@ json checked_shape(const OpSpec& spec, const json& shape) {
                                 " must map parameter names to values, got " + shape.dump());
   }
   std::string names;
-  for (const ParameterSpec& p : spec.parameters)
+  for (const ParameterSpec& p : spec.parameters) {
     names += (names.empty() ? "" : ", ") + std::string(p.key);
+  }
   for (const auto& [key, value] : shape.items()) {
     const bool known = std::any_of(spec.parameters.begin(), spec.parameters.end(),
                                    [&](const ParameterSpec& p) { return key == p.key; });
@@ -175,8 +181,9 @@ json checked_shape(const OpSpec& spec, const json& shape) {
   }
   json values = json::object();
   for (const ParameterSpec& p : spec.parameters) {
-    if (!shape.contains(p.key) && p.fallback.is_null())
+    if (!shape.contains(p.key) && p.fallback.is_null()) {
       throw shape_error(spec.op, p.key, "is missing");
+    }
     values[p.key] = checked(spec.op, p, shape.contains(p.key) ? shape.at(p.key) : p.fallback);
   }
   return values;

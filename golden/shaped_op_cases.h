@@ -3,7 +3,7 @@
 // so the checker, `moeref golden --verify` and the reference's own run (golden/candidate_runner.h)
 // work on it unchanged.
 //
-// Ops and their shape parameters (integers >= 1 unless said; "= v" marks a default):
+// Ops and their shape parameters (integers >= 1 unless said, at most 2^20; "= v" marks a default):
 //   matmul           rows, in, out
 //   rms_norm         rows, d
 //   layer_norm       rows, d

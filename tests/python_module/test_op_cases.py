@@ -250,6 +250,7 @@ BAD_SHAPES = [
     ("matmul", {"rows": -3, "in": 4, "out": 2}, r'shape "rows" of op matmul must be an integer >= 1, got -3'),
     ("matmul", {"rows": 1.5, "in": 4, "out": 2}, r'"rows" .* got 1.5'),
     ("matmul", {"rows": 1, "in": 4, "out": 2, "cols": 2}, r'shape "cols" of op matmul is not a parameter'),
+    ("softmax", {"rows": 1, "n": 2**20 + 1}, r'shape "n" of op softmax must be at most 1048576'),
     ("attention", {"new_tokens": 1, "n_heads": 4, "n_kv_heads": 3, "head_dim": 8,
                    "cached_positions": 0}, r'"n_kv_heads" .* must divide n_heads'),
     ("top_k", {"tokens": 2, "n_experts": 4, "k": 5}, r'"k" .* at most n_experts'),

@@ -281,6 +281,13 @@ TEST(ShapedOpCases, TheCliWritesTheCaseAndRefusesBadShapes) {
       "golden --op softmax --shape rows --out " + test_support::quote(dir.path() / "bad"));
   EXPECT_EQ(malformed.exit_code, 2) << test_support::describe(malformed);
   EXPECT_THAT(malformed.err, HasSubstr("--shape: expected KEY=VALUE, got \"rows\""));
+  // --shape takes one value: a config after it is the positional CONFIG, which --op refuses.
+  const test_support::CliResult with_config = test_support::run_cli(
+      "golden --op softmax --shape rows=1 --shape n=2 " +
+      test_support::quote(std::filesystem::path(MOEREF_SOURCE_DIR) / "configs/tiny.json") +
+      " --out " + test_support::quote(dir.path() / "bad"));
+  EXPECT_EQ(with_config.exit_code, 2) << test_support::describe(with_config);
+  EXPECT_THAT(with_config.err, HasSubstr("--op writes one op case: give no CONFIG"));
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "bad"));
 }
 

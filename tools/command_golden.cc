@@ -120,7 +120,8 @@ Command register_golden(CLI::App& app) {
   command->add_flag("--ops", options->ops, "Write the op-level cases");
   command->add_option("--op", options->op,
                       "Write one case of this op at the shapes of --shape (docs/golden-format.md)");
-  command->add_option("--shape", options->shape, "A shape parameter of --op, KEY=VALUE (repeat)");
+  command->add_option("--shape", options->shape, "A shape parameter of --op, KEY=VALUE (repeat)")
+      ->allow_extra_args(false);
   command->add_option("--tries", options->tries, "Seeds --op tries, from --seed, for the margins")
       ->capture_default_str()
       ->check(at_least(1));

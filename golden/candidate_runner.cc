@@ -6,6 +6,7 @@
 #include "golden/batching_case.h"
 #include "golden/model_case.h"
 #include "golden/op_cases.h"
+#include "golden/shaped_op_cases.h"
 #include "golden/speculative_case.h"
 #include "ref/generation/generate.h"
 #include "ref/generation/sampling.h"
@@ -114,7 +115,7 @@ Candidate run_case(const GoldenSet& set, const Kernels& kernels) {
         build_speculative_case(speculative_spec_from_manifest(set.manifest(), manifest), kernels)
             .trace);
   }
-  return candidate_of(build_op_case(set.name(), kernels).outputs);
+  return candidate_of(rebuild_op_case(set, kernels).outputs);
 }
 
 }  // namespace moeref::golden

@@ -7,6 +7,7 @@
 #include "golden/candidate_runner.h"
 #include "golden/model_case.h"
 #include "golden/op_cases.h"
+#include "golden/shaped_op_cases.h"
 #include "golden/speculative_case.h"
 #include "ref/model/model.h"
 
@@ -122,7 +123,7 @@ Candidate run_speculative(const GoldenSet& set, const Kernels& kernels,
 Candidate run_op(const GoldenSet& set, const Kernels& kernels, const TokenPicker& picker) {
   const std::string op = set.manifest().at("op").get<std::string>();
   if (op != "sampling" && op != "greedy")
-    return candidate_of(build_op_case(set.name(), kernels).outputs);
+    return candidate_of(rebuild_op_case(set, kernels).outputs);
   const nlohmann::json& parameters = set.manifest().at("parameters");
   const TensorRecord& logits_record = set.inputs().at("logits");
   const std::vector<float> logits = logits_record.to_f32();

@@ -5,7 +5,7 @@
 //
 // With the default mutation, a set runs as golden/candidate_runner.h runs it, with the same
 // bits on the same kernels: model sets teacher-forced (the sampled generation by this runner's own
-// loop, through the token picker), op cases through build_op_case (sampling and greedy cases
+// loop, through the token picker), op cases through rebuild_op_case (sampling and greedy cases
 // through the token picker), speculative sets through ref/generation/speculative.h with the set's
 // models, and batching sets replayed from their recorded schedule (golden/batching_replay.h).
 #pragma once

@@ -12,7 +12,7 @@
 // rounded. Inputs written by hand (the tie cases) and positions are recorded there as such. Every
 // step is a correctly rounded IEEE operation, so the inputs are the same bits on every machine.
 //
-// Outputs are the ref ops' (ref/ops/*.h, feed_forward, moe_forward) on those inputs.
+// Outputs are the ref ops' (ref/*.h, feed_forward, moe_forward) on those inputs.
 #include "golden/op_cases.h"
 
 #include <algorithm>
@@ -22,10 +22,10 @@
 #include <stdexcept>
 #include <utility>
 
+#include "golden/op_case_builder.h"
 #include "ref/generation/philox.h"
 #include "ref/generation/sampling.h"
 #include "ref/io/config.h"
-#include "ref/io/version.h"
 #include "ref/model/cross_attention.h"
 #include "ref/model/feed_forward.h"
 #include "ref/model/moe.h"
@@ -41,96 +41,6 @@ namespace moeref::golden {
 using nlohmann::json;
 
 namespace {
-
-constexpr uint32_t kOpCaseStream = 0x4F504341;  // "OPCA"
-
-// t = 2u - 1 for elements 0..n-1 of input `tensor` of case `case_name` (the rule above).
-std::vector<float> unit_stream(std::string_view case_name, std::string_view tensor, int64_t n) {
-  const PhiloxKey key = {fnv1a32(case_name), 0};
-  const uint32_t tensor_word = fnv1a32(tensor);
-  std::vector<float> t(static_cast<size_t>(n));
-  for (int64_t block = 0; block * 4 < n; ++block) {
-    const auto b = static_cast<uint64_t>(block);
-    const PhiloxCounter bits = philox4x32_10(
-        {static_cast<uint32_t>(b), static_cast<uint32_t>(b >> 32), tensor_word, kOpCaseStream},
-        key);
-    for (int64_t w = 0; w < 4 && block * 4 + w < n; ++w) {
-      t[block * 4 + w] = 2.0f * uniform_from_bits(bits[w]) - 1.0f;
-    }
-  }
-  return t;
-}
-
-std::vector<int64_t> to_int64(const std::vector<int32_t>& values) {
-  return {values.begin(), values.end()};
-}
-
-// Collects one case: manifest, inputs (with how each was made), outputs and their kinds.
-class CaseBuilder {
- public:
-  CaseBuilder(const std::string& name, std::string op, const std::string& description,
-              json parameters)
-      : name_(name), op_(std::move(op)) {
-    result_.manifest = {{"format_version", kFormatVersion},
-                        {"kind", "op"},
-                        {"case", name},
-                        {"description", description},
-                        {"moeref_version", version()},
-                        {"git_commit", git_commit()},
-                        {"op", op_},
-                        {"parameters", std::move(parameters)}};
-  }
-
-  // Row r of the [rows, ...] tensor takes offsets[r] + scales[r] * t.
-  std::vector<float> random_rows(const std::string& tensor, const std::vector<int64_t>& shape,
-                                 const std::vector<float>& scales,
-                                 const std::vector<float>& offsets) {
-    std::vector<float> values = unit_stream(name_, tensor, shape_numel(shape));
-    const size_t row_size = values.size() / scales.size();
-    for (size_t i = 0; i < values.size(); ++i) {
-      values[i] = offsets[i / row_size] + scales[i / row_size] * values[i];
-    }
-    generation_[tensor] = {{"row_scale", scales}, {"row_offset", offsets}};
-    result_.inputs.push_back(make_f32_record(tensor, shape, values));
-    return values;
-  }
-
-  std::vector<float> random(const std::string& tensor, const std::vector<int64_t>& shape,
-                            float scale, float offset = 0.0f) {
-    std::vector<float> values = unit_stream(name_, tensor, shape_numel(shape));
-    for (float& v : values) v = offset + scale * v;
-    generation_[tensor] = {{"scale", scale}, {"offset", offset}};
-    result_.inputs.push_back(make_f32_record(tensor, shape, values));
-    return values;
-  }
-
-  void input(TensorRecord record, const std::string& how_made) {
-    generation_[record.name] = how_made;
-    result_.inputs.push_back(std::move(record));
-  }
-
-  void output(TensorRecord record, ToleranceClass tolerance) {
-    result_.expected.push_back({record.name, op_, tolerance});
-    result_.outputs.push_back(std::move(record));
-  }
-  void output(TensorRecord record, const TensorKind& kind) {
-    result_.expected.push_back({record.name, kind.op, kind.tolerance});
-    result_.outputs.push_back(std::move(record));
-  }
-
-  json& manifest() { return result_.manifest; }
-
-  OpCase finish() {
-    result_.manifest["input_generation"] = generation_;
-    return std::move(result_);
-  }
-
- private:
-  std::string name_;
-  std::string op_;
-  json generation_ = json::object();
-  OpCase result_;
-};
 
 OpCase matmul_case(const std::string& name, const Kernels& kernels, int64_t rows, int64_t in,
                    int64_t out) {
@@ -318,25 +228,6 @@ OpCase top_k_ties_case(const std::string& name, const Kernels& kernels, int64_t 
   c.input(make_f32_record("probs", {tokens, kExperts}, probs), "hand-written, with exact ties");
   add_top_k_outputs(c, kernels, probs, tokens, kExperts, k, true);
   return c.finish();
-}
-
-// Draws one expert's matrices as inputs named `prefix`{gate,up,down}_proj`suffix`.
-FeedForwardWeights random_ffn(CaseBuilder& c, const std::string& prefix, const std::string& suffix,
-                              Activation activation, int64_t d_model, int64_t d_ff) {
-  FeedForwardWeights w;
-  if (activation == Activation::kSwiGlu) {
-    w.gate_proj =
-        Tensor({d_ff, d_model}, c.random(prefix + "gate_proj" + suffix, {d_ff, d_model}, 0.375f));
-  }
-  w.up_proj =
-      Tensor({d_ff, d_model}, c.random(prefix + "up_proj" + suffix, {d_ff, d_model}, 0.375f));
-  w.down_proj =
-      Tensor({d_model, d_ff}, c.random(prefix + "down_proj" + suffix, {d_model, d_ff}, 0.25f));
-  return w;
-}
-
-const char* activation_name(Activation activation) {
-  return activation == Activation::kSwiGlu ? "swiglu" : "gelu";
 }
 
 OpCase ffn_case(const std::string& name, const Kernels& kernels, Activation activation,

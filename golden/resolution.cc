@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "golden/calibration.h"
+#include "golden/margins.h"
 #include "ref/generation/philox.h"
 
 namespace moeref::golden {
@@ -38,9 +39,55 @@ std::vector<float> row_of(const TensorRecord& record, int64_t row) {
           values.begin() + static_cast<std::ptrdiff_t>((row + 1) * width)};
 }
 
+// The decisions of an op set, named as golden/shaped_op_cases.h names them: a top_k case's rows of
+// its input "probs", a moe case's rows of "moe.router_probs", a sampling or greedy case's tokens.
+// Scores are judged as the checker judges them: probabilities with decision_tolerance, sampled
+// tokens on the draw u with the probability class tolerance, greedy tokens on the logits with the
+// logits class tolerance.
+std::vector<DecisionResolution> op_decision_resolutions(const GoldenSet& set, Precision precision) {
+  const json& manifest = set.manifest();
+  const std::string op = manifest.at("op").get<std::string>();
+  const json& parameters = manifest.at("parameters");
+  std::vector<DecisionResolution> decisions;
+  auto rows_of = [&](const TensorRecord& scores, int64_t k, const Tolerance& t,
+                     const std::string& name) {
+    for (int64_t row = 0; row < scores.shape[0]; ++row) {
+      decisions.push_back(
+          tightest_gap(row_of(scores, row), k, t, name + " row " + std::to_string(row)));
+    }
+  };
+  if (op == "top_k") {
+    rows_of(set.inputs().at("probs"), parameters.at("k").get<int64_t>(),
+            decision_tolerance(set, precision, ToleranceClass::kProbability, "probs"), "indices");
+  } else if (op == "moe") {
+    rows_of(set.expected_tensor("moe.router_probs"), parameters.at("top_k").get<int64_t>(),
+            decision_tolerance(set, precision, ToleranceClass::kProbability, "moe.router_probs"),
+            "moe.router_probs");
+  } else if (op == "greedy") {
+    rows_of(set.inputs().at("logits"), 1, default_tolerance(precision, ToleranceClass::kLogits),
+            "tokens");
+  } else if (op == "sampling") {
+    const TensorRecord& logits = set.inputs().at("logits");
+    const SamplingParams params{.temperature = parameters.at("temperature").get<double>(),
+                                .top_k = parameters.at("top_k").get<int64_t>(),
+                                .top_p = parameters.at("top_p").get<double>(),
+                                .seed = parameters.at("seed").get<uint64_t>()};
+    const Tolerance t = default_tolerance(precision, ToleranceClass::kProbability);
+    for (int64_t row = 0; row < logits.shape[0]; ++row) {
+      const double u = generation_uniform(
+          params.seed, parameters.at("draw").get<uint32_t>(), static_cast<uint32_t>(row),
+          parameters.at("request").get<uint32_t>(), RandomStream::kSampling);
+      decisions.push_back({"tokens row " + std::to_string(row),
+                           token_margin(row_of(logits, row), params, u), 2.0 * tol(t, u)});
+    }
+  }
+  return decisions;
+}
+
 }  // namespace
 
 std::vector<DecisionResolution> decision_resolutions(const GoldenSet& set, Precision precision) {
+  if (set.kind() == "op") return op_decision_resolutions(set, precision);
   if (set.kind() != "model") {
     throw GoldenError(set.dir().string() +
                       ": decision resolutions are defined for model sets, not " + set.kind() +

@@ -1,5 +1,5 @@
-// Decision resolution: whether a model set's decisions can go the other way at a precision without
-// the checker noticing (docs/golden-format.md, "Margins").
+// Decision resolution: whether a model or op set's decisions can go the other way at a precision
+// without the checker noticing (docs/golden-format.md, "Margins").
 //
 // The checker excuses a differing decision when the backend's option lies within the precision's
 // resolution of the reference's (golden/decisions.h). A decision whose margin (golden/margins.h)
@@ -12,6 +12,10 @@
 //     against tol(l_1) + tol(l_2);
 //   - "sampled_tokens row i": the manifest's draw margin, against 2 tol(u).
 // tol(v) is decision_tolerance's for the score tensor (calibrated sets) or the class tolerance.
+// An op set's decisions are those golden/shaped_op_cases.h names: a top_k case's "indices row r"
+// on its input probs, a moe case's "moe.router_probs row r", a greedy case's "tokens row r" on its
+// input logits (the logits class tolerance) and a sampling case's "tokens row p" on the draw u;
+// other ops have none.
 #pragma once
 
 #include <string>
@@ -30,7 +34,7 @@ struct DecisionResolution {
 };
 
 // Every decision of a model set (kind "model"), in the set's order: router rows, greedy tokens,
-// sampled tokens. Throws GoldenError for a set of another kind.
+// sampled tokens; or of an op set, row by row. Throws GoldenError for a set of another kind.
 std::vector<DecisionResolution> decision_resolutions(const GoldenSet& set, Precision precision);
 
 // The decision with the smallest margin / resolution; nullptr for none.

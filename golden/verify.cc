@@ -85,7 +85,7 @@ std::string regenerated_difference(const GoldenSet& set) {
     inputs = std::move(regenerated.inputs);
     trace = std::move(regenerated.trace);
   } else {
-    OpCase regenerated = build_op_case(set.name());
+    OpCase regenerated = rebuild_op_case(set);
     manifest = std::move(regenerated.manifest);
     inputs = std::move(regenerated.inputs);
     trace = std::move(regenerated.outputs);
@@ -160,11 +160,9 @@ void write_calibrated_set(const fs::path& dir, const nlohmann::json& manifest,
   write_golden_set(dir, calibrated, weights, inputs, trace, expected);
 }
 
-// Refuses a model case with a decision that could go the other way at `precision` unnoticed: a
-// margin at or below its resolution on the case's own calibration.
-std::string unresolved_decision(const fs::path& dir, const ModelCase& built, Precision precision) {
-  const CalibratedDraft draft(dir, built.manifest, built.weights, built.inputs, built.trace,
-                              model_tensor_kinds(built.trace));
+// Refuses a case with a decision that could go the other way at `precision` unnoticed: a margin
+// at or below its resolution on the case's own calibration.
+std::string unresolved_decision(const CalibratedDraft& draft, Precision precision) {
   const std::vector<DecisionResolution> decisions = decision_resolutions(draft.open(), precision);
   const DecisionResolution* least = least_resolved(decisions);
   if (least == nullptr || least->resolved()) return "";
@@ -180,7 +178,9 @@ void write_model_case(const ModelCaseSpec& spec, const fs::path& dir) {
   CaseCheck check;
   if (spec.resolved_at) {
     check = [&](const ModelCase& built) {
-      return unresolved_decision(dir, built, *spec.resolved_at);
+      const CalibratedDraft draft(dir, built.manifest, built.weights, built.inputs, built.trace,
+                                  model_tensor_kinds(built.trace));
+      return unresolved_decision(draft, *spec.resolved_at);
     };
   }
   const ModelCase built = build_model_case(spec, check);
@@ -198,6 +198,19 @@ void write_batching_case(const BatchingCaseSpec& spec, const fs::path& dir) {
   const BatchingCase built = build_batching_case(spec);
   write_calibrated_set(dir, built.manifest, built.weights, built.inputs, built.trace,
                        built.expected);
+}
+
+void write_shaped_op_case(const OpCaseRequest& request, const fs::path& dir) {
+  OpCaseCheck check;
+  if (request.resolved_at) {
+    check = [&](const OpCase& built) {
+      const CalibratedDraft draft(dir, built.manifest, {}, built.inputs, built.outputs,
+                                  built.expected);
+      return unresolved_decision(draft, *request.resolved_at);
+    };
+  }
+  const OpCase built = build_shaped_op_case(request, check);
+  write_calibrated_set(dir, built.manifest, {}, built.inputs, built.outputs, built.expected);
 }
 
 void write_op_cases(const fs::path& dir) {

@@ -10,6 +10,7 @@
 
 #include "golden/batching_case.h"
 #include "golden/model_case.h"
+#include "golden/shaped_op_cases.h"
 #include "golden/speculative_case.h"
 
 namespace moeref::golden {
@@ -18,6 +19,10 @@ namespace moeref::golden {
 void write_model_case(const ModelCaseSpec& spec, const std::filesystem::path& dir);
 void write_batching_case(const BatchingCaseSpec& spec, const std::filesystem::path& dir);
 void write_speculative_case(const SpeculativeCaseSpec& spec, const std::filesystem::path& dir);
+// Builds the op case at the caller's shapes (golden/shaped_op_cases.h) and writes it atomically to
+// `dir`; with resolved_at, each candidate seed is calibrated in a draft beside `dir` and refused
+// while a decision is not resolved at that precision.
+void write_shaped_op_case(const OpCaseRequest& request, const std::filesystem::path& dir);
 // Writes every op case (golden/op_cases.h) under `dir`, one directory each, as a whole: the tree
 // is built beside `dir` and replaces it in one step. `dir` must be new, an empty directory or an
 // earlier tree of golden sets (GoldenTarget::kGoldenTree); anything else throws GoldenError.

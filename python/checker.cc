@@ -1,10 +1,11 @@
 // The checker from Python: golden sets, compare() with the C++ checker's rules and report
 // (golden/compare.h), the reference's own run of a set, and golden sets written for the caller's
-// config with the margin search (golden/model_case.h).
+// config (golden/model_case.h) or op shapes (golden/shaped_op_cases.h) with the margin search.
 #include <pybind11/stl.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 
@@ -13,6 +14,7 @@
 #include "golden/golden_set.h"
 #include "golden/model_case.h"
 #include "golden/op_cases.h"
+#include "golden/shaped_op_cases.h"
 #include "golden/tensor_kinds.h"
 #include "golden/verify.h"
 #include "python/arrays.h"
@@ -181,6 +183,45 @@ golden::ModelCaseSpec case_spec(const py::object& config, const std::string& nam
   return spec;
 }
 
+std::optional<golden::Precision> resolved_at_of(const std::optional<std::string>& name) {
+  if (!name) return std::nullopt;
+  try {
+    return golden::precision_from_name(*name);
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(std::string("resolved_at: ") + e.what());
+  }
+}
+
+golden::OpCaseRequest op_request(const std::string& op, const py::object& shape, int64_t seed,
+                                 double margin, const std::optional<std::string>& resolved_at,
+                                 const std::string& name, int64_t tries) {
+  if (!py::isinstance<py::dict>(shape)) {
+    throw py::type_error("shape must be a dict of shape parameters (name -> value)");
+  }
+  if (seed < 0 || seed > UINT32_MAX) {
+    throw py::value_error("seed must be in [0, 2^32), got " + std::to_string(seed));
+  }
+  require_at_least(tries, 1, "tries");
+  golden::OpCaseRequest request;
+  request.op = op;
+  request.shape = json_from_python(shape, "shape");
+  request.seed = static_cast<uint32_t>(seed);
+  request.margin = margin;
+  request.resolved_at = resolved_at_of(resolved_at);
+  request.name = name;
+  request.tries = tries;
+  return request;
+}
+
+py::dict op_case_dict(const nlohmann::json& manifest, const std::vector<TensorRecord>& inputs,
+                      const std::vector<TensorRecord>& outputs) {
+  py::dict out;
+  out["manifest"] = python_from_json(manifest);
+  out["inputs"] = dict_from_records(inputs);
+  out["outputs"] = dict_from_records(outputs);
+  return out;
+}
+
 }  // namespace
 
 void bind_checker(py::module_& module) {
@@ -296,22 +337,68 @@ void bind_checker(py::module_& module) {
       "op_case",
       [](const std::string& name) {
         const golden::OpCase built = golden::build_op_case(name);
-        py::dict out;
-        out["manifest"] = python_from_json(built.manifest);
-        out["inputs"] = dict_from_records(built.inputs);
-        out["outputs"] = dict_from_records(built.outputs);
-        return out;
+        return op_case_dict(built.manifest, built.inputs, built.outputs);
       },
       arg("name"), "an op case built afresh: {'manifest', 'inputs', 'outputs'}");
+  module.def("op_case_ops", &golden::shaped_op_names,
+             "the ops op_case and write_op_case generate cases for, at any shape");
+  module.def(
+      "op_case",
+      [](const std::string& op, const py::object& shape, int64_t seed, double margin,
+         const std::optional<std::string>& resolved_at, const std::string& name, int64_t tries) {
+        const golden::OpCaseRequest request =
+            op_request(op, shape, seed, margin, resolved_at, name, tries);
+        if (!request.resolved_at) {
+          golden::OpCase built;
+          {
+            py::gil_scoped_release release;
+            built = golden::build_shaped_op_case(request);
+          }
+          return op_case_dict(built.manifest, built.inputs, built.outputs);
+        }
+        // Resolution is judged on the case's calibration, which is measured on a written set.
+        const TemporaryDirectory directory;
+        {
+          py::gil_scoped_release release;
+          golden::write_shaped_op_case(request, directory.path());
+        }
+        const GoldenSet set = GoldenSet::open(directory.path());
+        return op_case_dict(set.manifest(), set.inputs().tensors(), set.trace().tensors());
+      },
+      arg("op"), arg("shape"), arg("seed") = 1234, arg("margin") = 1e-3,
+      arg("resolved_at") = py::none(), arg("name") = "", arg("tries") = 1000,
+      "an op case at the caller's shapes (docs/golden-format.md), seeds searched from `seed` "
+      "until every decision's margin is above `margin` (and resolved at `resolved_at`): "
+      "{'manifest', 'inputs', 'outputs'}");
+  module.def(
+      "write_op_case",
+      [](const py::object& dir, const std::string& op, const py::object& shape, int64_t seed,
+         double margin, const std::optional<std::string>& resolved_at, const std::string& name,
+         int64_t tries) {
+        const golden::OpCaseRequest request =
+            op_request(op, shape, seed, margin, resolved_at, name, tries);
+        const std::filesystem::path path = path_of(dir);
+        {
+          py::gil_scoped_release release;
+          golden::write_shaped_op_case(request, path);
+        }
+        return GoldenSet::open(path);
+      },
+      arg("dir"), arg("op"), arg("shape"), arg("seed") = 1234, arg("margin") = 1e-3,
+      arg("resolved_at") = py::none(), arg("name") = "", arg("tries") = 1000,
+      "write a calibrated golden op set at the caller's shapes, as `moeref golden --op` does "
+      "-> GoldenSet");
   module.def(
       "write_model_case",
       [](const py::object& dir, const py::object& config, const std::string& name,
          const std::string& description, const py::object& prompt, int64_t prompt_length,
          int64_t decode_steps, int64_t sampled_tokens, double temperature, int64_t top_k,
-         double top_p, uint64_t seed, double margin_threshold) {
-        const golden::ModelCaseSpec spec =
+         double top_p, uint64_t seed, double margin_threshold,
+         const std::optional<std::string>& resolved_at) {
+        golden::ModelCaseSpec spec =
             case_spec(config, name, description, prompt, prompt_length, decode_steps,
                       sampled_tokens, temperature, top_k, top_p, seed, margin_threshold);
+        spec.resolved_at = resolved_at_of(resolved_at);
         const std::filesystem::path path = path_of(dir);
         {
           py::gil_scoped_release release;
@@ -322,10 +409,11 @@ void bind_checker(py::module_& module) {
       arg("dir"), arg("config"), arg("name") = "", arg("description") = "",
       arg("prompt") = py::none(), arg("prompt_length") = 12, arg("decode_steps") = 4,
       arg("sampled_tokens") = 8, arg("temperature") = 0.8, arg("top_k") = 0, arg("top_p") = 0.95,
-      arg("seed") = 1234, arg("margin_threshold") = 1e-3,
+      arg("seed") = 1234, arg("margin_threshold") = 1e-3, arg("resolved_at") = py::none(),
       "write a calibrated golden model set for the caller's config, as `moeref golden` does "
-      "(a prompt searched for whose decisions all clear margin_threshold, unless given) -> "
-      "GoldenSet");
+      "(a prompt searched for whose decisions all clear margin_threshold, and with resolved_at "
+      "are all resolved at that precision, unless given; a given prompt that fails is refused) "
+      "-> GoldenSet");
 }
 
 }  // namespace moeref::python

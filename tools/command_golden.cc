@@ -1,7 +1,9 @@
 // moeref golden: write golden sets (docs/golden-format.md), or verify committed ones.
 //   moeref golden CONFIG --out DIR [options]   a model case
 //   moeref golden --ops --out DIR              every op-level case, one directory each
+//   moeref golden --op OP --shape K=V ... --out DIR   one op case at the caller's shapes
 //   moeref golden --verify DIR                 regenerate every set under DIR, demand equal bits
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 
@@ -23,6 +25,9 @@ struct GoldenOptions {
   std::string token_list;
   std::string draft_config_path;
   std::string resolved_at;
+  std::string op;
+  std::vector<std::string> shape;
+  int64_t tries = 1000;
   int64_t gamma = 3;
   bool ops = false;
   bool batching = false;
@@ -60,6 +65,48 @@ int write_speculative(const GoldenOptions& options) {
   return 0;
 }
 
+// "rows=13" -> {"rows": 13}: an integer, another number, or else a string (activation=gelu).
+nlohmann::json shape_of(const std::vector<std::string>& assignments) {
+  nlohmann::json shape = nlohmann::json::object();
+  for (const std::string& assignment : assignments) {
+    const size_t equals = assignment.find('=');
+    if (equals == std::string::npos || equals == 0 || equals + 1 == assignment.size()) {
+      throw UsageError("--shape: expected KEY=VALUE, got \"" + assignment + "\"");
+    }
+    const std::string key = assignment.substr(0, equals);
+    const std::string value = assignment.substr(equals + 1);
+    if (shape.contains(key)) throw UsageError("--shape: \"" + key + "\" given twice");
+    const nlohmann::json number = nlohmann::json::parse(value, nullptr, false);
+    shape[key] = number.is_number() ? number : nlohmann::json(value);
+  }
+  return shape;
+}
+
+int write_shaped(const GoldenOptions& options) {
+  if (options.op.empty()) throw UsageError("--shape describes the op of --op; give --op NAME");
+  if (options.ops || options.batching || !options.config_path.empty() ||
+      !options.draft_config_path.empty()) {
+    throw UsageError("--op writes one op case: give no CONFIG, --ops, --batching or --draft");
+  }
+  if (options.spec.sampling.seed > UINT32_MAX) {
+    throw UsageError("--seed: an op case's seed is below 2^32, got " +
+                     std::to_string(options.spec.sampling.seed));
+  }
+  golden::OpCaseRequest request;
+  request.op = options.op;
+  request.shape = shape_of(options.shape);
+  request.name = options.spec.name;
+  request.seed = static_cast<uint32_t>(options.spec.sampling.seed);
+  request.margin = options.spec.margin_threshold;
+  request.tries = options.tries;
+  if (!options.resolved_at.empty()) {
+    request.resolved_at = golden::precision_from_name(options.resolved_at);
+  }
+  golden::write_shaped_op_case(request, options.out_dir);
+  std::cout << "wrote op case of " << request.op << " to " << options.out_dir << "\n";
+  return 0;
+}
+
 }  // namespace
 
 Command register_golden(CLI::App& app) {
@@ -71,6 +118,13 @@ Command register_golden(CLI::App& app) {
   command->add_option("--verify", options->verify_dir,
                       "Regenerate every set under this directory and compare bit for bit");
   command->add_flag("--ops", options->ops, "Write the op-level cases");
+  command->add_option("--op", options->op,
+                      "Write one case of this op at the shapes of --shape (docs/golden-format.md)");
+  command->add_option("--shape", options->shape, "A shape parameter of --op, KEY=VALUE (repeat)")
+      ->allow_extra_args(false);
+  command->add_option("--tries", options->tries, "Seeds --op tries, from --seed, for the margins")
+      ->capture_default_str()
+      ->check(at_least(1));
   command->add_flag("--batching", options->batching,
                     "Write the continuous-batching case of CONFIG (docs/batching.md)");
   command->add_option("--draft", options->draft_config_path,
@@ -90,7 +144,9 @@ Command register_golden(CLI::App& app) {
   command->add_option("--temperature", spec.sampling.temperature)->capture_default_str();
   command->add_option("--top-k", spec.sampling.top_k)->capture_default_str();
   command->add_option("--top-p", spec.sampling.top_p)->capture_default_str();
-  command->add_option("--seed", spec.sampling.seed, "Sampling and prompt-search seed")
+  command
+      ->add_option("--seed", spec.sampling.seed,
+                   "Sampling and prompt-search seed; with --op, the first seed tried")
       ->capture_default_str();
   command
       ->add_option("--image-seed", spec.image_seed, "Seed of the synthetic image (vision configs)")
@@ -124,9 +180,10 @@ Command register_golden(CLI::App& app) {
             if (!options->resolved_at.empty() &&
                 (options->ops || options->batching || !options->draft_config_path.empty())) {
               throw UsageError(
-                  "--resolved-at applies to model cases only, not to --ops, "
+                  "--resolved-at applies to model cases and --op only, not to --ops, "
                   "--batching or --draft");
             }
+            if (!options->op.empty() || !options->shape.empty()) return write_shaped(*options);
             if (options->ops) {
               golden::write_op_cases(options->out_dir);
               std::cout << "wrote the op cases under " << options->out_dir << "\n";

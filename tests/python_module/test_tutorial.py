@@ -2,7 +2,8 @@
 
 Copy this file into your own test suite and replace TorchBackend with your backend. It checks
 1. every op on its own, at many random shapes, against moeref.ops (the C++ reference's bits),
-   the way llama.cpp's test-backend-ops checks every backend op against the CPU;
+   the way llama.cpp's test-backend-ops checks every backend op against the CPU, and the router
+   at fp16 and bf16 through the checker on golden op cases written at its shapes;
 2. the whole model: a golden set is written for the config under test (moeref.write_model_case,
    which searches for a prompt whose decisions are not near-ties), the backend replays it and
    moeref.compare judges every tensor with the rules of `moeref compare`;
@@ -266,6 +267,26 @@ def test_router_top_k(tokens, experts, k):
         if margins[row] > 1e-6:
             assert indices[row].tolist() == expected_indices[row].tolist()
     assert nmse(weights, expected_weights) < FP32_NMSE
+
+
+# The router at the backend's own shapes, through the checker, at reduced precision:
+# moeref.write_op_case searches for inputs whose every choice is resolved at that precision
+# (docs/golden-format.md, "Op cases at your shapes"), so a backend rounding the probabilities to it
+# must still choose as the reference does, and compare judges its weights with its tolerances.
+# bf16 resolves fewer choices than fp16: a smaller router.
+@pytest.mark.parametrize("precision,dtype,tokens,experts,k", [
+    ("fp16", torch.float16, 13, 6, 2), ("fp16", torch.float16, 7, 5, 3),
+    ("bf16", torch.bfloat16, 5, 4, 2)])
+def test_router_top_k_at_reduced_precision_through_the_checker(precision, dtype, tokens,
+                                                                experts, k, tmp_path):
+    golden = moeref.write_op_case(tmp_path / "router", "top_k",
+                                  {"tokens": tokens, "n_experts": experts, "k": k},
+                                  resolved_at=precision)
+    probs = t(golden.inputs()["probs"]).to(dtype).float()
+    indices, weights = torch_top_k(probs, k)
+    candidate = {"indices": indices.numpy(), "weights": weights.numpy()}
+    report = moeref.compare(golden, candidate, precision=precision)
+    assert report.passed, report.to_text()
 
 
 # --------------------------------------------------------------------------------------------

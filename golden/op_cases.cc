@@ -12,7 +12,7 @@
 // rounded. Inputs written by hand (the tie cases) and positions are recorded there as such. Every
 // step is a correctly rounded IEEE operation, so the inputs are the same bits on every machine.
 //
-// Outputs are the ref ops' (ref/*.h, feed_forward, moe_forward) on those inputs.
+// Outputs are the ref ops' (ref/ops/*.h, feed_forward, moe_forward) on those inputs.
 #include "golden/op_cases.h"
 
 #include <algorithm>

@@ -19,6 +19,7 @@
 #include "golden/verify.h"
 #include "python/arrays.h"
 #include "python/bindings.h"
+#include "python/paths.h"
 #include "ref/io/config.h"
 #include "ref/io/version.h"
 
@@ -31,15 +32,6 @@ using golden::CompareReport;
 using golden::GoldenSet;
 using golden::TensorReport;
 using py::arg;
-
-bool is_path(const py::object& value) {
-  static const py::object& path_like = *new py::object(py::module_::import("os").attr("PathLike"));
-  return py::isinstance<py::str>(value) || py::isinstance(value, path_like);
-}
-
-std::filesystem::path path_of(const py::object& value) {
-  return py::str(py::module_::import("os").attr("fspath")(value)).cast<std::string>();
-}
 
 // A trace (name -> array) as the records of a set, in the dict's order.
 std::vector<TensorRecord> records_of(const py::dict& tensors, const std::string& argument) {

@@ -12,6 +12,7 @@
 
 #include "python/arrays.h"
 #include "python/bindings.h"
+#include "python/paths.h"
 #include "ref/generation/engine.h"
 #include "ref/generation/generate.h"
 #include "ref/generation/speculative.h"
@@ -24,15 +25,6 @@ namespace moeref::python {
 namespace {
 
 using py::arg;
-
-bool is_path(const py::object& value) {
-  static const py::object& path_like = *new py::object(py::module_::import("os").attr("PathLike"));
-  return py::isinstance<py::str>(value) || py::isinstance(value, path_like);
-}
-
-std::filesystem::path path_of(const py::object& value) {
-  return py::str(py::module_::import("os").attr("fspath")(value)).cast<std::string>();
-}
 
 ModelConfig config_of(const py::object& config) {
   if (is_path(config)) return load_config(path_of(config));

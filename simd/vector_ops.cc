@@ -20,9 +20,10 @@ namespace hn = hwy::HWY_NAMESPACE;
 // AVX-512's 32 registers.
 constexpr size_t kMatvecGroup = 4;
 
-// Weights of a matrix-vector product stream from memory once, on 4 KiB pages (the model keeps
-// them in std::vector). The hardware prefetcher stops at each page boundary; prefetching this far
-// ahead of the loads starts the next page's walk and lines before they are needed. On the Zen 5
+// Weights of a matrix-vector product stream from memory once. On 4 KiB pages (a program that does
+// not opt into runtime/huge_pages.h) the hardware prefetcher stops at each page boundary, and on
+// 2 MiB pages it still runs only so far ahead; prefetching this far ahead of the loads starts the
+// next page's walk and lines before they are needed. On the Zen 5
 // guest of docs/performance.md, a 1024 x 512 product over 2 threads read 18% faster with any
 // distance from 2 to 16 KiB (alternated in one process); whole decode steps gained within noise.
 // A prefetch never faults, so running past the end of the matrix is harmless.

@@ -7,7 +7,8 @@
 // 911 MiB of weights span 233,000 pages of 4 KiB, so a decode step, which reads 185 MB of them,
 // misses the TLB on nearly every page it touches. A prefill of 512 tokens writes [512, 32000]
 // logits (62.5 MiB), which glibc gives back to the kernel when they are freed (it does so for every
-// block over 32 MiB); the next prefill then takes 16,000 page faults to touch them again. On
+// block over 32 MiB); the next prefill then takes 16,000 page faults to touch them again, most of
+// the about 20,000 a prefill took (runtime/freed_memory.h keeps the activations' share away). On
 // 2 MiB pages: 32. (docs/performance.md gives the measurements.)
 //
 // What: blocks of 2 MiB and more are aligned to 2 MiB (the size rounded up to a whole number of

@@ -10,6 +10,7 @@
 #include <span>
 
 #include "ref/attention.h"
+#include "ref/rope_scaling.h"
 
 namespace moeref {
 
@@ -25,7 +26,7 @@ class Kernels {
   virtual void layer_norm(const float* x, const float* weight, const float* bias, double eps,
                           float* y, int64_t rows, int64_t d) const = 0;  // ref/norm.h
   virtual void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
-                    double theta) const = 0;  // ref/rope.h
+                    double theta, const RopeScaling& scaling) const = 0;  // ref/rope.h
   virtual void attention(const float* q, const float* keys, const float* values,
                          std::span<const int64_t> positions, const ref::AttentionDims& dims,
                          float* context, float* probs,
@@ -56,7 +57,7 @@ class RefKernels : public Kernels {
   void layer_norm(const float* x, const float* weight, const float* bias, double eps, float* y,
                   int64_t rows, int64_t d) const override;
   void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
-            double theta) const override;
+            double theta, const RopeScaling& scaling) const override;
   void attention(const float* q, const float* keys, const float* values,
                  std::span<const int64_t> positions, const ref::AttentionDims& dims, float* context,
                  float* probs, int64_t probs_width) const override;

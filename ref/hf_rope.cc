@@ -203,7 +203,7 @@ std::string with_hf_rope_names(std::string message, const HfRope& rope) {
     }
   };
   replace_all("\"rope_scaling.type\"", "\"" + rope.section + ".rope_type\"");
-  if (rope.rope_scaling["type"] == "dynamic") {
+  if (rope.rope_scaling.is_object() && rope.rope_scaling.value("type", "") == "dynamic") {
     replace_all("\"rope_scaling.original_max_position_embeddings\"", "\"max_position_embeddings\"");
   }
   replace_all("\"rope_scaling.", "\"" + rope.section + ".");

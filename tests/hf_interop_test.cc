@@ -682,6 +682,16 @@ TEST(ConfigFromHfJson, ErrorsNameTheHuggingFaceKeyAndValue) {
        [](json& j) { j.erase("num_key_value_heads"); }},
       {"num_key_value_heads 3", "num_key_value_heads", "(3)",
        [](json& j) { j["num_key_value_heads"] = 3; }},
+      {"num_key_value_heads 3 beside unscaled rope_parameters", "num_key_value_heads", "(3)",
+       [](json& j) {
+         j["num_key_value_heads"] = 3;
+         j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 1e4}};
+       }},
+      {"num_key_value_heads 3 beside dynamic scaling", "num_key_value_heads", "(3)",
+       [](json& j) {
+         j["num_key_value_heads"] = 3;
+         j["rope_parameters"] = {{"rope_type", "dynamic"}, {"factor", 2.0}};
+       }},
       {"num_key_value_heads a string", "num_key_value_heads", "\"1\"",
        [](json& j) { j["num_key_value_heads"] = "1"; }},
       {"num_experts_per_tok above the experts", "num_experts_per_tok", "(17)",

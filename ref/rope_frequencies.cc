@@ -110,10 +110,13 @@ std::vector<double> llama3(double theta, int64_t head_dim, const RopeScaling& r)
 RopeFrequencies rope_frequencies(double theta, int64_t head_dim, const RopeScaling& scaling,
                                  int64_t max_position) {
   const int64_t min_head_dim = scaling.kind == RopeScalingKind::kDynamic ? 4 : 2;
-  if (head_dim < min_head_dim || head_dim % 2 != 0 || !(theta > 0) || !std::isfinite(theta)) {
-    throw std::invalid_argument("rope_frequencies: head_dim " + std::to_string(head_dim) +
-                                " must be even and at least " + std::to_string(min_head_dim) +
-                                ", theta " + std::to_string(theta) + " finite and positive");
+  if (head_dim < min_head_dim || head_dim % 2 != 0) {
+    throw std::invalid_argument("rope_frequencies: head_dim must be even and at least " +
+                                std::to_string(min_head_dim) + ", got " + std::to_string(head_dim));
+  }
+  if (!(theta > 0) || !std::isfinite(theta)) {
+    throw std::invalid_argument("rope_frequencies: theta must be finite and positive, got " +
+                                std::to_string(theta));
   }
   RopeFrequencies frequencies;
   switch (scaling.kind) {

@@ -31,8 +31,8 @@ class KernelSwitch : public Kernels {
     selected_->layer_norm(x, weight, bias, eps, y, rows, d);
   }
   void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
-            double theta) const override {
-    selected_->rope(x, positions, n_heads, head_dim, theta);
+            double theta, const RopeScaling& scaling) const override {
+    selected_->rope(x, positions, n_heads, head_dim, theta, scaling);
   }
   void attention(const float* q, const float* keys, const float* values,
                  std::span<const int64_t> positions, const ref::AttentionDims& dims, float* context,

@@ -20,8 +20,8 @@ void BuggyKernels::layer_norm(const float* x, const float* weight, const float* 
 }
 
 void BuggyKernels::rope(float* x, std::span<const int64_t> positions, int64_t n_heads,
-                        int64_t head_dim, double theta) const {
-  base_.rope(x, positions, n_heads, head_dim, theta);
+                        int64_t head_dim, double theta, const RopeScaling& scaling) const {
+  base_.rope(x, positions, n_heads, head_dim, theta, scaling);
 }
 
 void BuggyKernels::attention(const float* q, const float* keys, const float* values,

@@ -25,7 +25,7 @@ class BuggyKernels : public Kernels {
   void layer_norm(const float* x, const float* weight, const float* bias, double eps, float* y,
                   int64_t rows, int64_t d) const override;
   void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
-            double theta) const override;
+            double theta, const RopeScaling& scaling) const override;
   void attention(const float* q, const float* keys, const float* values,
                  std::span<const int64_t> positions, const ref::AttentionDims& dims, float* context,
                  float* probs, int64_t probs_width) const override;

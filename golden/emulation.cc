@@ -66,12 +66,12 @@ class EmulatedKernels final : public Kernels {
     round_in_place(y, rows * d, storage_);
   }
   void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
-            double theta) const override {
+            double theta, const RopeScaling& scaling) const override {
     if (e_.fp32_outside_matmul) {
-      fp32_rope(x, positions, n_heads, head_dim, theta);
+      fp32_rope(x, positions, n_heads, head_dim, theta, scaling);
       return;
     }
-    ref::rope(x, positions, n_heads, head_dim, theta);
+    ref::rope(x, positions, n_heads, head_dim, theta, scaling);
     round_in_place(x, static_cast<int64_t>(positions.size()) * n_heads * head_dim, storage_);
   }
   void attention(const float* q, const float* keys, const float* values,

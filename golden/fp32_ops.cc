@@ -6,6 +6,8 @@
 
 #include "golden/emulated_dot.h"
 #include "golden/emulated_kernels.h"
+#include "ref/ops/rope.h"
+#include "ref/ops/rope_frequencies.h"
 
 namespace moeref::golden {
 
@@ -68,20 +70,29 @@ void fp32_layer_norm(const float* x, const float* weight, const float* bias, dou
 }
 
 void fp32_rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
-               double theta) {
+               double theta, const RopeScaling& scaling) {
   const int64_t half = head_dim / 2;
+  if (half == 0 || positions.empty()) return;
   const float base = static_cast<float>(theta);
   std::vector<float> inv_freq(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; ++i) {
-    inv_freq[i] = 1.0f / std::pow(base, static_cast<float>(2 * i) / static_cast<float>(head_dim));
+  float attention_scaling = 1.0f;
+  if (scaling.kind == RopeScalingKind::kDefault) {
+    for (int64_t i = 0; i < half; ++i) {
+      inv_freq[i] = 1.0f / std::pow(base, static_cast<float>(2 * i) / static_cast<float>(head_dim));
+    }
+  } else {
+    const ref::RopeFrequencies frequencies =
+        ref::rope_frequencies(theta, head_dim, scaling, ref::max_position(positions));
+    for (int64_t i = 0; i < half; ++i) inv_freq[i] = static_cast<float>(frequencies.inv_freq[i]);
+    attention_scaling = static_cast<float>(frequencies.attention_scaling);
   }
   for (size_t t = 0; t < positions.size(); ++t) {
     for (int64_t h = 0; h < n_heads; ++h) {
       float* head = x + (static_cast<int64_t>(t) * n_heads + h) * head_dim;
       for (int64_t i = 0; i < half; ++i) {
         const float angle = static_cast<float>(positions[t]) * inv_freq[i];
-        const float cos_a = std::cos(angle);
-        const float sin_a = std::sin(angle);
+        const float cos_a = std::cos(angle) * attention_scaling;
+        const float sin_a = std::sin(angle) * attention_scaling;
         const float first = head[i];
         const float second = head[i + half];
         head[i] = first * cos_a - second * sin_a;

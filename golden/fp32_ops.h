@@ -11,6 +11,7 @@
 #include <span>
 
 #include "golden/compare.h"
+#include "ref/ops/rope_scaling.h"
 
 namespace moeref::golden {
 
@@ -27,9 +28,11 @@ void fp32_layer_norm(const float* x, const float* weight, const float* bias, dou
 
 // Hugging Face's rotary embedding: inv_freq_i = 1 / theta^(2i / D) and the angle position *
 // inv_freq_i both in fp32, then fp32 cos and sin. The angle carries an error of about
-// position * 2^-24 radians, which grows with the position (1e-4 at 4095).
+// position * 2^-24 radians, which grows with the position (1e-4 at 4095). A scaled kind's
+// inv_freq and attention scaling are the reference's (ref/ops/rope_frequencies.h) rounded to fp32,
+// where transformers computes them in fp32: both are within an fp32 rounding of the exact value.
 void fp32_rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
-               double theta);
+               double theta, const RopeScaling& scaling);
 
 // PyTorch's CUDA activation kernels: silu(g) = g / (1 + exp(-g)), out = silu(g) * up; and
 // gelu(x) = x * 0.5 * (1 + erf(x / sqrt 2)).

@@ -22,7 +22,7 @@ class RopeAdjacentPairs final : public BuggyKernels {
  public:
   using BuggyKernels::BuggyKernels;
   void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
-            double theta) const override {
+            double theta, const RopeScaling& scaling) const override {
     const int64_t half = head_dim / 2;
     const int64_t heads = static_cast<int64_t>(positions.size()) * n_heads;
     std::vector<float> grouped(static_cast<size_t>(heads * head_dim));
@@ -32,7 +32,7 @@ class RopeAdjacentPairs final : public BuggyKernels {
         grouped[r * head_dim + half + i] = x[r * head_dim + 2 * i + 1];
       }
     }
-    base().rope(grouped.data(), positions, n_heads, head_dim, theta);
+    base().rope(grouped.data(), positions, n_heads, head_dim, theta, scaling);
     for (int64_t r = 0; r < heads; ++r) {
       for (int64_t i = 0; i < half; ++i) {
         x[r * head_dim + 2 * i] = grouped[r * head_dim + i];
@@ -46,9 +46,9 @@ class RopeAdjacentPairs final : public BuggyKernels {
 class RopeThetaHardCoded final : public BuggyKernels {
  public:
   using BuggyKernels::BuggyKernels;
-  void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
-            double) const override {
-    base().rope(x, positions, n_heads, head_dim, 500000.0);
+  void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim, double,
+            const RopeScaling& scaling) const override {
+    base().rope(x, positions, n_heads, head_dim, 500000.0, scaling);
   }
 };
 
@@ -56,10 +56,10 @@ class RopePositionsOffByOne final : public BuggyKernels {
  public:
   using BuggyKernels::BuggyKernels;
   void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
-            double theta) const override {
+            double theta, const RopeScaling& scaling) const override {
     std::vector<int64_t> shifted(positions.begin(), positions.end());
     for (int64_t& p : shifted) ++p;
-    base().rope(x, shifted, n_heads, head_dim, theta);
+    base().rope(x, shifted, n_heads, head_dim, theta, scaling);
   }
 };
 
@@ -69,10 +69,10 @@ class RopePositionsFromCallStart final : public BuggyKernels {
  public:
   using BuggyKernels::BuggyKernels;
   void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
-            double theta) const override {
+            double theta, const RopeScaling& scaling) const override {
     std::vector<int64_t> local(positions.size());
     std::iota(local.begin(), local.end(), 0);
-    base().rope(x, local, n_heads, head_dim, theta);
+    base().rope(x, local, n_heads, head_dim, theta, scaling);
   }
 };
 

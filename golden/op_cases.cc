@@ -74,22 +74,35 @@ OpCase norm_case(const std::string& name, const Kernels& kernels, bool layer_nor
   return c.finish();
 }
 
-OpCase rope_case(const std::string& name, const Kernels& kernels, int64_t head_dim) {
+// Unscaled RoPE, or a scaling kind (docs/model.md) with its positions past the pretraining context
+// so that the scaling changes the rotation; the parameters record "rope_scaling" as a config
+// spells it.
+struct RopeSpec {
+  int64_t head_dim = 0;
+  RopeScaling scaling = {};
+  std::vector<int32_t> positions = {0, 1, 7, 1000, 4095};
+  std::string description =
+      "rotate-half RoPE (pairs i, i + D/2) at positions up to 4095, where angles are large";
+};
+
+OpCase rope_case(const std::string& name, const Kernels& kernels, const RopeSpec& spec) {
   constexpr int64_t kHeads = 3;
   constexpr double kTheta = 10000.0;
-  const std::vector<int32_t> positions = {0, 1, 7, 1000, 4095};
+  const int64_t head_dim = spec.head_dim;
+  const std::vector<int32_t>& positions = spec.positions;
   const auto tokens = static_cast<int64_t>(positions.size());
-  CaseBuilder c(name, "rope",
-                "rotate-half RoPE (pairs i, i + D/2) at positions up to 4095, where angles are "
-                "large",
-                {{"tokens", tokens},
-                 {"n_heads", kHeads},
-                 {"head_dim", head_dim},
-                 {"theta", kTheta},
-                 {"positions", positions}});
+  json parameters = {{"tokens", tokens},
+                     {"n_heads", kHeads},
+                     {"head_dim", head_dim},
+                     {"theta", kTheta},
+                     {"positions", positions}};
+  if (spec.scaling.kind != RopeScalingKind::kDefault) {
+    parameters["rope_scaling"] = rope_scaling_to_json(spec.scaling);
+  }
+  CaseBuilder c(name, "rope", spec.description, parameters);
   std::vector<float> x = c.random("x", {tokens, kHeads, head_dim}, 1.0f);
   c.input(make_i32_record("positions", {tokens}, positions), "the parameter \"positions\"");
-  kernels.rope(x.data(), to_int64(positions), kHeads, head_dim, kTheta);
+  kernels.rope(x.data(), to_int64(positions), kHeads, head_dim, kTheta, spec.scaling);
   c.output(make_f32_record("out", {tokens, kHeads, head_dim}, x), ToleranceClass::kActivation);
   return c.finish();
 }
@@ -518,8 +531,62 @@ std::vector<CaseEntry> make_registry() {
     return norm_case(n, kernels, true, 5, 64);
   });
   for (const int64_t hd : {8, 16, 64, 128}) {
-    add("rope-hd" + std::to_string(hd),
-        [hd](const std::string& n, const Kernels& kernels) { return rope_case(n, kernels, hd); });
+    add("rope-hd" + std::to_string(hd), [hd](const std::string& n, const Kernels& kernels) {
+      return rope_case(n, kernels, RopeSpec{.head_dim = hd});
+    });
+  }
+  const std::vector<std::pair<std::string, RopeSpec>> scaled_rope_cases = {
+      {"rope-linear-hd16",
+       {.head_dim = 16,
+        .scaling = {.kind = RopeScalingKind::kLinear, .factor = 4.0},
+        .positions = {0, 1, 7, 100, 1000},
+        .description = "linear RoPE scaling (position interpolation), factor 4: every "
+                       "frequency divided by 4"}},
+      {"rope-dynamic-hd16",
+       {.head_dim = 16,
+        .scaling = {.kind = RopeScalingKind::kDynamic,
+                    .factor = 2.0,
+                    .original_max_position_embeddings = 32},
+        .positions = {0, 5, 33, 63, 90},
+        .description = "dynamic NTK scaling, factor 2 past 32 positions: the largest position "
+                       "(90) sets the base, 10000 * (2 * 91 / 32 - 1)^(16 / 14), for every token"}},
+      {"rope-yarn-hd32",
+       {.head_dim = 32,
+        .scaling = {.kind = RopeScalingKind::kYarn,
+                    .factor = 4.0,
+                    .original_max_position_embeddings = 256},
+        .positions = {0, 1, 100, 300, 1000},
+        .description = "YaRN, factor 4 over 256 positions, betas 32 and 1: pairs 0..7 ramp from "
+                       "kept to interpolated, cos and sin scaled by 0.1 ln 4 + 1"}},
+      {"rope-yarn-mscale-untruncated-hd32",
+       {.head_dim = 32,
+        .scaling = {.kind = RopeScalingKind::kYarn,
+                    .factor = 8.0,
+                    .original_max_position_embeddings = 128,
+                    .beta_fast = 16.0,
+                    .beta_slow = 2.0,
+                    .mscale = 1.0,
+                    .mscale_all_dim = 0.5,
+                    .truncate = false},
+        .positions = {0, 3, 129, 500, 1023},
+        .description = "YaRN, factor 8 over 128 positions, betas 16 and 2, the ramp's ends not "
+                       "rounded, cos and sin scaled by the ratio of mscale 1 to mscale_all_dim "
+                       "0.5"}},
+      {"rope-llama3-hd32",
+       {.head_dim = 32,
+        .scaling = {.kind = RopeScalingKind::kLlama3,
+                    .factor = 8.0,
+                    .original_max_position_embeddings = 64,
+                    .low_freq_factor = 1.0,
+                    .high_freq_factor = 4.0},
+        .positions = {0, 1, 65, 200, 511},
+        .description = "Llama 3.1 scaling, factor 8 over 64 positions: pairs 0-1 kept, 2-4 "
+                       "smoothed, 5-15 divided by 8"}},
+  };
+  for (const auto& [name, spec] : scaled_rope_cases) {
+    add(name, [spec](const std::string& n, const Kernels& kernels) {
+      return rope_case(n, kernels, spec);
+    });
   }
   add("softmax-4x17",
       [](const std::string& n, const Kernels& kernels) { return softmax_case(n, kernels, 4, 17); });

@@ -122,7 +122,7 @@ Built rope(const Shape& s, const std::string& name, uint32_t seed, const Kernels
   std::vector<float> x = c.random("x", {tokens, heads, head_dim}, 1.0f);
   c.input(make_i32_record("positions", {tokens}, positions),
           "floor(u * max_position), u = (t + 1) / 2 of the stream \"positions\"");
-  kernels.rope(x.data(), to_int64(positions), heads, head_dim, theta);
+  kernels.rope(x.data(), to_int64(positions), heads, head_dim, theta, RopeScaling{});
   c.output(make_f32_record("out", {tokens, heads, head_dim}, x), ToleranceClass::kActivation);
   return {c.finish(), {}};
 }

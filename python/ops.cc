@@ -15,6 +15,7 @@
 #include "python/op_weights.h"
 #include "ref/generation/philox.h"
 #include "ref/generation/sampling.h"
+#include "ref/io/config.h"
 #include "ref/model/cross_attention.h"
 #include "ref/model/feed_forward.h"
 #include "ref/model/moe.h"
@@ -89,15 +90,23 @@ std::vector<int64_t> checked_positions(const py::object& positions_in, int64_t t
   return positions;
 }
 
-FloatArray rope(const py::object& x_in, const py::object& positions_in, double theta) {
+// rope_scaling: None (unscaled) or a dict spelt as a config's "rope_scaling" object
+// (ref/io/config.h), validated as a config validates it (ConfigError naming "rope_scaling.<key>").
+FloatArray rope(const py::object& x_in, const py::object& positions_in, double theta,
+                const py::object& rope_scaling) {
   const FloatArray x = float_operand(x_in, "x", {kAnySize, kAnySize, kAnySize});
   if (dim(x, 2) % 2 != 0) {
     throw py::value_error("x: head_dim (its last dimension) must be even, got " +
                           std::to_string(dim(x, 2)));
   }
   const std::vector<int64_t> positions = checked_positions(positions_in, dim(x, 0));
+  const RopeScaling scaling =
+      rope_scaling.is_none()
+          ? RopeScaling{}
+          : rope_scaling_from_json(json_from_python(rope_scaling, "rope_scaling"), "rope_scaling",
+                                   dim(x, 2), theta);
   FloatArray y = copy_of(x);
-  ref::rope(y.mutable_data(), positions, dim(x, 1), dim(x, 2), theta);
+  ref::rope(y.mutable_data(), positions, dim(x, 1), dim(x, 2), theta, scaling);
   return y;
 }
 
@@ -436,7 +445,9 @@ void bind_ops(py::module_& module) {
   ops.def("layer_norm", &layer_norm, arg("x"), arg("weight"), arg("bias"), arg("eps") = 1e-5,
           "LayerNorm of each row: x [rows, d], weight and bias [d] -> [rows, d]");
   ops.def("rope", &rope, arg("x"), arg("positions"), arg("theta") = 10000.0,
-          "rotate-half RoPE: x [tokens, heads, head_dim] at positions [tokens] -> a new array");
+          arg("rope_scaling") = py::none(),
+          "rotate-half RoPE: x [tokens, heads, head_dim] at positions [tokens] -> a new array; "
+          "rope_scaling as a config's \"rope_scaling\" object (None: unscaled)");
   ops.def("softmax", &softmax, arg("x"), "softmax of each row: x [rows, n] -> [rows, n]");
   ops.def("attention", &attention, arg("q"), arg("keys"), arg("values"), arg("positions"),
           arg("block_table") = py::none(), arg("probs_width") = py::none(),

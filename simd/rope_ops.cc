@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "ref/ops/parallel.h"
+#include "ref/ops/rope.h"
+#include "ref/ops/rope_frequencies.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "simd/rope_ops.cc"
@@ -55,30 +57,32 @@ HWY_EXPORT(RotateHalfImpl);
 
 namespace {
 
-// cos and sin of every (token, frequency) angle of one call, in fp32, with what they were
+// s cos and s sin of every (token, frequency) angle of one call, in fp32, with what they were
 // computed for.
 struct RopeTables {
   std::vector<int64_t> positions;
   int64_t head_dim = 0;
   double theta = 0.0;
+  RopeScaling scaling;
   std::vector<float> cos, sin;
 };
 
 // The tables for these positions: those of the calling thread's last call when it was for the
-// same positions, head_dim and theta (a forward call rotates q and k of every layer at the same
-// positions: 2 x n_layers calls, one computation), else computed anew with the reference's
-// expressions, so that every angle is the same double.
+// same positions, head_dim, theta and scaling (a forward call rotates q and k of every layer at
+// the same positions: 2 x n_layers calls, one computation), else computed anew from the
+// reference's frequencies with the reference's expressions, so that every angle is the same
+// double.
 const RopeTables& rope_tables(std::span<const int64_t> positions, int64_t half, int64_t head_dim,
-                              double theta, bool parallel) {
+                              double theta, const RopeScaling& scaling, bool parallel) {
   thread_local RopeTables last;
-  if (last.head_dim == head_dim && last.theta == theta &&
+  if (last.head_dim == head_dim && last.theta == theta && last.scaling == scaling &&
       std::ranges::equal(last.positions, positions)) {
     return last;
   }
-  std::vector<double> inv_freq(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; ++i) {
-    inv_freq[i] = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
-  }
+  const ref::RopeFrequencies frequencies =
+      ref::rope_frequencies(theta, head_dim, scaling, ref::max_position(positions));
+  const double* const inv_freq = frequencies.inv_freq.data();
+  const double s = frequencies.attention_scaling;
   const int64_t n_tokens = static_cast<int64_t>(positions.size());
   last.cos.resize(static_cast<size_t>(n_tokens * half));
   last.sin.resize(last.cos.size());
@@ -89,26 +93,27 @@ const RopeTables& rope_tables(std::span<const int64_t> positions, int64_t half, 
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t i = 0; i < half; ++i) {
       const double angle = static_cast<double>(positions[t]) * inv_freq[i];
-      cos[t * half + i] = static_cast<float>(std::cos(angle));
-      sin[t * half + i] = static_cast<float>(std::sin(angle));
+      cos[t * half + i] = static_cast<float>(std::cos(angle) * s);
+      sin[t * half + i] = static_cast<float>(std::sin(angle) * s);
     }
   }
   last.positions.assign(positions.begin(), positions.end());
   last.head_dim = head_dim;
   last.theta = theta;
+  last.scaling = scaling;
   return last;
 }
 
 }  // namespace
 
 void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
-          double theta) {
+          double theta, const RopeScaling& scaling) {
   const int64_t half = head_dim / 2;
   const int64_t n_tokens = static_cast<int64_t>(positions.size());
   if (half == 0 || n_tokens == 0) return;
   const bool parallel = n_tokens * n_heads * head_dim >= ref::kParallelWork;
 
-  const RopeTables& tables = rope_tables(positions, half, head_dim, theta, parallel);
+  const RopeTables& tables = rope_tables(positions, half, head_dim, theta, scaling, parallel);
   const size_t half_size = static_cast<size_t>(half);
 #pragma omp parallel for collapse(2) schedule(static) if (parallel)
   for (int64_t t = 0; t < n_tokens; ++t) {

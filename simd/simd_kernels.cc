@@ -53,8 +53,8 @@ void SimdKernels::layer_norm(const float* x, const float* weight, const float* b
 }
 
 void SimdKernels::rope(float* x, std::span<const int64_t> positions, int64_t n_heads,
-                       int64_t head_dim, double theta) const {
-  simd::rope(x, positions, n_heads, head_dim, theta);
+                       int64_t head_dim, double theta, const RopeScaling& scaling) const {
+  simd::rope(x, positions, n_heads, head_dim, theta, scaling);
 }
 
 void SimdKernels::softmax(float* x, int64_t rows, int64_t n) const { simd::softmax(x, rows, n); }

@@ -45,7 +45,7 @@ class SimdKernels : public RefKernels {
   void layer_norm(const float* x, const float* weight, const float* bias, double eps, float* y,
                   int64_t rows, int64_t d) const override;
   void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
-            double theta) const override;
+            double theta, const RopeScaling& scaling) const override;
   void softmax(float* x, int64_t rows, int64_t n) const override;
   void swiglu(const float* gate, const float* up, float* out, int64_t n) const override;
   void gelu(float* x, int64_t n) const override;

@@ -191,6 +191,55 @@ TEST(ConfigJson, RoundTripsNonDefaultValues) {
   EXPECT_EQ(config_from_json(json::parse(config_to_json(c).dump()), "round trip"), c);
 }
 
+// Every scaling kind with every parameter it reads set away from its default.
+TEST(ConfigJson, RopeScalingRoundTripsForEveryKind) {
+  const std::vector<RopeScaling> kinds = {
+      {.kind = RopeScalingKind::kLinear, .factor = 2.5},
+      {.kind = RopeScalingKind::kDynamic, .factor = 3.0, .original_max_position_embeddings = 48},
+      {.kind = RopeScalingKind::kYarn,
+       .factor = 4.0,
+       .original_max_position_embeddings = 64,
+       .attention_factor = 1.25,
+       .beta_fast = 16.0,
+       .beta_slow = 0.5,
+       .mscale = 0.707,
+       .mscale_all_dim = 1.0 / 3.0,
+       .truncate = false},
+      {.kind = RopeScalingKind::kYarn, .factor = 1.0, .original_max_position_embeddings = 1},
+      {.kind = RopeScalingKind::kLlama3,
+       .factor = 8.0,
+       .original_max_position_embeddings = 8192,
+       .low_freq_factor = 0.5,
+       .high_freq_factor = 4.5},
+  };
+  for (const RopeScaling& scaling : kinds) {
+    SCOPED_TRACE(rope_scaling_name(scaling.kind));
+    ModelConfig c = config_from_json(base_config(), "base");
+    c.rope_scaling = scaling;
+    const json written = config_to_json(c);
+    EXPECT_EQ(written.at("rope_scaling").at("type"), rope_scaling_name(scaling.kind));
+    EXPECT_EQ(config_from_json(written, "round trip"), c);
+    EXPECT_EQ(config_from_json(json::parse(written.dump()), "round trip"), c);
+  }
+}
+
+// The defaults of the optional yarn keys are transformers': betas 32 and 1, truncated, no
+// attention_factor or mscale.
+TEST(ConfigJson, YarnOptionalKeysTakeTransformersDefaults) {
+  json j = base_config();
+  j["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 32}};
+  const RopeScaling r = config_from_json(j, "test.json").rope_scaling;
+  EXPECT_EQ(r.kind, RopeScalingKind::kYarn);
+  EXPECT_EQ(r.beta_fast, 32.0);
+  EXPECT_EQ(r.beta_slow, 1.0);
+  EXPECT_TRUE(r.truncate);
+  EXPECT_FALSE(r.attention_factor.has_value());
+  EXPECT_EQ(r.mscale, 0.0);
+  EXPECT_EQ(r.mscale_all_dim, 0.0);
+  j["rope_scaling"] = {{"type", "default"}};
+  EXPECT_EQ(config_from_json(j, "test.json").rope_scaling, RopeScaling{});
+}
+
 TEST(ConfigJson, OptionalKeysTakeTheStructDefaults) {
   const ModelConfig c = config_from_json(required_only(), "test.json");
   const ModelConfig defaults;
@@ -273,6 +322,32 @@ TEST(ConfigJson, EqualityComparesEveryField) {
     ModelConfig changed = base;
     changes[i](changed);
     EXPECT_FALSE(changed == base) << "change " << i;
+  }
+}
+
+TEST(ConfigJson, RopeScalingEqualityComparesEveryField) {
+  const std::vector<std::function<void(RopeScaling&)>> changes = {
+      [](RopeScaling& r) { r.kind = RopeScalingKind::kLinear; },
+      [](RopeScaling& r) { r.factor *= 2; },
+      [](RopeScaling& r) { r.original_max_position_embeddings += 1; },
+      [](RopeScaling& r) { r.attention_factor = 1.0; },
+      [](RopeScaling& r) { r.beta_fast *= 2; },
+      [](RopeScaling& r) { r.beta_slow *= 2; },
+      [](RopeScaling& r) { r.mscale += 1; },
+      [](RopeScaling& r) { r.mscale_all_dim += 1; },
+      [](RopeScaling& r) { r.truncate = !r.truncate; },
+      [](RopeScaling& r) { r.low_freq_factor += 1; },
+      [](RopeScaling& r) { r.high_freq_factor += 1; },
+  };
+  const RopeScaling base;
+  for (size_t i = 0; i < changes.size(); ++i) {
+    RopeScaling changed = base;
+    changes[i](changed);
+    EXPECT_FALSE(changed == base) << "change " << i;
+    ModelConfig a = config_from_json(base_config(), "test.json");
+    ModelConfig b = a;
+    b.rope_scaling = changed;
+    EXPECT_FALSE(a == b) << "change " << i;
   }
 }
 
@@ -444,6 +519,137 @@ std::vector<BadConfigCase> bad_config_cases() {
       {"total weight count overflows", [=](json& j) { j["vocab_size"] = two_to_the_56; }, "d_model",
        "the total weight count (embeddings, attention, FFNs) overflows int64", "64"},
   };
+  // The rope_scaling section: each kind's own keys, required or range-checked; a key of another
+  // kind is refused.
+  const std::vector<BadConfigCase> rope_scaling_cases = {
+      {"rope_scaling not an object", [](json& j) { j["rope_scaling"] = "yarn"; }, "rope_scaling",
+       "expected an object of keys, got a string", "\"yarn\""},
+      {"rope_scaling without type",
+       [](json& j) {
+         j["rope_scaling"] = {{"factor", 2.0}};
+       },
+       "rope_scaling.type", "required key is missing", ""},
+      {"rope_scaling unknown type",
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "longrope"}};
+       },
+       "rope_scaling.type",
+       "must be one of \"default\", \"linear\", \"dynamic\", \"yarn\", \"llama3\"", "\"longrope\""},
+      {"rope_scaling misspelt key",
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "linear"}, {"facter", 2.0}};
+       },
+       "rope_scaling.facter", "unknown key; did you mean \"rope_scaling.factor\"?", "2.0"},
+      {"rope_scaling a yarn key under linear",
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}, {"beta_fast", 16.0}};
+       },
+       "rope_scaling.beta_fast", "not a parameter of type \"linear\" (it reads factor)", "16.0"},
+      {"rope_scaling a factor under default",
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "default"}, {"factor", 2.0}};
+       },
+       "rope_scaling.factor", "not a parameter of type \"default\" (it reads none)", "2.0"},
+      {"rope_scaling linear without factor",
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "linear"}};
+       },
+       "rope_scaling.factor", "required key is missing (type \"linear\" reads it)", ""},
+      {"rope_scaling factor below 1",
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "linear"}, {"factor", 0.5}};
+       },
+       "rope_scaling.factor", "must be a finite number >= 1", "0.5"},
+      {"rope_scaling factor a string",
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "linear"}, {"factor", "2"}};
+       },
+       "rope_scaling.factor", "expected a number, got a string", "\"2\""},
+      {"rope_scaling dynamic without original_max_position_embeddings",
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
+       },
+       "rope_scaling.original_max_position_embeddings",
+       "required key is missing (type \"dynamic\" reads it)", ""},
+      {"rope_scaling original_max_position_embeddings zero",
+       [](json& j) {
+         j["rope_scaling"] = {
+             {"type", "yarn"}, {"factor", 2.0}, {"original_max_position_embeddings", 0}};
+       },
+       "rope_scaling.original_max_position_embeddings", "must be positive", "0"},
+      {"rope_scaling dynamic with head_dim 2",
+       [](json& j) {
+         j["head_dim"] = 2;
+         j["rope_scaling"] = {
+             {"type", "dynamic"}, {"factor", 2.0}, {"original_max_position_embeddings", 32}};
+       },
+       "rope_scaling.type", "head_dim (2) must be at least 4", "\"dynamic\""},
+      {"rope_scaling yarn with rope_theta 1",
+       [](json& j) {
+         j["rope_theta"] = 1.0;
+         j["rope_scaling"] = {
+             {"type", "yarn"}, {"factor", 2.0}, {"original_max_position_embeddings", 32}};
+       },
+       "rope_scaling.type", "rope_theta must not be 1", "\"yarn\""},
+      {"rope_scaling yarn attention_factor zero",
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "yarn"},
+                              {"factor", 2.0},
+                              {"original_max_position_embeddings", 32},
+                              {"attention_factor", 0.0}};
+       },
+       "rope_scaling.attention_factor", "must be a finite number > 0", "0.0"},
+      {"rope_scaling yarn beta_slow negative",
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "yarn"},
+                              {"factor", 2.0},
+                              {"original_max_position_embeddings", 32},
+                              {"beta_slow", -1.0}};
+       },
+       "rope_scaling.beta_slow", "must be a finite number > 0", "-1.0"},
+      {"rope_scaling yarn beta_fast below beta_slow",
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "yarn"},
+                              {"factor", 2.0},
+                              {"original_max_position_embeddings", 32},
+                              {"beta_fast", 0.5}};
+       },
+       "rope_scaling.beta_fast", "must be at least beta_slow (1.0)", "0.5"},
+      {"rope_scaling yarn mscale negative",
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "yarn"},
+                              {"factor", 2.0},
+                              {"original_max_position_embeddings", 32},
+                              {"mscale", -0.5}};
+       },
+       "rope_scaling.mscale", "must be a finite number >= 0", "-0.5"},
+      {"rope_scaling yarn truncate a number",
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "yarn"},
+                              {"factor", 2.0},
+                              {"original_max_position_embeddings", 32},
+                              {"truncate", 1}};
+       },
+       "rope_scaling.truncate", "expected true or false, got an integer", "1"},
+      {"rope_scaling llama3 without low_freq_factor",
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "llama3"},
+                              {"factor", 8.0},
+                              {"original_max_position_embeddings", 32},
+                              {"high_freq_factor", 4.0}};
+       },
+       "rope_scaling.low_freq_factor", "required key is missing (type \"llama3\" reads it)", ""},
+      {"rope_scaling llama3 high_freq_factor not above low_freq_factor",
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "llama3"},
+                              {"factor", 8.0},
+                              {"original_max_position_embeddings", 32},
+                              {"low_freq_factor", 4.0},
+                              {"high_freq_factor", 4.0}};
+       },
+       "rope_scaling.high_freq_factor", "must be a finite number > low_freq_factor (4.0)", "4.0"},
+  };
+  cases.insert(cases.end(), rope_scaling_cases.begin(), rope_scaling_cases.end());
   // The vision section (cases start from vision_config(): see BadVisionConfig below).
   const std::vector<BadConfigCase> vision_cases = {
       {"vision not an object", [](json& j) { j["vision"] = 3; }, "vision",

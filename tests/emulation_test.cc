@@ -313,7 +313,7 @@ TEST(HonestBackends, RopeWithinTheUnitRoundoffBound) {
   const std::vector<float> x = stream(tokens * kHeads * kHeadDim, 8, 0.0, 1.0, true);
   for_every_backend([&](Precision p, const HonestBackend& b, const std::string& what) {
     std::vector<float> y = x;
-    b.kernels->rope(y.data(), positions, kHeads, kHeadDim, 10000.0);
+    b.kernels->rope(y.data(), positions, kHeads, kHeadDim, 10000.0, RopeScaling{});
     const double us = mantissa_roundoff(storage_of(p));
     std::vector<double> exact(y.size()), bound(y.size());
     for (int64_t t = 0; t < tokens; ++t) {

@@ -239,7 +239,7 @@ class PlantedBug : public RefKernels {
 // RoPE on adjacent pairs (2i, 2i+1), as llama.cpp's 'llama' kernels, instead of rotate-half.
 class AdjacentPairRope final : public PlantedBug {
   void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
-            double theta) const override {
+            double theta, const RopeScaling&) const override {
     for (size_t t = 0; t < positions.size(); ++t) {
       for (int64_t h = 0; h < n_heads; ++h) {
         float* head = x + (static_cast<int64_t>(t) * n_heads + h) * head_dim;

@@ -476,6 +476,14 @@ TEST(ConfigFromHfJson, AcceptedForms) {
        [](const ModelConfig& c) { EXPECT_EQ(c.rope_theta, 10000.0); }},
       {"partial_rotary_factor 1", [](json& j) { j["partial_rotary_factor"] = 1.0; },
        [](const ModelConfig& c) { EXPECT_EQ(c.head_dim, 16); }},
+      {"rope_scaling and rope_parameters that agree",
+       [](json& j) {
+         j["rope_parameters"] = {{"rope_type", "linear"}, {"factor", 2.0}, {"rope_theta", 1e4}};
+         j["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
+       },
+       [](const ModelConfig& c) {
+         EXPECT_EQ(c.rope_scaling, (RopeScaling{.kind = RopeScalingKind::kLinear, .factor = 2.0}));
+       }},
       {"keys with no effect",
        [](json& j) {
          j["bos_token_id"] = {1, 2};
@@ -493,6 +501,163 @@ TEST(ConfigFromHfJson, AcceptedForms) {
     c.mutate(j);
     c.check(config_from_hf_json(j, "hub/config.json"));
   }
+}
+
+// Each scaling kind in the spellings transformers 4 and 5 write, read with transformers' defaults
+// (modeling_rope_utils.py): original_max_position_embeddings is max_position_embeddings (128
+// here), null or 0 betas are 32 and 1, a null attention_factor or mscale is unset, a null yarn
+// factor is max_position_embeddings / original_max_position_embeddings. Dynamic scales past
+// max_position_embeddings, and moeref's context is factor times it.
+TEST(ConfigFromHfJson, RopeScalingOfEveryKindIsRead) {
+  struct Case {
+    const char* what;
+    std::function<void(json&)> mutate;
+    RopeScaling expected;
+    int64_t max_seq_len;
+  };
+  const std::vector<Case> cases = {
+      {"transformers 4 linear",
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
+       },
+       {.kind = RopeScalingKind::kLinear, .factor = 2.0},
+       128},
+      {"transformers 5 linear",
+       [](json& j) {
+         j.erase("rope_theta");
+         j["rope_parameters"] = {{"rope_type", "linear"}, {"factor", 2.0}, {"rope_theta", 1e4}};
+       },
+       {.kind = RopeScalingKind::kLinear, .factor = 2.0},
+       128},
+      {"dynamic",
+       [](json& j) {
+         j["rope_parameters"] = {{"rope_type", "dynamic"}, {"factor", 2.5}};
+       },
+       {.kind = RopeScalingKind::kDynamic, .factor = 2.5, .original_max_position_embeddings = 128},
+       320},
+      {"dynamic with moeref's own context",
+       [](json& j) {
+         j["rope_scaling"] = {{"rope_type", "dynamic"}, {"factor", 2.0}};
+         j["moeref"]["max_seq_len"] = 200;
+       },
+       {.kind = RopeScalingKind::kDynamic, .factor = 2.0, .original_max_position_embeddings = 128},
+       200},
+      {"yarn with transformers' defaults",
+       [](json& j) {
+         j["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}};
+       },
+       {.kind = RopeScalingKind::kYarn, .factor = 4.0, .original_max_position_embeddings = 128},
+       128},
+      {"yarn with nulls and zero betas",
+       [](json& j) {
+         j["rope_parameters"] = {{"rope_type", "yarn"},
+                                 {"factor", 4.0},
+                                 {"original_max_position_embeddings", 32},
+                                 {"attention_factor", nullptr},
+                                 {"beta_fast", 0},
+                                 {"beta_slow", nullptr},
+                                 {"mscale", nullptr},
+                                 {"mscale_all_dim", nullptr}};
+       },
+       {.kind = RopeScalingKind::kYarn, .factor = 4.0, .original_max_position_embeddings = 32},
+       128},
+      {"yarn with every parameter",
+       [](json& j) {
+         j["rope_parameters"] = {{"rope_type", "yarn"},
+                                 {"factor", 4.0},
+                                 {"original_max_position_embeddings", 32},
+                                 {"attention_factor", 1.25},
+                                 {"beta_fast", 16},
+                                 {"beta_slow", 2},
+                                 {"mscale", 0.707},
+                                 {"mscale_all_dim", 0.5},
+                                 {"truncate", false},
+                                 {"partial_rotary_factor", 1.0}};
+       },
+       {.kind = RopeScalingKind::kYarn,
+        .factor = 4.0,
+        .original_max_position_embeddings = 32,
+        .attention_factor = 1.25,
+        .beta_fast = 16.0,
+        .beta_slow = 2.0,
+        .mscale = 0.707,
+        .mscale_all_dim = 0.5,
+        .truncate = false},
+       128},
+      {"yarn with a null factor: DeepSeek-V3's ratio",
+       [](json& j) {
+         j["rope_parameters"] = {
+             {"rope_type", "yarn"}, {"factor", nullptr}, {"original_max_position_embeddings", 32}};
+       },
+       {.kind = RopeScalingKind::kYarn, .factor = 4.0, .original_max_position_embeddings = 32},
+       128},
+      {"llama3",
+       [](json& j) {
+         j["rope_parameters"] = {{"rope_type", "llama3"},
+                                 {"factor", 8.0},
+                                 {"low_freq_factor", 1.0},
+                                 {"high_freq_factor", 4.0},
+                                 {"original_max_position_embeddings", 16}};
+       },
+       {.kind = RopeScalingKind::kLlama3,
+        .factor = 8.0,
+        .original_max_position_embeddings = 16,
+        .low_freq_factor = 1.0,
+        .high_freq_factor = 4.0},
+       128},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    json j = hand_hf_config();
+    c.mutate(j);
+    const ModelConfig config = config_from_hf_json(j, "hub/config.json");
+    EXPECT_EQ(config.rope_scaling, c.expected);
+    EXPECT_EQ(config.rope_theta, 1e4);
+    EXPECT_EQ(config.max_seq_len, c.max_seq_len);
+  }
+}
+
+// export-hf writes each kind in transformers 5's spelling, which reads back equal.
+TEST(ConfigFromHfJson, RopeScalingRoundTripsThroughTheHfConfig) {
+  const std::vector<std::pair<RopeScaling, int64_t>> kinds = {
+      {{.kind = RopeScalingKind::kLinear, .factor = 2.0}, 128},
+      {{.kind = RopeScalingKind::kDynamic, .factor = 2.0, .original_max_position_embeddings = 48},
+       100},
+      {{.kind = RopeScalingKind::kYarn,
+        .factor = 4.0,
+        .original_max_position_embeddings = 32,
+        .attention_factor = 1.1,
+        .beta_fast = 16.0,
+        .beta_slow = 2.0,
+        .mscale = 1.0,
+        .mscale_all_dim = 0.5,
+        .truncate = false},
+       128},
+      {{.kind = RopeScalingKind::kYarn, .factor = 4.0, .original_max_position_embeddings = 32},
+       128},
+      {{.kind = RopeScalingKind::kLlama3,
+        .factor = 8.0,
+        .original_max_position_embeddings = 16,
+        .low_freq_factor = 1.0,
+        .high_freq_factor = 4.0},
+       128},
+  };
+  for (const auto& [scaling, max_seq_len] : kinds) {
+    SCOPED_TRACE(rope_scaling_name(scaling.kind));
+    ModelConfig c = tiny_config();
+    c.rope_scaling = scaling;
+    c.max_seq_len = max_seq_len;
+    const json hf = hf_config_json(c);
+    EXPECT_EQ(hf.at("rope_parameters").at("rope_type"), rope_scaling_name(scaling.kind));
+    EXPECT_EQ(hf.at("rope_parameters").at("rope_theta"), c.rope_theta);
+    EXPECT_FALSE(hf.contains("rope_scaling"));
+    EXPECT_EQ(config_from_hf_json(hf, "tiny/config.json"), c);
+  }
+  // Dynamic scales past max_position_embeddings in transformers: that is where it is written.
+  ModelConfig dynamic = tiny_config();
+  dynamic.rope_scaling = kinds[1].first;
+  EXPECT_EQ(hf_config_json(dynamic).at("max_position_embeddings"), 48);
+  EXPECT_FALSE(hf_config_json(tiny_config()).contains("rope_parameters"));
 }
 
 // Every refusal: the message names the file, the Hugging Face key and the value, and never a
@@ -517,6 +682,16 @@ TEST(ConfigFromHfJson, ErrorsNameTheHuggingFaceKeyAndValue) {
        [](json& j) { j.erase("num_key_value_heads"); }},
       {"num_key_value_heads 3", "num_key_value_heads", "(3)",
        [](json& j) { j["num_key_value_heads"] = 3; }},
+      {"num_key_value_heads 3 beside unscaled rope_parameters", "num_key_value_heads", "(3)",
+       [](json& j) {
+         j["num_key_value_heads"] = 3;
+         j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 1e4}};
+       }},
+      {"num_key_value_heads 3 beside dynamic scaling", "num_key_value_heads", "(3)",
+       [](json& j) {
+         j["num_key_value_heads"] = 3;
+         j["rope_parameters"] = {{"rope_type", "dynamic"}, {"factor", 2.0}};
+       }},
       {"num_key_value_heads a string", "num_key_value_heads", "\"1\"",
        [](json& j) { j["num_key_value_heads"] = "1"; }},
       {"num_experts_per_tok above the experts", "num_experts_per_tok", "(17)",
@@ -545,21 +720,86 @@ TEST(ConfigFromHfJson, ErrorsNameTheHuggingFaceKeyAndValue) {
          j["eos_token_id"] = {1, "x"};
        }},
       {"eos a string", "eos_token_id", "\"2\"", [](json& j) { j["eos_token_id"] = "2"; }},
-      {"rope_scaling linear", "rope_scaling.rope_type", "\"linear\"",
+      {"a rope_type moeref does not compute", "rope_parameters.rope_type", "\"longrope\"",
        [](json& j) {
-         j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 2.0}};
+         j["rope_parameters"] = {{"rope_type", "longrope"}, {"factor", 2.0}};
        }},
-      {"legacy rope_scaling yarn", "rope_scaling.type", "\"yarn\"",
+      {"a legacy type moeref does not compute", "rope_scaling.type", "\"su\"",
        [](json& j) {
-         j["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}};
+         j["rope_scaling"] = {{"type", "su"}};
        }},
-      {"rope_parameters llama3", "rope_parameters.rope_type", "\"llama3\"",
+      {"rope_type not a string", "rope_parameters.rope_type", "3",
        [](json& j) {
-         j["rope_parameters"] = {{"rope_type", "llama3"}, {"rope_theta", 1e4}};
+         j["rope_parameters"] = {{"rope_type", 3}};
        }},
-      {"rope_parameters dynamic", "rope_parameters.rope_type", "\"dynamic\"",
+      {"type and rope_type disagree", "rope_scaling.type", "\"linear\"",
        [](json& j) {
+         j["rope_scaling"] = {{"rope_type", "yarn"}, {"type", "linear"}, {"factor", 2.0}};
+       }},
+      {"linear without factor", "rope_parameters.factor", "missing",
+       [](json& j) {
+         j["rope_parameters"] = {{"rope_type", "linear"}};
+       }},
+      {"llama3 without low_freq_factor", "rope_parameters.low_freq_factor", "missing",
+       [](json& j) {
+         j["rope_parameters"] = {
+             {"rope_type", "llama3"}, {"factor", 8.0}, {"high_freq_factor", 4.0}};
+       }},
+      {"a yarn key under dynamic", "rope_parameters.beta_fast", "32",
+       [](json& j) {
+         j["rope_parameters"] = {{"rope_type", "dynamic"}, {"factor", 2.0}, {"beta_fast", 32}};
+       }},
+      // transformers' dynamic scaling reads max_position_embeddings, never this key.
+      {"original_max_position_embeddings under dynamic",
+       "rope_parameters.original_max_position_embeddings", "64",
+       [](json& j) {
+         j["rope_parameters"] = {
+             {"rope_type", "dynamic"}, {"factor", 2.0}, {"original_max_position_embeddings", 64}};
+       }},
+      {"linear factor below 1", "rope_scaling.factor", "0.5",
+       [](json& j) {
+         j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 0.5}};
+       }},
+      {"dynamic factor a string", "rope_parameters.factor", "\"2\"",
+       [](json& j) {
+         j["rope_parameters"] = {{"rope_type", "dynamic"}, {"factor", "2"}};
+       }},
+      {"dynamic context past int64", "rope_parameters.factor", "1e+300",
+       [](json& j) {
+         j["rope_parameters"] = {{"rope_type", "dynamic"}, {"factor", 1e300}};
+       }},
+      {"yarn original_max_position_embeddings a float",
+       "rope_parameters.original_max_position_embeddings", "32.5",
+       [](json& j) {
+         j["rope_parameters"] = {
+             {"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 32.5}};
+       }},
+      {"yarn beta_fast below beta_slow", "rope_parameters.beta_fast", "0.5",
+       [](json& j) {
+         j["rope_parameters"] = {{"rope_type", "yarn"}, {"factor", 4.0}, {"beta_fast", 0.5}};
+       }},
+      {"llama3 high_freq_factor not above low_freq_factor", "rope_parameters.high_freq_factor",
+       "(1.0)",
+       [](json& j) {
+         j["rope_parameters"] = {{"rope_type", "llama3"},
+                                 {"factor", 8.0},
+                                 {"low_freq_factor", 1.0},
+                                 {"high_freq_factor", 1.0}};
+       }},
+      {"dynamic with head_dim 2", "rope_parameters.rope_type", "head_dim (2) must be at least 4",
+       [](json& j) {
+         j["head_dim"] = 2;
          j["rope_parameters"] = {{"rope_type", "dynamic"}, {"factor", 2.0}};
+       }},
+      {"partial rotary inside rope_parameters", "rope_parameters.partial_rotary_factor", "0.25",
+       [](json& j) {
+         j["rope_parameters"] = {
+             {"rope_type", "linear"}, {"factor", 2.0}, {"partial_rotary_factor", 0.25}};
+       }},
+      {"rope_scaling and rope_parameters disagree", "rope_scaling", "\"factor\":2.0",
+       [](json& j) {
+         j["rope_parameters"] = {{"rope_type", "linear"}, {"factor", 4.0}};
+         j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 2.0}};
        }},
       {"a scaling factor under default", "rope_parameters.factor", "2.0",
        [](json& j) {

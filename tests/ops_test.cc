@@ -146,7 +146,7 @@ TEST(Rope, RotatesHalvesNotAdjacentPairs) {
   // vector e0 turns by 1 radian into e0 cos 1 + e2 sin 1; adjacent pairs would move it to e1.
   std::vector<float> x = {1, 0, 0, 0};
   const std::vector<int64_t> positions = {1};
-  rope(x.data(), positions, 1, 4, 10000.0);
+  rope(x.data(), positions, 1, 4, 10000.0, RopeScaling{});
   EXPECT_FLOAT_EQ(x[0], static_cast<float>(std::cos(1.0)));
   EXPECT_EQ(x[1], 0.0f);
   EXPECT_FLOAT_EQ(x[2], static_cast<float>(std::sin(1.0)));
@@ -157,7 +157,7 @@ TEST(Rope, SecondFrequencyUsesTheta) {
   // inv_freq[1] = theta^(-2/4) = 1/100 for theta 10000: e1 at position 50 turns by 0.5 rad.
   std::vector<float> x = {0, 1, 0, 0};
   const std::vector<int64_t> positions = {50};
-  rope(x.data(), positions, 1, 4, 10000.0);
+  rope(x.data(), positions, 1, 4, 10000.0, RopeScaling{});
   EXPECT_FLOAT_EQ(x[1], static_cast<float>(std::cos(0.5)));
   EXPECT_FLOAT_EQ(x[3], static_cast<float>(std::sin(0.5)));
 }
@@ -166,7 +166,7 @@ TEST(Rope, PositionZeroIsIdentity) {
   std::vector<float> x = ramp(2 * 16, 0.3f, 0.1f);
   const std::vector<float> before = x;
   const std::vector<int64_t> positions = {0};
-  rope(x.data(), positions, 2, 16, 10000.0);
+  rope(x.data(), positions, 2, 16, 10000.0, RopeScaling{});
   EXPECT_EQ(x, before);
 }
 
@@ -182,7 +182,7 @@ TEST(Rope, PreservesNorms) {
     std::vector<float> x = ramp(hd, 0.21f, 0.3f);
     const double before = dot_double(x, x);
     const std::vector<int64_t> positions = {position};
-    rope(x.data(), positions, 1, hd, 10000.0);
+    rope(x.data(), positions, 1, hd, 10000.0, RopeScaling{});
     EXPECT_NEAR(dot_double(x, x), before, 1e-5 * before) << "position " << position;
   }
 }
@@ -193,8 +193,8 @@ TEST(Rope, DotProductDependsOnlyOnPositionDifference) {
     std::vector<float> q = ramp(hd, 0.2f, 0.1f);
     std::vector<float> k = ramp(hd, -0.15f, 0.05f);
     const std::vector<int64_t> pm = {m}, pn = {n};
-    rope(q.data(), pm, 1, hd, 10000.0);
-    rope(k.data(), pn, 1, hd, 10000.0);
+    rope(q.data(), pm, 1, hd, 10000.0, RopeScaling{});
+    rope(k.data(), pn, 1, hd, 10000.0, RopeScaling{});
     return dot_double(q, k);
   };
   EXPECT_NEAR(rotated_dot(5, 2), rotated_dot(105, 102), 1e-5);

@@ -24,6 +24,7 @@
 #include "ref/ops/norm.h"
 #include "ref/ops/residual.h"
 #include "ref/ops/rope.h"
+#include "ref/ops/rope_frequencies.h"
 #include "ref/ops/router.h"
 #include "ref/ops/softmax.h"
 #include "simd/elementwise_ops.h"
@@ -231,9 +232,9 @@ TEST(SimdOps, RopeMatchesTheReference) {
       const std::vector<float> x =
           uniform(n_tokens * n_heads * n, -3.0f, 3.0f, static_cast<unsigned>(n));
       std::vector<float> expected = x;
-      ref::rope(expected.data(), positions, n_heads, head_dim, theta);
+      ref::rope(expected.data(), positions, n_heads, head_dim, theta, RopeScaling{});
       Guarded rotated(x, misalign);
-      simd_kernels().rope(rotated.data(), positions, n_heads, head_dim, theta);
+      simd_kernels().rope(rotated.data(), positions, n_heads, head_dim, theta, RopeScaling{});
       // A rotation of the pair (i, i + D/2) mixes both: the bound scales with |x_i| + |x_{i+D/2}|.
       max_error.expect_close(rotated.data(), expected.data(), x.size(), [&](size_t k) {
         const size_t pair = k % n < half ? k + half : k - half;
@@ -241,6 +242,51 @@ TEST(SimdOps, RopeMatchesTheReference) {
       });
       EXPECT_TRUE(rotated.guards_intact());
     });
+  }
+}
+
+// Every scaling kind, its positions past the pretraining context: the frequencies and the scale of
+// cos and sin are the reference's, so the bound is the unscaled one times the scale.
+TEST(SimdOps, RopeMatchesTheReferenceForEveryScaling) {
+  const std::vector<RopeScaling> scalings = {
+      {.kind = RopeScalingKind::kLinear, .factor = 4.0},
+      {.kind = RopeScalingKind::kDynamic, .factor = 2.0, .original_max_position_embeddings = 64},
+      {.kind = RopeScalingKind::kYarn, .factor = 8.0, .original_max_position_embeddings = 256},
+      {.kind = RopeScalingKind::kYarn,
+       .factor = 4.0,
+       .original_max_position_embeddings = 128,
+       .beta_fast = 16.0,
+       .beta_slow = 2.0,
+       .mscale = 1.0,
+       .mscale_all_dim = 0.5,
+       .truncate = false},
+      {.kind = RopeScalingKind::kLlama3,
+       .factor = 8.0,
+       .original_max_position_embeddings = 64,
+       .low_freq_factor = 1.0,
+       .high_freq_factor = 4.0},
+  };
+  const std::vector<int64_t> positions = {0, 1, 63, 64, 300, 4095};
+  const int64_t n_tokens = static_cast<int64_t>(positions.size()), n_heads = 2;
+  for (const RopeScaling& scaling : scalings) {
+    SCOPED_TRACE(rope_scaling_name(scaling.kind));
+    const std::string op = std::string("rope ") + rope_scaling_name(scaling.kind);
+    MaxError max_error(op.c_str());
+    for (const int64_t head_dim : {4, 6, 16, 64}) {
+      const size_t n = static_cast<size_t>(head_dim), half = n / 2;
+      const double s = ref::rope_frequencies(1e4, head_dim, scaling, 4095).attention_scaling;
+      const std::vector<float> x =
+          uniform(n_tokens * n_heads * n, -3.0f, 3.0f, static_cast<unsigned>(n));
+      std::vector<float> expected = x;
+      ref::rope(expected.data(), positions, n_heads, head_dim, 1e4, scaling);
+      Guarded rotated(x, 1);
+      simd_kernels().rope(rotated.data(), positions, n_heads, head_dim, 1e4, scaling);
+      max_error.expect_close(rotated.data(), expected.data(), x.size(), [&](size_t k) {
+        const size_t pair = k % n < half ? k + half : k - half;
+        return 1e-6 * s * (std::fabs(x[k]) + std::fabs(x[pair]));
+      });
+      EXPECT_TRUE(rotated.guards_intact());
+    }
   }
 }
 
@@ -260,8 +306,8 @@ TEST(SimdOps, RopeTablesFollowThePositionsAtAnyThreadCount) {
   const std::vector<float> x = uniform(n_tokens * n_heads * head_dim, -3.0f, 3.0f, 7);
   for (const std::vector<int64_t>* positions : {&first, &shifted, &first, &one_changed}) {
     std::vector<float> expected = x, rotated = x;
-    ref::rope(expected.data(), *positions, n_heads, head_dim, 10000.0);
-    simd_kernels().rope(rotated.data(), *positions, n_heads, head_dim, 10000.0);
+    ref::rope(expected.data(), *positions, n_heads, head_dim, 10000.0, RopeScaling{});
+    simd_kernels().rope(rotated.data(), *positions, n_heads, head_dim, 10000.0, RopeScaling{});
     max_error.expect_close(rotated.data(), expected.data(), x.size(), [&](size_t) { return 1e-5; });
   }
 }
@@ -447,12 +493,15 @@ TEST(SimdOps, LargeWorkIsTheSameOnAnyThreadCountAndMatchesTheReference) {
   const std::vector<float> other = uniform(n, -2.0f, 2.0f, 2);
   const std::vector<int64_t> positions = {3, 4, 5, 6, 7, 8, 9, 10};
   const auto run_all = [&] {
-    std::vector<std::vector<float>> out(6, x);
+    std::vector<std::vector<float>> out(7, x);
     simd_kernels().rms_norm(x.data(), other.data(), 1e-6, out[0].data(), rows, d);
     simd_kernels().layer_norm(x.data(), other.data(), other.data() + d, 1e-6, out[1].data(), rows,
                               d);
     simd_kernels().softmax(out[2].data(), rows, d);
-    simd_kernels().rope(out[3].data(), positions, 64, 128, 10000.0);
+    simd_kernels().rope(out[3].data(), positions, 64, 128, 10000.0, RopeScaling{});
+    simd_kernels().rope(
+        out[6].data(), positions, 64, 128, 10000.0,
+        {.kind = RopeScalingKind::kYarn, .factor = 4.0, .original_max_position_embeddings = 4});
     simd_kernels().swiglu(x.data(), other.data(), out[4].data(), n);
     simd_kernels().gelu(out[5].data(), n);
     simd_kernels().residual_add(out[5].data(), other.data(), n);

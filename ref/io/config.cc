@@ -28,7 +28,7 @@ namespace {
 using nlohmann::json;
 
 // Every key a config may hold, in ModelConfig order (the order of docs/config.md's table).
-constexpr std::array<std::string_view, 26> kKeys = {"name",
+constexpr std::array<std::string_view, 27> kKeys = {"name",
                                                     "vocab_size",
                                                     "d_model",
                                                     "n_layers",
@@ -39,6 +39,7 @@ constexpr std::array<std::string_view, 26> kKeys = {"name",
                                                     "norm_eps",
                                                     "positions",
                                                     "rope_theta",
+                                                    "rope_scaling",
                                                     "ffn_activation",
                                                     "n_experts",
                                                     "top_k",
@@ -75,6 +76,19 @@ constexpr std::array<std::string_view, 18> kVisionKeys = {"image_size",
                                                           "cross_attention_qk_norm",
                                                           "gate_init"};
 
+// Every key of the "rope_scaling" object, in RopeScaling order ("type" is its kind).
+constexpr std::array<std::string_view, 11> kRopeScalingKeys = {"type",
+                                                               "factor",
+                                                               "original_max_position_embeddings",
+                                                               "attention_factor",
+                                                               "beta_fast",
+                                                               "beta_slow",
+                                                               "mscale",
+                                                               "mscale_all_dim",
+                                                               "truncate",
+                                                               "low_freq_factor",
+                                                               "high_freq_factor"};
+
 template <class Enum>
 struct EnumName {
   Enum value;
@@ -87,6 +101,11 @@ constexpr EnumName<PositionKind> kPositionNames[] = {{PositionKind::kRope, "rope
                                                      {PositionKind::kLearned, "learned"}};
 constexpr EnumName<Activation> kActivationNames[] = {{Activation::kSwiGlu, "swiglu"},
                                                      {Activation::kGelu, "gelu"}};
+constexpr EnumName<RopeScalingKind> kRopeScalingNames[] = {{RopeScalingKind::kDefault, "default"},
+                                                           {RopeScalingKind::kLinear, "linear"},
+                                                           {RopeScalingKind::kDynamic, "dynamic"},
+                                                           {RopeScalingKind::kYarn, "yarn"},
+                                                           {RopeScalingKind::kLlama3, "llama3"}};
 
 template <class Enum>
 const char* enum_name(Enum value, std::span<const EnumName<Enum>> names) {
@@ -411,6 +430,33 @@ void require_finite(const FieldReader& reader, const char* key, double value, bo
   }
 }
 
+// The keys of "rope_scaling" that each kind reads besides "type": transformers' lists, and for
+// dynamic the context it scales past (transformers' max_position_embeddings).
+std::span<const std::string_view> rope_scaling_keys(RopeScalingKind kind) {
+  static constexpr std::string_view kLinear[] = {"factor"};
+  static constexpr std::string_view kDynamic[] = {"factor", "original_max_position_embeddings"};
+  static constexpr std::string_view kYarn[] = {
+      "factor",           "original_max_position_embeddings",
+      "attention_factor", "beta_fast",
+      "beta_slow",        "mscale",
+      "mscale_all_dim",   "truncate"};
+  static constexpr std::string_view kLlama3[] = {"factor", "original_max_position_embeddings",
+                                                 "low_freq_factor", "high_freq_factor"};
+  switch (kind) {
+    case RopeScalingKind::kDefault:
+      return {};
+    case RopeScalingKind::kLinear:
+      return kLinear;
+    case RopeScalingKind::kDynamic:
+      return kDynamic;
+    case RopeScalingKind::kYarn:
+      return kYarn;
+    case RopeScalingKind::kLlama3:
+      return kLlama3;
+  }
+  throw std::logic_error("rope scaling kind without keys");
+}
+
 // The "vision" object. Sizes are positive; the tower's shapes must tile (patch_size divides
 // image_size, heads divide width); mean and std have one entry per channel; the cross-attention
 // layers are distinct decoder layers in increasing order.
@@ -554,6 +600,105 @@ VisionConfig vision_from_json(const json& object, const std::string& source,
 
 }  // namespace
 
+RopeScaling rope_scaling_from_json(const json& object, const std::string& source, int64_t head_dim,
+                                   double rope_theta) {
+  if (!object.is_object()) {
+    throw ConfigError(source + ": key \"rope_scaling\": expected an object of keys, got " +
+                      kind_of(object) + " (" + show(object) + ")");
+  }
+  const FieldReader reader(object, source, kRopeScalingKeys, "rope_scaling.");
+  reader.reject_unknown_keys();
+  if (!reader.has("type")) reader.fail_missing("type");
+  const RopeScaling defaults;
+  RopeScaling r;
+  r.kind = reader.enumeration<RopeScalingKind>("type", kRopeScalingNames, defaults.kind);
+  const std::span<const std::string_view> read = rope_scaling_keys(r.kind);
+  const std::string type_name = rope_scaling_name(r.kind);
+  for (const auto& item : object.items()) {
+    if (item.key() == "type" || std::find(read.begin(), read.end(), item.key()) != read.end()) {
+      continue;
+    }
+    std::string listed;
+    for (const std::string_view key : read)
+      listed += (listed.empty() ? "" : ", ") + std::string(key);
+    reader.fail(item.key(),
+                "not a parameter of type \"" + type_name + "\" (it reads " +
+                    (listed.empty() ? std::string("none") : listed) + ")",
+                show(item.value()));
+  }
+  if (r.kind == RopeScalingKind::kDefault) return r;
+
+  const auto required_number = [&](const char* key) {
+    if (!reader.has(key)) {
+      reader.fail_missing(key, " (type \"" + type_name + "\" reads it)");
+    }
+    return reader.number(key, 0.0);
+  };
+  const auto at_least = [&](const char* key, double value, double bound, const std::string& what) {
+    if (!std::isfinite(value) || value < bound) {
+      reader.fail(key, "must be a finite number >= " + what, show(json(value)));
+    }
+  };
+  const auto positive = [&](const char* key, double value) {
+    if (!std::isfinite(value) || value <= 0) {
+      reader.fail(key, "must be a finite number > 0", show(json(value)));
+    }
+  };
+
+  r.factor = required_number("factor");
+  at_least("factor", r.factor, 1.0, "1 (it stretches the context)");
+  if (r.kind == RopeScalingKind::kLinear) return r;
+
+  if (!reader.has("original_max_position_embeddings")) {
+    reader.fail_missing("original_max_position_embeddings",
+                        " (type \"" + type_name + "\" reads it)");
+  }
+  r.original_max_position_embeddings = reader.size("original_max_position_embeddings");
+  if (r.kind == RopeScalingKind::kDynamic && head_dim < 4) {
+    reader.fail("type",
+                "dynamic raises the base to the power head_dim / (head_dim - 2), so head_dim (" +
+                    std::to_string(head_dim) + ") must be at least 4",
+                show(json(type_name)));
+  }
+  if (r.kind == RopeScalingKind::kYarn) {
+    if (reader.has("attention_factor")) {
+      r.attention_factor = reader.number("attention_factor", 0.0);
+      positive("attention_factor", *r.attention_factor);
+    }
+    r.beta_fast = reader.number("beta_fast", defaults.beta_fast);
+    positive("beta_fast", r.beta_fast);
+    r.beta_slow = reader.number("beta_slow", defaults.beta_slow);
+    positive("beta_slow", r.beta_slow);
+    if (r.beta_fast < r.beta_slow) {
+      reader.fail("beta_fast",
+                  "must be at least beta_slow (" + show(json(r.beta_slow)) +
+                      "): the ramp runs from beta_fast rotations down to beta_slow",
+                  show(json(r.beta_fast)));
+    }
+    r.mscale = reader.number("mscale", defaults.mscale);
+    at_least("mscale", r.mscale, 0.0, "0");
+    r.mscale_all_dim = reader.number("mscale_all_dim", defaults.mscale_all_dim);
+    at_least("mscale_all_dim", r.mscale_all_dim, 0.0, "0");
+    r.truncate = reader.boolean("truncate", defaults.truncate);
+    if (rope_theta == 1.0) {
+      reader.fail("type", "yarn divides by ln(rope_theta), so rope_theta must not be 1",
+                  show(json(type_name)));
+    }
+  }
+  if (r.kind == RopeScalingKind::kLlama3) {
+    r.low_freq_factor = required_number("low_freq_factor");
+    positive("low_freq_factor", r.low_freq_factor);
+    r.high_freq_factor = required_number("high_freq_factor");
+    if (!std::isfinite(r.high_freq_factor) || r.high_freq_factor <= r.low_freq_factor) {
+      reader.fail("high_freq_factor",
+                  "must be a finite number > low_freq_factor (" + show(json(r.low_freq_factor)) +
+                      "): the band between them is interpolated",
+                  show(json(r.high_freq_factor)));
+    }
+  }
+  return r;
+}
+
 bool VisionConfig::has_cross_attention(int64_t layer) const {
   return cross_attention_index(layer) >= 0;
 }
@@ -611,6 +756,10 @@ ModelConfig config_from_json(const json& object, const std::string& source) {
 
   check_consistency(reader, c);
   check_sizes_fit(reader, c);
+  if (object.contains("rope_scaling")) {
+    c.rope_scaling =
+        rope_scaling_from_json(object.at("rope_scaling"), source, c.head_dim, c.rope_theta);
+  }
   if (object.contains("vision")) c.vision = vision_from_json(object.at("vision"), source, c);
   return c;
 }
@@ -628,7 +777,7 @@ ModelConfig load_config(const std::filesystem::path& path) {
 
   // nlohmann keeps the last of repeated keys silently; a config that says two things about one
   // field is rejected instead. Depth 1 is the top-level object's own keys, depth 2 those of an
-  // object inside it ("vision"), named "<outer>.<inner>".
+  // object inside it ("rope_scaling", "vision"), named "<outer>.<inner>".
   std::set<std::string> seen_keys;
   std::string outer_key;
   const json::parser_callback_t reject_repeated_keys = [&](int depth, json::parse_event_t event,
@@ -648,6 +797,27 @@ ModelConfig load_config(const std::filesystem::path& path) {
     throw ConfigError(source + ": " + e.what());
   }
   return config_from_json(object, source);
+}
+
+json rope_scaling_to_json(const RopeScaling& r) {
+  json scaling{{"type", rope_scaling_name(r.kind)}};
+  for (const std::string_view key : rope_scaling_keys(r.kind)) {
+    if (key == "factor") scaling["factor"] = r.factor;
+    if (key == "original_max_position_embeddings") {
+      scaling["original_max_position_embeddings"] = r.original_max_position_embeddings;
+    }
+    if (key == "attention_factor" && r.attention_factor) {
+      scaling["attention_factor"] = *r.attention_factor;
+    }
+    if (key == "beta_fast") scaling["beta_fast"] = r.beta_fast;
+    if (key == "beta_slow") scaling["beta_slow"] = r.beta_slow;
+    if (key == "mscale") scaling["mscale"] = r.mscale;
+    if (key == "mscale_all_dim") scaling["mscale_all_dim"] = r.mscale_all_dim;
+    if (key == "truncate") scaling["truncate"] = r.truncate;
+    if (key == "low_freq_factor") scaling["low_freq_factor"] = r.low_freq_factor;
+    if (key == "high_freq_factor") scaling["high_freq_factor"] = r.high_freq_factor;
+  }
+  return scaling;
 }
 
 json config_to_json(const ModelConfig& c) {
@@ -675,6 +845,9 @@ json config_to_json(const ModelConfig& c) {
               {"init_seed", c.init_seed},
               {"init_std", c.init_std},
               {"eos_token_id", c.eos_token_id}};
+  if (c.rope_scaling.kind != RopeScalingKind::kDefault) {
+    config["rope_scaling"] = rope_scaling_to_json(c.rope_scaling);
+  }
   if (!c.weights_file.empty()) config["weights_file"] = c.weights_file;
   if (c.vision) {
     const VisionConfig& v = *c.vision;
@@ -704,10 +877,16 @@ namespace {
 
 auto fields(const ModelConfig& c) {
   return std::tie(c.name, c.vocab_size, c.d_model, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim,
-                  c.norm, c.norm_eps, c.positions, c.rope_theta, c.ffn_activation, c.n_experts,
-                  c.top_k, c.router_renormalize, c.capacity_factor, c.moe_every, c.expert_d_ff,
-                  c.dense_d_ff, c.max_seq_len, c.tied_embeddings, c.init_seed, c.init_std,
-                  c.eos_token_id, c.weights_file, c.vision);
+                  c.norm, c.norm_eps, c.positions, c.rope_theta, c.rope_scaling, c.ffn_activation,
+                  c.n_experts, c.top_k, c.router_renormalize, c.capacity_factor, c.moe_every,
+                  c.expert_d_ff, c.dense_d_ff, c.max_seq_len, c.tied_embeddings, c.init_seed,
+                  c.init_std, c.eos_token_id, c.weights_file, c.vision);
+}
+
+auto rope_scaling_fields(const RopeScaling& r) {
+  return std::tie(r.kind, r.factor, r.original_max_position_embeddings, r.attention_factor,
+                  r.beta_fast, r.beta_slow, r.mscale, r.mscale_all_dim, r.truncate,
+                  r.low_freq_factor, r.high_freq_factor);
 }
 
 auto vision_fields(const VisionConfig& v) {
@@ -721,8 +900,19 @@ auto vision_fields(const VisionConfig& v) {
 
 static_assert(std::tuple_size_v<decltype(fields(ModelConfig{}))> == kKeys.size(),
               "every ModelConfig field is compared, and has a key");
+static_assert(std::tuple_size_v<decltype(rope_scaling_fields(RopeScaling{}))> ==
+                  kRopeScalingKeys.size(),
+              "every RopeScaling field is compared, and has a key");
 static_assert(std::tuple_size_v<decltype(vision_fields(VisionConfig{}))> == kVisionKeys.size(),
               "every VisionConfig field is compared, and has a key");
+
+const char* rope_scaling_name(RopeScalingKind kind) {
+  return enum_name<RopeScalingKind>(kind, kRopeScalingNames);
+}
+
+bool operator==(const RopeScaling& a, const RopeScaling& b) {
+  return rope_scaling_fields(a) == rope_scaling_fields(b);
+}
 
 bool operator==(const VisionConfig& a, const VisionConfig& b) {
   return vision_fields(a) == vision_fields(b);

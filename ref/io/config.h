@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "ref/ops/rope_scaling.h"
+
 namespace moeref {
 
 class ConfigError : public std::runtime_error {
@@ -77,6 +79,7 @@ struct ModelConfig {
 
   PositionKind positions = PositionKind::kRope;
   double rope_theta = 10000.0;  // only read with positions = rope
+  RopeScaling rope_scaling;     // only read with positions = rope
 
   Activation ffn_activation = Activation::kSwiGlu;
 
@@ -116,6 +119,13 @@ ModelConfig load_config(const std::filesystem::path& path);
 
 // The inverse of config_from_json: every field, so that a written config reads back equal.
 nlohmann::json config_to_json(const ModelConfig& config);
+
+// A config's "rope_scaling" object alone (an op's parameters, a Python dict), validated as
+// config_from_json validates it for a model of this head_dim and rope_theta; errors name
+// "rope_scaling.<key>". And its inverse: the kind's keys only.
+RopeScaling rope_scaling_from_json(const nlohmann::json& json, const std::string& source,
+                                   int64_t head_dim, double rope_theta);
+nlohmann::json rope_scaling_to_json(const RopeScaling& scaling);
 
 bool operator==(const VisionConfig& a, const VisionConfig& b);
 bool operator==(const ModelConfig& a, const ModelConfig& b);

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "ref/io/hf_rope.h"
+
 namespace moeref {
 
 namespace fs = std::filesystem;
@@ -153,58 +155,6 @@ void check_no_effect_key(const std::string& key, const json& value, const std::s
   if (!fits) fail(source, key, "has a type transformers does not take (" + value.dump() + ")");
 }
 
-// The RoPE base from rope_theta, rope_parameters and rope_scaling (see the header).
-double rope_theta_from(const json& hf, const std::string& source) {
-  std::vector<std::pair<std::string, double>> thetas;
-  if (hf.contains("rope_theta")) {
-    thetas.emplace_back("rope_theta", number_value(hf.at("rope_theta"), "rope_theta", source));
-  }
-  if (hf.contains("rope_type")) {
-    fail(
-        source, "rope_type",
-        "belongs in rope_parameters; refused at the top level (" + hf.at("rope_type").dump() + ")");
-  }
-  if (hf.contains("partial_rotary_factor") && hf.at("partial_rotary_factor") != 1.0) {
-    fail(source, "partial_rotary_factor",
-         "moeref rotates every dimension of a head; only 1.0 is read (" +
-             hf.at("partial_rotary_factor").dump() + ")");
-  }
-  for (const char* section : {"rope_parameters", "rope_scaling"}) {
-    if (!hf.contains(section) || hf.at(section).is_null()) continue;
-    const json& parameters = hf.at(section);
-    if (!parameters.is_object()) {
-      fail(source, section, "expected an object or null (" + parameters.dump() + ")");
-    }
-    for (const char* type_key : {"rope_type", "type"}) {
-      if (parameters.contains(type_key) && parameters.at(type_key) != "default") {
-        fail(source, std::string(section) + "." + type_key,
-             "RoPE scaling is not supported yet: only \"default\" (unscaled) RoPE is computed, "
-             "and another kind would give a different model (" +
-                 parameters.at(type_key).dump() + ")");
-      }
-    }
-    for (const auto& [key, value] : parameters.items()) {
-      const std::string name = std::string(section) + "." + key;
-      if (key == "rope_theta") {
-        thetas.emplace_back(name, number_value(value, name, source));
-      } else if (key != "rope_type" && key != "type") {
-        fail(source, name,
-             "a RoPE scaling parameter; moeref computes unscaled RoPE only (" + value.dump() + ")");
-      }
-    }
-  }
-  if (thetas.empty()) return kHfDefaultRopeTheta;
-  for (const auto& [key, theta] : thetas) {
-    if (theta != thetas[0].second) {
-      fail(source, key,
-           "is " + json(theta).dump() + " but " + thetas[0].first + " is " +
-               json(thetas[0].second).dump() +
-               "; transformers versions differ in which one wins, so both must agree");
-    }
-  }
-  return thetas[0].second;
-}
-
 // eos_token_id: an integer, null (none) or a list whose first entry is read.
 int64_t eos_from(const json& hf, const std::string& source) {
   if (!hf.contains("eos_token_id")) return 2;  // MixtralConfig's default
@@ -220,7 +170,7 @@ int64_t eos_from(const json& hf, const std::string& source) {
 }  // namespace
 
 json hf_config_json(const ModelConfig& c) {
-  return json{
+  json hf{
       {"architectures", {"MixtralForCausalLM"}},
       {"model_type", "mixtral"},
       {"hidden_size", c.d_model},
@@ -232,7 +182,6 @@ json hf_config_json(const ModelConfig& c) {
       {"num_local_experts", c.n_experts},
       {"num_experts_per_tok", c.top_k},
       {"rms_norm_eps", c.norm_eps},
-      {"rope_theta", c.rope_theta},
       {"vocab_size", c.vocab_size},
       {"max_position_embeddings", c.max_seq_len},
       {"tie_word_embeddings", false},
@@ -245,6 +194,8 @@ json hf_config_json(const ModelConfig& c) {
       {"torch_dtype", "float32"},
       {"moeref", {{"name", c.name}, {"init_seed", c.init_seed}}},
   };
+  write_hf_rope(c, hf);
+  return hf;
 }
 
 ModelConfig config_from_hf_json(const json& hf, const std::string& source) {
@@ -281,6 +232,8 @@ ModelConfig config_from_hf_json(const json& hf, const std::string& source) {
   const int64_t n_kv_heads =
       kv_null ? n_heads : integer_or(hf, "num_key_value_heads", kHfDefaultKeyValueHeads, source);
   const bool head_dim_given = hf.contains("head_dim") && !hf.at("head_dim").is_null();
+  const int64_t max_positions = integer_or(hf, "max_position_embeddings", 4096 * 32, source);
+  const HfRope rope = rope_from_hf_json(hf, max_positions, source);
   json moeref_json = {
       {"name", fs::path(source).parent_path().filename().string()},
       {"vocab_size", integer_or(hf, "vocab_size", 32000, source)},
@@ -293,7 +246,7 @@ ModelConfig config_from_hf_json(const json& hf, const std::string& source) {
       {"norm", "rmsnorm"},
       {"norm_eps", number_or(hf, "rms_norm_eps", 1e-5, source)},
       {"positions", "rope"},
-      {"rope_theta", rope_theta_from(hf, source)},
+      {"rope_theta", rope.rope_theta},
       {"ffn_activation", "swiglu"},
       {"n_experts", integer_or(hf, "num_local_experts", 8, source)},
       {"top_k", integer_or(hf, "num_experts_per_tok", 2, source)},
@@ -301,16 +254,17 @@ ModelConfig config_from_hf_json(const json& hf, const std::string& source) {
       {"capacity_factor", 0.0},
       {"moe_every", 1},
       {"expert_d_ff", integer_or(hf, "intermediate_size", 14336, source)},
-      {"max_seq_len", integer_or(hf, "max_position_embeddings", 4096 * 32, source)},
+      {"max_seq_len", rope.max_seq_len.value_or(max_positions)},
       {"tied_embeddings", false},
       {"init_std", number_or(hf, "initializer_range", 0.02, source)},
       {"eos_token_id", eos_from(hf, source)},
   };
+  if (!rope.rope_scaling.is_null()) moeref_json["rope_scaling"] = rope.rope_scaling;
   if (hf.contains("moeref")) {
     const json& extra = hf.at("moeref");
     if (!extra.is_object()) fail(source, "moeref", "expected an object (" + extra.dump() + ")");
     for (const auto& [key, value] : extra.items()) {
-      if (key != "name" && key != "init_seed") {
+      if (key != "name" && key != "init_seed" && key != "max_seq_len") {
         fail(source, "moeref." + key, "unknown key (" + value.dump() + ")");
       }
       moeref_json[key] = value;
@@ -321,7 +275,8 @@ ModelConfig config_from_hf_json(const json& hf, const std::string& source) {
   } catch (const ConfigError& e) {
     const std::string message = e.what();
     if (message.rfind(source, 0) != 0) throw;
-    throw ConfigError(source + with_hf_names(message.substr(source.size())));
+    throw ConfigError(source +
+                      with_hf_rope_names(with_hf_names(message.substr(source.size())), rope));
   }
 }
 

@@ -9,10 +9,8 @@
 // naming the Hugging Face key and its value, also where the rule is moeref's own.
 //
 // Decisions where transformers leaves a choice:
-//   - RoPE: the top-level rope_theta (transformers 4) and rope_parameters.rope_theta
-//     (transformers 5; rope_scaling.rope_theta too) must agree where more than one is given;
-//     absent, it is 1e6 (MixtralConfig's default_theta). A rope_type other than "default", or any
-//     scaling parameter, is refused: moeref computes unscaled RoPE only.
+//   - RoPE: rope_theta, rope_parameters and rope_scaling as ref/io/hf_rope.h reads and writes them
+//     (the scaling kinds default, linear, dynamic, yarn and llama3; thetas that must agree).
 //   - eos_token_id: a list (Hub configs of newer families carry several) is read as its first
 //     entry, which is where moeref's generation stops; an empty list or null is no eos.
 #pragma once

@@ -41,8 +41,8 @@ void attention_block(const LayerContext& c, float* x) {
   kernels.matmul(normed.data(), w.k_proj.data(), k.data(), n_tokens, d, G * hd);
   kernels.matmul(normed.data(), w.v_proj.data(), v.data(), n_tokens, d, G * hd);
   if (config.positions == PositionKind::kRope) {
-    kernels.rope(q.data(), c.positions, H, hd, config.rope_theta);
-    kernels.rope(k.data(), c.positions, G, hd, config.rope_theta);
+    kernels.rope(q.data(), c.positions, H, hd, config.rope_theta, config.rope_scaling);
+    kernels.rope(k.data(), c.positions, G, hd, config.rope_theta, config.rope_scaling);
   }
   trace("attn.q", {n_tokens, H, hd}, q.data());
   trace("attn.k", {n_tokens, G, hd}, k.data());

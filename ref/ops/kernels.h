@@ -1,15 +1,16 @@
 // The kernel set: the one interface through which the model calls its ops.
 //
 // The model (ref/model/model.cc) is written once against this interface. ref_kernels() returns the
-// plain reference ops of ref/ops/*.h; a faster set (simd/) overrides them op by op and is checked
-// against them. Each method has exactly the contract of the ref op of the same name: shapes,
-// layout and aliasing are documented in that op's header.
+// plain reference ops of ref/ops/*.h; a faster set (simd/, issue #7) overrides them op by op and is
+// checked against them. Each method has exactly the contract of the ref op of the same name:
+// shapes, layout and aliasing are documented in that op's header.
 #pragma once
 
 #include <cstdint>
 #include <span>
 
 #include "ref/ops/attention.h"
+#include "ref/ops/rope_scaling.h"
 
 namespace moeref {
 
@@ -25,7 +26,7 @@ class Kernels {
   virtual void layer_norm(const float* x, const float* weight, const float* bias, double eps,
                           float* y, int64_t rows, int64_t d) const = 0;  // ref/ops/norm.h
   virtual void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
-                    double theta) const = 0;  // ref/ops/rope.h
+                    double theta, const RopeScaling& scaling) const = 0;  // ref/ops/rope.h
   virtual void attention(const float* q, const float* keys, const float* values,
                          std::span<const int64_t> positions, const ref::AttentionDims& dims,
                          float* context, float* probs,
@@ -56,7 +57,7 @@ class RefKernels : public Kernels {
   void layer_norm(const float* x, const float* weight, const float* bias, double eps, float* y,
                   int64_t rows, int64_t d) const override;
   void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
-            double theta) const override;
+            double theta, const RopeScaling& scaling) const override;
   void attention(const float* q, const float* keys, const float* values,
                  std::span<const int64_t> positions, const ref::AttentionDims& dims, float* context,
                  float* probs, int64_t probs_width) const override;

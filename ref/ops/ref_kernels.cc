@@ -28,8 +28,8 @@ void RefKernels::layer_norm(const float* x, const float* weight, const float* bi
 }
 
 void RefKernels::rope(float* x, std::span<const int64_t> positions, int64_t n_heads,
-                      int64_t head_dim, double theta) const {
-  ref::rope(x, positions, n_heads, head_dim, theta);
+                      int64_t head_dim, double theta, const RopeScaling& scaling) const {
+  ref::rope(x, positions, n_heads, head_dim, theta, scaling);
 }
 
 void RefKernels::attention(const float* q, const float* keys, const float* values,

@@ -32,7 +32,8 @@ def run_layer_norm(inputs, parameters):
 
 
 def run_rope(inputs, parameters):
-    return {"out": moeref.ops.rope(inputs["x"], inputs["positions"], parameters["theta"])}
+    return {"out": moeref.ops.rope(inputs["x"], inputs["positions"], parameters["theta"],
+                                   parameters.get("rope_scaling"))}
 
 
 def run_softmax(inputs, parameters):

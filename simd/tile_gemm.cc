@@ -39,8 +39,8 @@ using VF = hn::Vec<DF>;
 
 // Vectors of tokens per tile: 4 on AVX-512 (24 accumulators of its 32 registers), 2 where there
 // are 16 registers (12 accumulators: 2 token vectors, the broadcast weight and the 12 fit; 4 x 3
-// did not, and spilled). A tile's R x V chains are at least the 8 that two FMA units of latency 4
-// need.
+// did not, and spilled). A whole block's tile has at least the 8 independent chains that two FMA
+// units of latency 4 need; a call's last, partial block gets tiles of its 1 to 3 vectors only.
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
 constexpr size_t kTileVectors = 4;
 #else

@@ -24,6 +24,11 @@ inline constexpr size_t kFmaChains = 12;
 // The best FLOP/s of `repeats` timed runs (after one untimed run) of the probe on all threads.
 double fma_peak_flops_per_second(int repeats);
 
+// The same on the calling thread alone, timed in that thread's CPU time: one core's peak, which
+// the time other processes take from the core does not lower (for one-thread ratios on a shared
+// machine).
+double fma_peak_thread_cpu_flops_per_second(int repeats);
+
 // Float lanes of the vector the probe runs at (16 with AVX-512, 8 with AVX2).
 int fma_peak_lanes();
 

@@ -9,8 +9,9 @@
 // Weights are cycled through 256 MiB, so that each call reads them from memory as a prefill does
 // (an expert's weights are read once per layer). Each benchmark reports its best call: on a shared
 // machine the other calls measure the other work as well. On one thread it also reports the best
-// call in the thread's own CPU time (gflops_thread_cpu, over_openblas_thread_cpu), which the time
-// other processes take from the core does not count: the figure to compare on a loaded machine.
+// call in the thread's own CPU time, against the probe timed the same way (gflops_thread_cpu,
+// of_fma_peak_thread_cpu, over_openblas_thread_cpu), which the time other processes take from the
+// core does not count: the figures to compare on a loaded machine.
 //
 //   build/bench/gemm_bench --benchmark_counters_tabular=true
 //   build/bench/gemm_bench --benchmark_filter='/64/' --benchmark_repetitions=5
@@ -111,7 +112,11 @@ void run_gemm(benchmark::State& state, Gemm gemm, bool is_openblas) {
   state.counters["threads"] = threads;
   state.counters["fma_peak_gflops"] = peak / 1e9;
   state.counters["of_fma_peak"] = best.wall / peak;
-  if (threads == 1) state.counters["gflops_thread_cpu"] = best.thread_cpu / 1e9;
+  if (threads == 1) {
+    static const double thread_cpu_peak = fma_peak_thread_cpu_flops_per_second(5);
+    state.counters["gflops_thread_cpu"] = best.thread_cpu / 1e9;
+    state.counters["of_fma_peak_thread_cpu"] = best.thread_cpu / thread_cpu_peak;
+  }
   const auto shape = std::tuple(rows, in, out, threads);
   if (is_openblas) {
     openblas_rates()[shape] = best;

@@ -1,5 +1,5 @@
-// The several-token matmul of simd/: OpenBLAS sgemm, each call on one thread, the calls shared
-// out over the OpenMP threads.
+// The matmul of simd/ past the register tiles' rows (simd/tile_gemm.h): OpenBLAS sgemm, each call
+// on one thread, the calls shared out over the OpenMP threads.
 //
 // One thread pool. OpenBLAS's pthread build runs its own workers, which spin (sched_yield) after
 // every call while OpenMP's workers spin after every region of the model's other ops: on two

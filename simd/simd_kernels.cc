@@ -20,7 +20,7 @@ namespace {
 
 // Up to this many rows a matmul streams the weights through matrix-vector products (at most two
 // passes), each row the bits of its own matvec: a small decode batch's tokens keep their solo
-// results. From here to kTileGemmMaxRows, register tiles (one pass); past it, OpenBLAS.
+// results. From here to kTileGemmMaxRows, the blocked GEMM of register tiles; past it, OpenBLAS.
 constexpr int64_t kMatvecRows = 8;
 
 }  // namespace

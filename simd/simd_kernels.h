@@ -4,10 +4,9 @@
 // Replaced, each in fp32 with Highway vector code dispatched to the best target the CPU supports:
 // - matmul: up to 8 tokens, Highway matrix-vector products that read each weight row once per 4
 //   tokens (simd/vector_ops.h; decode, a decode batch, a speculative block, an expert's few
-//   tokens); 9 to 128 tokens, Highway register tiles over the weights in place (simd/tile_gemm.h;
-//   most experts of a prefill, short prompts); more, OpenBLAS sgemm on one thread per call, split
-//   over the OpenMP threads (simd/gemm.h), the path of long prompts' shared weights and of the
-//   busiest experts;
+//   tokens); 9 to 2048 tokens, a blocked GEMM of Highway register tiles over the weights in place
+//   (simd/tile_gemm.h; a prefill's experts, projections and LM head); more, OpenBLAS sgemm on one
+//   thread per call, split over the OpenMP threads (simd/gemm.h);
 // - attention (simd/attention_ops.h): the query heads that share a K/V head computed together over
 //   each K and V row, Highway scores, softmax and weighted sum;
 // - rms_norm, layer_norm, softmax (simd/row_ops.h): fp32 row sums over four vector accumulators,

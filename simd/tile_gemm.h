@@ -1,38 +1,53 @@
-// The matmul of simd/ for a few dozen token rows (an expert's tokens in a prefill, a short prompt):
-// Highway register tiles that read the weights where they are, instead of OpenBLAS, which copies
-// ("packs") the whole weight matrix on every call.
+// The matmul of simd/ for several token rows (a prefill's products: an expert's tokens, a whole
+// prompt against the shared weights and the LM head): a blocked GEMM of Highway register tiles
+// that reads the weights where they are.
 //
 // y [rows, out] = x [rows, in] . w^T, w stored [out, in] (ref/ops/matmul.h's layout), fp32.
 //
-// How: x is transposed once per call into xt [in, rows rounded up to whole vectors] (zeros
-// beyond the rows). A tile of R weight rows times V vectors of token rows then keeps R x V
-// accumulators in registers (24 on AVX-512: R = 6, V = 4, i.e. 6 outputs x 64 tokens): for each
-// k it loads V vectors of xt[k] and broadcasts w[n + r][k], so each weight is read once per 64
-// tokens, in order along its row, straight from the model's copy. The tiles write y transposed,
-// 192 outputs at a time, into a buffer that is then transposed into y. Past 128 tokens (AVX-512)
-// the tokens go in slabs, so that a slab's part of xt stays in the L2 cache; the weights are then
-// read once per slab.
+// How, in the terms of a BLIS-style GEMM with the tokens as the vector dimension:
+// - the tokens are packed once per call into blocks of B tokens (kTileVectors vectors: 64 tokens
+//   on AVX-512, 16 on AVX2), each block [in, B] contiguous: x transposed, zeros past the rows;
+// - a tile keeps R x V accumulators in registers (R = 6 weight rows, V = kTileVectors vectors of
+//   a block's tokens: 24 of AVX-512's 32 registers, 12 of AVX2's 16): for each k it loads V
+//   vectors of the block and broadcasts w[n + r][k] from the model's copy, so each weight is read
+//   once per block, in order along its row;
+// - blocking for the caches (sizes from the C library, TileGemmBlocking below): k in passes of at
+//   most `depth` values, so that a block's part of a pass fills at most a quarter of the L2 cache;
+//   the blocks in slabs that fill at most half of it. Each tile of R weight rows runs over every
+//   block of a slab, its weights read from memory for the first and from the L1 cache for the
+//   rest, while the next tile's weights are prefetched;
+// - the tiles' sums go straight from the registers into y at the last pass over k; between passes
+//   they wait, transposed, in a buffer of 192 outputs x the call's padded rows.
 //
-// Each y[t, o] is one fused multiply-add chain over k = 0 .. in-1, from zero: the same bits for
-// every split, thread count and position of the token in the call on a given target. The result
-// differs from the reference's double sums by fp32 rounding (tests/simd_test.cc bounds it).
+// Each y[t, o] is one fused multiply-add chain over k = 0 .. in-1, from zero (a pass resumes the
+// previous pass's fp32 sum exactly): the same bits for every blocking, split, thread count and
+// position of the token in the call on a given target. The result differs from the reference's
+// double sums by fp32 rounding (tests/simd_test.cc bounds it).
 //
-// Threads: outside an OpenMP region, from 2^20 multiply-adds, the output columns are split in
-// blocks of 48 over the team; inside one (an expert's product while the experts run in
-// parallel), the calling thread does it all. Scratch buffers are per thread and grow to the
-// largest call seen: rows x in floats for xt, and 192 x rows for the transposed tile outputs.
+// Threads: outside an OpenMP region, from 2^20 multiply-adds, the tokens are packed by all
+// threads and the output columns split in blocks of 48 over the team; inside one (an expert's
+// product while the experts run in parallel), the calling thread does it all. Scratch buffers are
+// per thread and grow to the largest call seen: the packed tokens (rows rounded up to a block,
+// times in floats) and, for calls of several passes, 192 x padded rows of partial sums.
 #pragma once
 
 #include <cstdint>
 
 namespace moeref::simd {
 
-// The most token rows tile_gemm_xwt is meant for. Past it, OpenBLAS's packed GEMM is faster on
-// the machine of docs/performance.md (one thread, weights from memory: 200 to 512 rows, 197-226
-// against 186-212 GFLOP/s): its cost of packing spreads over more rows. The function itself is
-// correct for any rows.
-inline constexpr int64_t kTileGemmMaxRows = 128;
+// The most token rows simd/'s matmul sends here; past it, OpenBLAS (simd/gemm.h). On the machine
+// of docs/performance.md the tiles were faster than OpenBLAS at every row count up to it, for
+// every product of a prefill but k and v (64 outputs, where packing the tokens weighs: 0.9x,
+// about 1% of a prefill). The function itself is correct for any rows.
+inline constexpr int64_t kTileGemmMaxRows = 2048;
 
 void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out);
+
+// How tile_gemm_xwt blocks a call on this CPU, at the target Highway's dispatch picks: tokens per
+// block, k values per pass, blocks per slab (for a given `in`). For tests and benchmarks.
+struct TileGemmBlocking {
+  int64_t block_tokens, depth, slab_blocks;
+};
+TileGemmBlocking tile_gemm_blocking(int64_t in);
 
 }  // namespace moeref::simd

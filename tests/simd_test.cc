@@ -143,81 +143,112 @@ TEST(SimdMatmul, FewRowsGiveEachRowsOwnBitsAlone) {
   });
 }
 
-// 9 to 128 rows go through the register tiles of simd/tile_gemm.h. A table of shapes that reach
-// each of its paths: one vector of rows or several (blocks split 3 + 2 for five), partial tiles
-// (out not a multiple of the tile height), more outputs than one pass of 192, in = 0, and `in` a
-// multiple of 1024 (x's rows in the same cache sets), more rows than one slab of 128 (the
-// function serves any rows); misaligned pointers, and sentinels around
-// y that must stay untouched.
-TEST(SimdMatmul, TileGemmMatchesTheReferenceOnEveryTarget) {
-  const std::vector<MatmulCase> cases = {{9, 5, 7},      {16, 33, 13},  {17, 64, 200}, {40, 0, 5},
-                                         {64, 1024, 50}, {65, 40, 25},  {80, 100, 7},  {96, 17, 97},
-                                         {33, 2048, 3},  {128, 64, 30}, {200, 40, 50}};
-  for_each_target([&] {
-    for (const MatmulCase& c : cases) {
-      const std::vector<float> x = pattern(static_cast<size_t>(c.rows * c.in) + 1, 1.0f, 0.05f);
-      const std::vector<float> w = pattern(static_cast<size_t>(c.out * c.in) + 3, 0.1f, -0.01f);
-      const size_t n = static_cast<size_t>(c.rows * c.out);
-      std::vector<float> expected(n);
-      ref::matmul(x.data() + 1, w.data() + 3, expected.data(), c.rows, c.in, c.out);
-      std::vector<float> got(n + 2, 7.0f);
-      tile_gemm_xwt(x.data() + 1, w.data() + 3, got.data() + 1, c.rows, c.in, c.out);
-      EXPECT_EQ(got.front(), 7.0f);
-      EXPECT_EQ(got.back(), 7.0f);
-      for (int64_t r = 0; r < c.rows; ++r) {
-        for (int64_t o = 0; o < c.out; ++o) {
-          double magnitude = 0.0;
-          for (int64_t i = 0; i < c.in; ++i) {
-            magnitude += std::fabs(static_cast<double>(x[1 + r * c.in + i]) * w[3 + o * c.in + i]);
-          }
-          ASSERT_NEAR(got[1 + r * c.out + o], expected[r * c.out + o],
-                      2.0 * static_cast<double>(c.in + 1) * kFp32Epsilon * magnitude + 1e-30)
-              << c.rows << "x" << c.in << "x" << c.out << " at " << r << ", " << o;
-        }
+// y against the reference within fp32's rounding of each sum, and the sentinels around y
+// untouched; x, w and y start one, three and one floats past an aligned boundary.
+void expect_tile_gemm_matches_reference(const MatmulCase& c) {
+  const std::vector<float> x = pattern(static_cast<size_t>(c.rows * c.in) + 1, 1.0f, 0.05f);
+  const std::vector<float> w = pattern(static_cast<size_t>(c.out * c.in) + 3, 0.1f, -0.01f);
+  const size_t n = static_cast<size_t>(c.rows * c.out);
+  std::vector<float> expected(n);
+  ref::matmul(x.data() + 1, w.data() + 3, expected.data(), c.rows, c.in, c.out);
+  std::vector<float> got(n + 2, 7.0f);
+  tile_gemm_xwt(x.data() + 1, w.data() + 3, got.data() + 1, c.rows, c.in, c.out);
+  EXPECT_EQ(got.front(), 7.0f);
+  EXPECT_EQ(got.back(), 7.0f);
+  for (int64_t r = 0; r < c.rows; ++r) {
+    for (int64_t o = 0; o < c.out; ++o) {
+      double magnitude = 0.0;
+      for (int64_t i = 0; i < c.in; ++i) {
+        magnitude += std::fabs(static_cast<double>(x[1 + r * c.in + i]) * w[3 + o * c.in + i]);
       }
+      ASSERT_NEAR(got[1 + r * c.out + o], expected[r * c.out + o],
+                  2.0 * static_cast<double>(c.in + 1) * kFp32Epsilon * magnitude + 1e-30)
+          << c.rows << "x" << c.in << "x" << c.out << " at " << r << ", " << o;
     }
+  }
+}
+
+// 9 to kTileGemmMaxRows rows go through the blocked GEMM of simd/tile_gemm.h. A table of shapes
+// that reach each of its paths, on every target (blocks of 8, 16 or 64 tokens): rows from 1 to
+// 600, whole blocks and a last block of 1, 2 or 3 vectors; partial tiles (out not a multiple of
+// 6), more outputs than one chunk of 192, in = 0, `in` a multiple of 1024 (x's rows in the same
+// cache sets); then, from this CPU's blocking, more k than one pass (the partial sums resumed)
+// and more blocks than one slab.
+TEST(SimdMatmul, TileGemmMatchesTheReferenceOnEveryTarget) {
+  const std::vector<MatmulCase> cases = {
+      {1, 7, 5},      {5, 33, 13},   {9, 5, 7},    {16, 33, 13}, {17, 64, 200}, {40, 0, 5},
+      {64, 1024, 50}, {65, 40, 25},  {80, 100, 7}, {96, 17, 97}, {33, 2048, 3}, {128, 64, 30},
+      {130, 513, 61}, {200, 40, 50}, {257, 31, 7}, {600, 19, 11}};
+  for_each_target([&] {
+    for (const MatmulCase& c : cases) expect_tile_gemm_matches_reference(c);
+    const TileGemmBlocking blocking = tile_gemm_blocking(64);
+    SCOPED_TRACE(testing::Message() << "blocks of " << blocking.block_tokens << " tokens");
+    const int64_t passes_in = 2 * tile_gemm_blocking(1 << 20).depth + 5;
+    expect_tile_gemm_matches_reference({3, passes_in, 7});
+    expect_tile_gemm_matches_reference({blocking.block_tokens + 5, passes_in, 7});
+    expect_tile_gemm_matches_reference({blocking.slab_blocks * blocking.block_tokens + 3, 64, 7});
   });
 }
 
 // Each output of a tile is one multiply-add chain over `in`: a token's row is the same bits in a
-// call of 37 rows as alone, and the same on 1 thread as split over several.
+// call of any size as alone, and the same on 1 thread as split over several: rows within one
+// block, across blocks and slabs, k in one pass and in several.
 TEST(SimdMatmul, TileGemmRowsAreTheirOwnBitsAtAnyThreadCount) {
-  const int64_t rows = 37, in = 512, out = 300;  // 5.7 M multiply-adds: split over threads
-  const std::vector<float> x = pattern(static_cast<size_t>(rows * in), 1.0f, 0.05f);
-  const std::vector<float> w = pattern(static_cast<size_t>(out * in), 0.1f, -0.01f);
+  const TileGemmBlocking blocking = tile_gemm_blocking(64);
+  const int64_t several_passes = 2 * tile_gemm_blocking(1 << 20).depth + 5;
+  const int64_t slab_rows = blocking.slab_blocks * blocking.block_tokens;
+  // Each at least 2^20 multiply-adds: split over threads.
+  const std::vector<MatmulCase> cases = {{37, 512, 300},
+                                         {3 * blocking.block_tokens + 7, 512, 61},
+                                         {blocking.block_tokens + 2, several_passes, 100},
+                                         {slab_rows + 5, 64, 200}};
   const int threads = omp_get_max_threads();
-  std::vector<float> one_thread(static_cast<size_t>(rows * out));
-  omp_set_num_threads(1);
-  tile_gemm_xwt(x.data(), w.data(), one_thread.data(), rows, in, out);
-  omp_set_num_threads(std::max(2, threads));
-  std::vector<float> split(one_thread.size());
-  tile_gemm_xwt(x.data(), w.data(), split.data(), rows, in, out);
-  omp_set_num_threads(threads);
-  EXPECT_EQ(split, one_thread);
-  for (int64_t r : {int64_t{0}, int64_t{16}, rows - 1}) {
-    std::vector<float> alone(static_cast<size_t>(out));
-    tile_gemm_xwt(x.data() + r * in, w.data(), alone.data(), 1, in, out);
-    EXPECT_EQ(std::memcmp(alone.data(), split.data() + r * out, alone.size() * sizeof(float)), 0)
-        << "row " << r;
+  for (const MatmulCase& c : cases) {
+    const std::vector<float> x = pattern(static_cast<size_t>(c.rows * c.in), 1.0f, 0.05f);
+    const std::vector<float> w = pattern(static_cast<size_t>(c.out * c.in), 0.1f, -0.01f);
+    std::vector<float> one_thread(static_cast<size_t>(c.rows * c.out));
+    omp_set_num_threads(1);
+    tile_gemm_xwt(x.data(), w.data(), one_thread.data(), c.rows, c.in, c.out);
+    for (int n_threads : {2, 3}) {
+      omp_set_num_threads(n_threads);
+      std::vector<float> split(one_thread.size());
+      tile_gemm_xwt(x.data(), w.data(), split.data(), c.rows, c.in, c.out);
+      EXPECT_EQ(split, one_thread)
+          << c.rows << "x" << c.in << "x" << c.out << ", " << n_threads << " threads";
+    }
+    omp_set_num_threads(threads);
+    for (int64_t r : {int64_t{0}, int64_t{16}, c.rows / 2, c.rows - 1}) {
+      std::vector<float> alone(static_cast<size_t>(c.out));
+      tile_gemm_xwt(x.data() + r * c.in, w.data(), alone.data(), 1, c.in, c.out);
+      EXPECT_EQ(
+          std::memcmp(alone.data(), one_thread.data() + r * c.out, alone.size() * sizeof(float)), 0)
+          << c.rows << "x" << c.in << "x" << c.out << ", row " << r;
+    }
   }
 }
 
-// Large enough to be split over threads (simd/gemm.h): by columns (many outputs) and by token
-// rows (few). Close to the reference at any thread count, identical run to run at each.
+// Past kTileGemmMaxRows rows, OpenBLAS (simd/gemm.h), its products cut into tiles by their shape:
+// by columns (many outputs) and by token rows (few). Close to the reference at any thread count,
+// identical run to run and to one thread's; and the last row count of the tiles as well.
 TEST(SimdMatmul, SplitGemmMatchesTheReferenceAtAnyThreadCount) {
-  const std::vector<MatmulCase> cases = {{70, 300, 1000}, {300, 400, 40}, {64, 1024, 517}};
+  const std::vector<MatmulCase> cases = {{kTileGemmMaxRows + 1, 16, 1000},
+                                         {kTileGemmMaxRows + 37, 40, 40},
+                                         {kTileGemmMaxRows, 24, 50}};
   const int threads = omp_get_max_threads();
   for (const MatmulCase& c : cases) {
     const std::vector<float> x = pattern(static_cast<size_t>(c.rows * c.in), 1.0f, 0.05f);
     const std::vector<float> w = pattern(static_cast<size_t>(c.out * c.in), 0.1f, -0.01f);
     std::vector<float> expected(static_cast<size_t>(c.rows * c.out));
     ref::matmul(x.data(), w.data(), expected.data(), c.rows, c.in, c.out);
-    for (int n_threads : {1, threads}) {
+    std::vector<float> one_thread;
+    for (int n_threads : {1, 2, 3}) {
       omp_set_num_threads(n_threads);
       std::vector<float> got(expected.size(), 7.0f), again(expected.size(), 8.0f);
       simd_kernels().matmul(x.data(), w.data(), got.data(), c.rows, c.in, c.out);
       simd_kernels().matmul(x.data(), w.data(), again.data(), c.rows, c.in, c.out);
       EXPECT_EQ(got, again) << n_threads << " threads";
+      if (n_threads == 1) one_thread = got;
+      EXPECT_EQ(got, one_thread) << c.rows << " rows, " << n_threads << " threads";
       for (int64_t r = 0; r < c.rows; ++r) {
         for (int64_t o = 0; o < c.out; ++o) {
           double magnitude = 0.0;
@@ -396,11 +427,11 @@ class BlasCoreInScope {
 // README's promise: the output does not depend on --threads. The whole model on simd/, every traced
 // tensor (logits, and each layer's projections, router and experts on the way) at 1, 2 and 3
 // threads, at prompt lengths around each boundary where a matmul changes method (8 | 9: matrix-
-// vector to register tiles; 128 | 129: to OpenBLAS) or where its tiles could fall differently
-// (simd/gemm.cc: 256 rows); with the kernel set simd/ chose and with OpenBLAS's Haswell and
-// Prescott sets. Wide enough that the projections and experts reach the split work (2^20
-// multiply-adds), with few outputs (q, k, v, router) and many (o, LM head); 4 experts, so that an
-// expert sees more than 128 tokens.
+// vector to register tiles) or where the tiles' blocks of 8, 16 or 64 tokens could fall
+// differently (the OpenBLAS boundary, kTileGemmMaxRows, is checked on the matmul itself); with the
+// kernel set simd/ chose and with OpenBLAS's Haswell and Prescott sets. Wide enough that the
+// projections and experts reach the split work (2^20 multiply-adds), with few outputs (q, k, v,
+// router) and many (o, LM head); 4 experts, so that an expert sees more than 128 tokens.
 ModelConfig thread_count_config() {
   ModelConfig c = load_config(std::string(MOEREF_SOURCE_DIR) + "/configs/tiny.json");
   c.vocab_size = 512;

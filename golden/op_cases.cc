@@ -584,8 +584,9 @@ std::vector<CaseEntry> make_registry() {
                        "smoothed, 5-15 divided by 8"}},
   };
   for (const auto& [name, spec] : scaled_rope_cases) {
-    add(name, [spec](const std::string& n, const Kernels& kernels) {
-      return rope_case(n, kernels, spec);
+    // An init-capture: clang before 16 cannot capture a structured binding itself.
+    add(name, [rope = spec](const std::string& n, const Kernels& kernels) {
+      return rope_case(n, kernels, rope);
     });
   }
   add("softmax-4x17",

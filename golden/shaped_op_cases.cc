@@ -174,7 +174,8 @@ json checked_shape(const OpSpec& spec, const json& shape) {
   for (const ParameterSpec& p : spec.parameters) {
     names += (names.empty() ? "" : ", ") + std::string(p.key);
   }
-  for (const auto& [key, value] : shape.items()) {
+  for (const auto& item : shape.items()) {
+    const std::string& key = item.key();
     const bool known = std::any_of(spec.parameters.begin(), spec.parameters.end(),
                                    [&](const ParameterSpec& p) { return key == p.key; });
     if (!known) throw shape_error(spec.op, key, "is not a parameter of the op (" + names + ")");

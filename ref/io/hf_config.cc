@@ -19,11 +19,6 @@ using nlohmann::json;
 
 namespace {
 
-[[noreturn]] void fail(const std::string& source, const std::string& key,
-                       const std::string& problem) {
-  throw ConfigError(source + ": key \"" + key + "\": " + problem);
-}
-
 // Keys whose value changes nothing moeref computes: token ids other than eos (the forward pass
 // takes token ids, never looks them up), training-only settings (dropout, router jitter and the
 // auxiliary loss act only in training), what transformers returns or caches, the dtype the
@@ -106,11 +101,12 @@ std::string with_hf_names(const std::string& text) {
 }
 
 int64_t integer_value(const json& value, const std::string& key, const std::string& source) {
-  if (!value.is_number_integer()) fail(source, key, "expected an integer (" + value.dump() + ")");
+  if (!value.is_number_integer())
+    fail_hf_key(source, key, "expected an integer (" + value.dump() + ")");
   // nlohmann keeps integers past int64 as uint64; get<int64_t> would wrap 2^64 - 1 to -1.
   if (value.is_number_unsigned() &&
       value.get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()}) {
-    fail(source, key, "integer out of the int64 range (" + value.dump() + ")");
+    fail_hf_key(source, key, "integer out of the int64 range (" + value.dump() + ")");
   }
   return value.get<int64_t>();
 }
@@ -121,7 +117,7 @@ int64_t integer_or(const json& hf, const std::string& key, int64_t fallback,
 }
 
 double number_value(const json& value, const std::string& key, const std::string& source) {
-  if (!value.is_number()) fail(source, key, "expected a number (" + value.dump() + ")");
+  if (!value.is_number()) fail_hf_key(source, key, "expected a number (" + value.dump() + ")");
   return value.get<double>();
 }
 
@@ -133,7 +129,7 @@ double number_or(const json& hf, const std::string& key, double fallback,
 void require_value(const json& hf, const std::string& key, const json& expected,
                    const std::string& why, const std::string& source) {
   if (hf.contains(key) && hf.at(key) != expected) {
-    fail(source, key, why + " (" + hf.at(key).dump() + ")");
+    fail_hf_key(source, key, why + " (" + hf.at(key).dump() + ")");
   }
 }
 
@@ -152,7 +148,8 @@ void check_no_effect_key(const std::string& key, const json& value, const std::s
   } else {
     fits = value.is_boolean();
   }
-  if (!fits) fail(source, key, "has a type transformers does not take (" + value.dump() + ")");
+  if (!fits)
+    fail_hf_key(source, key, "has a type transformers does not take (" + value.dump() + ")");
 }
 
 // eos_token_id: an integer, null (none) or a list whose first entry is read.
@@ -204,12 +201,12 @@ ModelConfig config_from_hf_json(const json& hf, const std::string& source) {
     if (std::find(kNoEffectKeys.begin(), kNoEffectKeys.end(), key) != kNoEffectKeys.end()) {
       check_no_effect_key(key, value, source);
     } else if (std::find(kHonouredKeys.begin(), kHonouredKeys.end(), key) == kHonouredKeys.end()) {
-      fail(source, key,
-           "not a MixtralConfig key moeref reads; refused rather than ignored (" + value.dump() +
-               ")");
+      fail_hf_key(source, key,
+                  "not a MixtralConfig key moeref reads; refused rather than ignored (" +
+                      value.dump() + ")");
     }
   }
-  if (!hf.contains("model_type")) fail(source, "model_type", "missing");
+  if (!hf.contains("model_type")) fail_hf_key(source, "model_type", "missing");
   require_value(hf, "model_type", "mixtral", "expected \"mixtral\"", source);
   require_value(hf, "architectures", json::array({"MixtralForCausalLM"}),
                 "expected [\"MixtralForCausalLM\"]", source);
@@ -217,16 +214,18 @@ ModelConfig config_from_hf_json(const json& hf, const std::string& source) {
   require_value(hf, "tie_word_embeddings", false, "must be false (moeref reads an untied lm_head)",
                 source);
   if (hf.contains("sliding_window") && !hf.at("sliding_window").is_null()) {
-    fail(source, "sliding_window",
-         "sliding-window attention is not supported (" + hf.at("sliding_window").dump() + ")");
+    fail_hf_key(
+        source, "sliding_window",
+        "sliding-window attention is not supported (" + hf.at("sliding_window").dump() + ")");
   }
   const int64_t n_heads = integer_or(hf, "num_attention_heads", 32, source);
   const int64_t d_model = integer_or(hf, "hidden_size", 4096, source);
   // Checked here, before head_dim may be derived from them by a division.
   if (n_heads < 1)
-    fail(source, "num_attention_heads", "must be at least 1 (" + std::to_string(n_heads) + ")");
+    fail_hf_key(source, "num_attention_heads",
+                "must be at least 1 (" + std::to_string(n_heads) + ")");
   if (d_model < 1)
-    fail(source, "hidden_size", "must be at least 1 (" + std::to_string(d_model) + ")");
+    fail_hf_key(source, "hidden_size", "must be at least 1 (" + std::to_string(d_model) + ")");
   // MixtralConfig: absent is its default (8), null is num_attention_heads.
   const bool kv_null = hf.contains("num_key_value_heads") && hf.at("num_key_value_heads").is_null();
   const int64_t n_kv_heads =
@@ -262,10 +261,11 @@ ModelConfig config_from_hf_json(const json& hf, const std::string& source) {
   if (!rope.rope_scaling.is_null()) moeref_json["rope_scaling"] = rope.rope_scaling;
   if (hf.contains("moeref")) {
     const json& extra = hf.at("moeref");
-    if (!extra.is_object()) fail(source, "moeref", "expected an object (" + extra.dump() + ")");
+    if (!extra.is_object())
+      fail_hf_key(source, "moeref", "expected an object (" + extra.dump() + ")");
     for (const auto& [key, value] : extra.items()) {
       if (key != "name" && key != "init_seed" && key != "max_seq_len") {
-        fail(source, "moeref." + key, "unknown key (" + value.dump() + ")");
+        fail_hf_key(source, "moeref." + key, "unknown key (" + value.dump() + ")");
       }
       moeref_json[key] = value;
     }
@@ -278,6 +278,10 @@ ModelConfig config_from_hf_json(const json& hf, const std::string& source) {
     throw ConfigError(source +
                       with_hf_rope_names(with_hf_names(message.substr(source.size())), rope));
   }
+}
+
+void fail_hf_key(const std::string& source, const std::string& key, const std::string& problem) {
+  throw ConfigError(source + ": key \"" + key + "\": " + problem);
 }
 
 }  // namespace moeref

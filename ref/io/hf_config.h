@@ -26,6 +26,11 @@ namespace moeref {
 inline constexpr double kHfDefaultRopeTheta = 1e6;
 inline constexpr int64_t kHfDefaultKeyValueHeads = 8;
 
+// Throws ConfigError "SOURCE: key "KEY": PROBLEM": how every reader of a Hugging Face config.json
+// (this file, ref/io/hf_rope.h, ref/io/hf_interop.h) names what it refuses.
+[[noreturn]] void fail_hf_key(const std::string& source, const std::string& key,
+                              const std::string& problem);
+
 nlohmann::json hf_config_json(const ModelConfig& config);
 // `source` prefixes errors, which name the Hugging Face key and its value.
 ModelConfig config_from_hf_json(const nlohmann::json& json, const std::string& source);

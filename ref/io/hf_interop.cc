@@ -16,6 +16,7 @@
 #include "ref/io/atomic_file.h"
 #include "ref/io/half_float.h"
 #include "ref/io/hf_checkpoint.h"
+#include "ref/io/hf_config.h"
 #include "ref/io/json_text.h"
 #include "ref/io/temporary_cleanup.h"
 
@@ -25,11 +26,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-[[noreturn]] void fail(const std::string& source, const std::string& key,
-                       const std::string& problem) {
-  throw ConfigError(source + ": key \"" + key + "\": " + problem);
-}
 
 [[noreturn]] void fail_tensor(const fs::path& file, const std::string& problem) {
   throw SafetensorsError(file.string() + ": " + problem);
@@ -207,7 +203,7 @@ void check_tensors(const HfCheckpoint& checkpoint, const ModelConfig& config, Ex
 
 void check_mixtral_compatible(const ModelConfig& c, const std::string& source) {
   auto refuse = [&](const std::string& key, const std::string& value, const std::string& why) {
-    fail(source, key, why + " for a Mixtral export (" + value + ")");
+    fail_hf_key(source, key, why + " for a Mixtral export (" + value + ")");
   };
   if (c.norm != NormKind::kRmsNorm) refuse("norm", "layernorm", "must be rmsnorm");
   if (c.positions != PositionKind::kRope) refuse("positions", "learned", "must be rope");

@@ -14,13 +14,8 @@ using nlohmann::json;
 
 namespace {
 
-[[noreturn]] void fail(const std::string& source, const std::string& key,
-                       const std::string& problem) {
-  throw ConfigError(source + ": key \"" + key + "\": " + problem);
-}
-
 double number_value(const json& value, const std::string& key, const std::string& source) {
-  if (!value.is_number()) fail(source, key, "expected a number (" + value.dump() + ")");
+  if (!value.is_number()) fail_hf_key(source, key, "expected a number (" + value.dump() + ")");
   return value.get<double>();
 }
 
@@ -50,14 +45,14 @@ json scaling_from_section(const json& hf, const std::string& section, int64_t ma
                           const std::string& source) {
   const json& parameters = hf.at(section);
   if (!parameters.is_object()) {
-    fail(source, section, "expected an object or null (" + parameters.dump() + ")");
+    fail_hf_key(source, section, "expected an object or null (" + parameters.dump() + ")");
   }
   // transformers reads rope_type, else the legacy type, else "default".
   if (parameters.contains("rope_type") && parameters.contains("type") &&
       parameters["rope_type"] != parameters["type"]) {
-    fail(source, section + ".type",
-         "is " + parameters["type"].dump() + " but " + section + ".rope_type is " +
-             parameters["rope_type"].dump() + "; both must agree");
+    fail_hf_key(source, section + ".type",
+                "is " + parameters["type"].dump() + " but " + section + ".rope_type is " +
+                    parameters["rope_type"].dump() + "; both must agree");
   }
   std::string type = "default";
   std::string type_key = section + ".rope_type";
@@ -65,15 +60,17 @@ json scaling_from_section(const json& hf, const std::string& section, int64_t ma
     const char* key = parameters.contains("rope_type") ? "rope_type" : "type";
     type_key = section + "." + key;
     const json& value = parameters.at(key);
-    if (!value.is_string()) fail(source, type_key, "expected a string (" + value.dump() + ")");
+    if (!value.is_string())
+      fail_hf_key(source, type_key, "expected a string (" + value.dump() + ")");
     type = value.get<std::string>();
   }
   const std::vector<std::string_view>* keys = hf_scaling_keys(type);
   if (keys == nullptr) {
-    fail(source, type_key,
-         "moeref computes the RoPE scaling kinds \"default\", \"linear\", \"dynamic\", \"yarn\" "
-         "and \"llama3\"; another kind would give a different model (\"" +
-             type + "\")");
+    fail_hf_key(
+        source, type_key,
+        "moeref computes the RoPE scaling kinds \"default\", \"linear\", \"dynamic\", \"yarn\" "
+        "and \"llama3\"; another kind would give a different model (\"" +
+            type + "\")");
   }
 
   json scaling = {{"type", type}};
@@ -84,18 +81,19 @@ json scaling_from_section(const json& hf, const std::string& section, int64_t ma
       thetas.emplace_back(name, number_value(value, name, source));
     } else if (key == "partial_rotary_factor") {
       if (value != 1.0) {
-        fail(source, name,
-             "moeref rotates every dimension of a head; only 1.0 is read (" + value.dump() + ")");
+        fail_hf_key(
+            source, name,
+            "moeref rotates every dimension of a head; only 1.0 is read (" + value.dump() + ")");
       }
     } else if (std::find(keys->begin(), keys->end(), key) == keys->end()) {
       std::string listed;
       for (const std::string_view read : *keys) {
         listed += (listed.empty() ? "" : ", ") + std::string(read);
       }
-      fail(source, name,
-           "not a parameter transformers reads for rope_type \"" + type + "\" (it reads " +
-               (listed.empty() ? "none" : listed) + "); refused rather than ignored (" +
-               value.dump() + ")");
+      fail_hf_key(source, name,
+                  "not a parameter transformers reads for rope_type \"" + type + "\" (it reads " +
+                      (listed.empty() ? "none" : listed) + "); refused rather than ignored (" +
+                      value.dump() + ")");
     } else if (key == "attention_factor" || key == "mscale" || key == "mscale_all_dim" ||
                key == "beta_fast" || key == "beta_slow") {
       // transformers reads these with `.get(key)` (and the betas `or` their default): null, and
@@ -110,8 +108,8 @@ json scaling_from_section(const json& hf, const std::string& section, int64_t ma
   }
   if (type == "default") return scaling;
   if (!parameters.contains("factor")) {
-    fail(source, section + ".factor",
-         "missing; transformers requires it for rope_type \"" + type + "\"");
+    fail_hf_key(source, section + ".factor",
+                "missing; transformers requires it for rope_type \"" + type + "\"");
   }
   if (type == "dynamic") {
     scaling["original_max_position_embeddings"] = max_positions;
@@ -140,14 +138,14 @@ HfRope rope_from_hf_json(const json& hf, int64_t max_position_embeddings,
     thetas.emplace_back("rope_theta", number_value(hf.at("rope_theta"), "rope_theta", source));
   }
   if (hf.contains("rope_type")) {
-    fail(
+    fail_hf_key(
         source, "rope_type",
         "belongs in rope_parameters; refused at the top level (" + hf.at("rope_type").dump() + ")");
   }
   if (hf.contains("partial_rotary_factor") && hf.at("partial_rotary_factor") != 1.0) {
-    fail(source, "partial_rotary_factor",
-         "moeref rotates every dimension of a head; only 1.0 is read (" +
-             hf.at("partial_rotary_factor").dump() + ")");
+    fail_hf_key(source, "partial_rotary_factor",
+                "moeref rotates every dimension of a head; only 1.0 is read (" +
+                    hf.at("partial_rotary_factor").dump() + ")");
   }
 
   HfRope rope;
@@ -158,10 +156,11 @@ HfRope rope_from_hf_json(const json& hf, int64_t max_position_embeddings,
       rope.rope_scaling = std::move(scaling);
       rope.section = section;
     } else if (scaling != rope.rope_scaling) {
-      fail(source, section,
-           "scales RoPE as " + scaling.dump() + " but " + rope.section + " as " +
-               rope.rope_scaling.dump() +
-               "; transformers 4 reads only rope_scaling and 5 prefers it, so both must agree");
+      fail_hf_key(
+          source, section,
+          "scales RoPE as " + scaling.dump() + " but " + rope.section + " as " +
+              rope.rope_scaling.dump() +
+              "; transformers 4 reads only rope_scaling and 5 prefers it, so both must agree");
     }
   }
   if (!rope.rope_scaling.is_null() && rope.rope_scaling["type"] == "default") {
@@ -171,10 +170,10 @@ HfRope rope_from_hf_json(const json& hf, int64_t max_position_embeddings,
   rope.rope_theta = thetas.empty() ? kHfDefaultRopeTheta : thetas[0].second;
   for (const auto& [key, theta] : thetas) {
     if (theta != thetas[0].second) {
-      fail(source, key,
-           "is " + json(theta).dump() + " but " + thetas[0].first + " is " +
-               json(thetas[0].second).dump() +
-               "; transformers versions differ in which one wins, so both must agree");
+      fail_hf_key(source, key,
+                  "is " + json(theta).dump() + " but " + thetas[0].first + " is " +
+                      json(thetas[0].second).dump() +
+                      "; transformers versions differ in which one wins, so both must agree");
     }
   }
 
@@ -185,9 +184,10 @@ HfRope rope_from_hf_json(const json& hf, int64_t max_position_embeddings,
     const double factor = rope.rope_scaling["factor"].get<double>();
     const double context = std::floor(factor * static_cast<double>(max_position_embeddings));
     if (factor >= 1.0 && !(context < 0x1p62)) {
-      fail(source, rope.section + ".factor",
-           "dynamic scaling's context, factor * max_position_embeddings = " + json(context).dump() +
-               " positions, does not fit in int64 (" + json(factor).dump() + ")");
+      fail_hf_key(
+          source, rope.section + ".factor",
+          "dynamic scaling's context, factor * max_position_embeddings = " + json(context).dump() +
+              " positions, does not fit in int64 (" + json(factor).dump() + ")");
     }
     if (factor >= 1.0) rope.max_seq_len = static_cast<int64_t>(context);
   }

@@ -5,7 +5,7 @@
 // gets an older core's kernels: AMD Zen 4 and Zen 5 its AVX2 "Haswell" or "Zen" kernels, an Intel
 // Sapphire or Emerald Rapids Xeon its SSE3 "Prescott" kernels (a quarter of the SkylakeX kernels'
 // 2048^3 sgemm on one of them, docs/performance.md). best_blas_core() names the kernel set to run
-// instead; simd/gemm.h applies it.
+// instead; simd/blas_gemm.h applies it.
 #pragma once
 
 #include <string>

@@ -51,7 +51,7 @@
 #include "ref/model/model.h"
 #include "ref/model/paged_kv_cache.h"
 #include "ref/model/weights.h"
-#include "simd/simd_kernels.h"
+#include "runtime/kernel_sets.h"
 
 namespace moeref {
 namespace {
@@ -77,7 +77,7 @@ const Model& small_model() {
 }
 
 void select_kernels(const benchmark::State& state) {
-  kernel_switch().select(kernels_by_name(state.range(1) == 0 ? "ref" : "simd"));
+  kernel_switch().select(runtime::kernels_by_name(state.range(1) == 0 ? "ref" : "simd"));
 }
 
 // Seconds `run` takes.

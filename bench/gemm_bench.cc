@@ -1,6 +1,6 @@
 // simd/'s matmul of several token rows, method against method, at the shapes of a prefill of the
 // small config (docs/performance.md, section "The prefill GEMM"): the register-tile GEMM
-// (simd/tile_gemm.h) and OpenBLAS as simd/ runs it (simd/gemm.h), each called for any row count,
+// (simd/tile_gemm.h) and OpenBLAS as simd/ runs it (simd/blas_gemm.h), each called for any row count,
 // on one thread (an expert's product while the experts run in parallel) and on all of them (the
 // shared weights). Each result is a ratio measured in this process: GFLOP/s against the FMA probe
 // at the same thread count (bench/fma_peak.h) and, for the tiles, against OpenBLAS at the same
@@ -28,7 +28,7 @@
 #include "bench/fma_peak.h"
 #include "bench/sgemm_peak.h"
 #include "bench/weight_pool.h"
-#include "simd/gemm.h"
+#include "simd/blas_gemm.h"
 #include "simd/tile_gemm.h"
 
 namespace moeref::bench {

@@ -3,17 +3,17 @@
 // before main so that they cover the weights as well;
 // and the kernels simd/ runs on this CPU are in the context of every benchmark table (its JSON's
 // "context", the header of its console output), next to the CPU they ran on:
-//   openblas_core        the OpenBLAS kernel set in use (simd/gemm.h re-selects it)
+//   openblas_core        the OpenBLAS kernel set in use (simd/blas_gemm.h re-selects it)
 //   openblas_chose       the one OpenBLAS chose for this CPU by itself
-//   openblas_best_core   the best set this CPU supports (simd/cpu_kernels.h); bench/report.py
+//   openblas_best_core   the best set this CPU supports (simd/cpu_features.h); bench/report.py
 //                        warns when openblas_core is not it
 //   highway_target       the Highway target of simd/ and of the FMA probe (bench/fma_peak.h)
 #include <benchmark/benchmark.h>
 
 #include "runtime/freed_memory.h"
 #include "runtime/huge_pages.h"
-#include "simd/cpu_kernels.h"
-#include "simd/gemm.h"
+#include "simd/cpu_features.h"
+#include "simd/blas_gemm.h"
 
 namespace {
 

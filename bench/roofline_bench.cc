@@ -48,9 +48,10 @@
 #include "ref/model/stats.h"
 #include "ref/model/weights.h"
 #include "runtime/huge_pages.h"
-#include "simd/cpu_kernels.h"
-#include "simd/gemm.h"
-#include "simd/simd_kernels.h"
+#include "simd/cpu_features.h"
+#include "simd/blas_gemm.h"
+#include "runtime/kernel_sets.h"
+#include "simd/kernels.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "bench/read_bandwidth-inl.h"
@@ -332,7 +333,7 @@ void report_speedup(benchmark::State& state, const std::string& backend, const s
 // computed and freed inside the timing, as Model::forward returns them.
 void BM_2_Prefill(benchmark::State& state, const char* backend) {
   SmallModel& small = small_model();
-  small.kernels.select(kernels_by_name(backend));
+  small.kernels.select(runtime::kernels_by_name(backend));
   const int64_t n = state.range(0);
   const std::vector<int32_t> prompt = prompt_tokens(n, small.config.vocab_size);
   double seconds = 0;
@@ -368,7 +369,7 @@ void BM_2_Decode(benchmark::State& state, const char* backend) {
     KvCache cache = small.model->new_cache();
     small.kernels.select(simd::simd_kernels());
     small.model->forward(prompt, cache);
-    small.kernels.select(kernels_by_name(backend));
+    small.kernels.select(runtime::kernels_by_name(backend));
     const double run = seconds_of([&] {
       for (int64_t i = 0; i < new_tokens; ++i) {
         const ForwardOutput output =

@@ -22,7 +22,7 @@
 #include "ref/io/config.h"
 #include "ref/model/model.h"
 #include "ref/model/weights.h"
-#include "simd/simd_kernels.h"
+#include "runtime/kernel_sets.h"
 
 namespace moeref {
 namespace {
@@ -40,7 +40,7 @@ const Pair& small_pair(const std::string& backend) {
   auto [it, inserted] = pairs.try_emplace(backend);
   if (inserted) {
     const ModelConfig config = load_config(std::string(MOEREF_SOURCE_DIR) + "/configs/small.json");
-    const Kernels& kernels = kernels_by_name(backend);
+    const Kernels& kernels = runtime::kernels_by_name(backend);
     it->second.target = std::make_unique<Model>(config, init_weights(config), kernels);
     DraftModel draft = make_shallow_draft(config, it->second.target->weights(), 1);
     it->second.draft =

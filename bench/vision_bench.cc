@@ -22,8 +22,8 @@
 #include "ref/model/model.h"
 #include "ref/model/stats.h"
 #include "ref/model/weights.h"
-#include "simd/gemm.h"
-#include "simd/simd_kernels.h"
+#include "simd/blas_gemm.h"
+#include "runtime/kernel_sets.h"
 
 namespace moeref {
 namespace {
@@ -61,7 +61,7 @@ const Model& model(const std::string& backend) {
   static const ModelWeights weights = init_weights(config);
   static std::map<std::string, std::unique_ptr<Model>> models;
   auto& slot = models[backend];
-  if (!slot) slot = std::make_unique<Model>(config, weights, kernels_by_name(backend));
+  if (!slot) slot = std::make_unique<Model>(config, weights, runtime::kernels_by_name(backend));
   return *slot;
 }
 

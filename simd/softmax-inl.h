@@ -1,7 +1,7 @@
-// SoftmaxRow(x, n), per SIMD target: a row softmax in place, shared by simd/row_ops.cc (softmax)
-// and simd/attention_ops.cc (each head's scores), which include it after hwy/highway.h and
+// SoftmaxRow(x, n), per SIMD target: a row softmax in place, shared by simd/softmax.cc (softmax)
+// and simd/attention.cc (each head's scores), which include it after hwy/highway.h and
 // hwy/contrib/math/math-inl.h inside their foreach_target.h pass. The contract and accuracy are
-// simd/row_ops.h's softmax.
+// those of simd/softmax.h.
 //
 // Toggle guard (not #pragma once): this header is compiled once per target.
 #if defined(MOEREF_SIMD_SOFTMAX_INL_H_) == defined(HWY_TARGET_TOGGLE)

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cstddef>
 
-#include "simd/gemm.h"
+#include "simd/blas_gemm.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "simd/tile_gemm.cc"
@@ -240,9 +240,9 @@ namespace {
 
 using tile_gemm_detail::kChunk;
 
-// From kGemmSplitWork multiply-adds (simd/gemm.h) the output columns are split over the threads,
-// in blocks of kSplitColumns: a multiple of every tile height, so that only the last block has a
-// partial tile.
+// From kGemmSplitWork multiply-adds (simd/blas_gemm.h) the output columns are split over the
+// threads, in blocks of kSplitColumns: a multiple of every tile height, so that only the last block
+// has a partial tile.
 constexpr size_t kSplitColumns = 48;
 
 // The core's L2 cache in bytes, as the C library reports it (the CPU's own description); where it

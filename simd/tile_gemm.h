@@ -35,9 +35,9 @@
 
 namespace moeref::simd {
 
-// The most token rows simd/'s matmul sends here; past it, OpenBLAS (simd/gemm.h). On the machine
-// of docs/performance.md the tiles were faster than OpenBLAS at every row count up to it, for
-// every product of a prefill but k and v (64 outputs, where packing the tokens weighs: 0.9x,
+// The most token rows simd/'s matmul sends here; past it, OpenBLAS (simd/blas_gemm.h). On the
+// machine of docs/performance.md the tiles were faster than OpenBLAS at every row count up to it,
+// for every product of a prefill but k and v (64 outputs, where packing the tokens weighs: 0.9x,
 // about 1% of a prefill). The function itself is correct for any rows.
 inline constexpr int64_t kTileGemmMaxRows = 2048;
 

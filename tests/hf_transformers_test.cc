@@ -26,7 +26,7 @@
 #include "ref/io/hf_interop.h"
 #include "ref/io/safetensors.h"
 #include "ref/model/model.h"
-#include "simd/simd_kernels.h"
+#include "simd/kernels.h"
 
 namespace moeref {
 namespace {

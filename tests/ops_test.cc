@@ -11,6 +11,7 @@
 #include "ref/ops/attention.h"
 #include "ref/ops/matmul.h"
 #include "ref/ops/norm.h"
+#include "ref/ops/residual.h"
 #include "ref/ops/rope.h"
 #include "ref/ops/router.h"
 #include "ref/ops/softmax.h"
@@ -312,6 +313,14 @@ TEST(Activation, GeluIsTheExactErfForm) {
   EXPECT_NEAR(x[2], 0.841344746068543 - 1, 1e-7);
   EXPECT_EQ(x[3], 10.0f);
   EXPECT_NEAR(x[4], 0.0f, 1e-20);
+}
+
+TEST(Residual, AddsTheBranchInPlaceWithOneRoundingEach) {
+  // 0.5 + 2^-25 is a tie between 0.5 and its successor 0.5 + 2^-24: rounds to even, 0.5.
+  std::vector<float> x = {1.0f, -2.0f, 0.5f, 3.0f};
+  const std::vector<float> branch = {0.25f, 2.0f, 0x1.0p-25f, -0.5f};
+  residual_add(x.data(), branch.data(), 3);
+  EXPECT_EQ(x, (std::vector<float>{1.25f, 0.0f, 0.5f, 3.0f}));  // the fourth is past n
 }
 
 struct TopKCase {

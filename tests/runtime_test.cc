@@ -1,7 +1,8 @@
-// The memory settings a program opts into (runtime/): Tensors on huge pages (runtime/huge_pages.h)
-// and the malloc setting of runtime/freed_memory.h. Neither may change a value; both must do what
-// they claim (alignment, reuse, no page faults on a repeated allocation), checked without timing
-// anything. Without them, the reference's Tensor uses plain new/delete.
+// What a program opts into (runtime/): the kernel set by name (runtime/kernel_sets.h), Tensors on
+// huge pages (runtime/huge_pages.h) and the malloc setting of runtime/freed_memory.h. The memory
+// settings may not change a value and must do what they claim (alignment, reuse, no page faults on
+// a repeated allocation), checked without timing anything. Without them, the reference's Tensor
+// uses plain new/delete.
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
@@ -14,6 +15,7 @@
 #include "ref/tensor.h"
 #include "runtime/freed_memory.h"
 #include "runtime/huge_pages.h"
+#include "runtime/kernel_sets.h"
 
 namespace moeref::runtime {
 namespace {
@@ -96,6 +98,12 @@ TEST(RetainFreedMemory, ARepeatedRoundOfAllocationsTakesNoPageFaults) {
   const long before = minor_page_faults();
   round();
   EXPECT_LT(minor_page_faults() - before, 64);
+}
+
+TEST(KernelSets, ChosenByName) {
+  EXPECT_STREQ(kernels_by_name("ref").name(), "ref");
+  EXPECT_STREQ(kernels_by_name("simd").name(), "simd");
+  EXPECT_THROW(kernels_by_name("cuda"), std::invalid_argument);
 }
 
 }  // namespace

@@ -28,9 +28,9 @@
 #include "ref/ops/rope_frequencies.h"
 #include "ref/ops/router.h"
 #include "ref/ops/softmax.h"
-#include "simd/elementwise_ops.h"
-#include "simd/router_ops.h"
-#include "simd/simd_kernels.h"
+#include "simd/activation.h"
+#include "simd/kernels.h"
+#include "simd/router.h"
 #include "tests/simd_targets.h"
 
 namespace moeref::simd {

@@ -23,14 +23,14 @@
 #include "ref/model/weights.h"
 #include "ref/ops/attention.h"
 #include "ref/ops/matmul.h"
-#include "simd/gemm.h"
-#include "simd/simd_kernels.h"
+#include "simd/blas_gemm.h"
+#include "simd/kernels.h"
+#include "simd/matvec.h"
 #include "simd/tile_gemm.h"
-#include "simd/vector_ops.h"
 #include "tests/simd_targets.h"
 
 // OpenBLAS's own entry points (declared here: its headers are simd/'s private dependency), the
-// re-initialisation ones weak as in simd/gemm.cc.
+// re-initialisation ones weak as in simd/blas_gemm.cc.
 extern "C" {
 char* openblas_get_corename(void);
 void gotoblas_dynamic_init(void) __attribute__((weak));
@@ -54,36 +54,24 @@ std::vector<float> pattern(size_t n, float scale, float offset) {
   return v;
 }
 
-TEST(SimdDot, MatchesTheExactSumOnEveryTargetSizeAndAlignment) {
+// One output of matvec is one fp32 dot product: within fp32 summation's bound of the exact sum
+// at every length (whole groups of four vectors, single vectors, a scalar tail) and alignment.
+TEST(SimdMatvec, EachOutputIsWithinFp32RoundingOfTheExactSum) {
   for_each_target([] {
-    const std::vector<float> a = pattern(300, 1.5f, 0.1f);
-    const std::vector<float> b = pattern(300, -0.75f, 0.2f);
+    const std::vector<float> x = pattern(300, 1.5f, 0.1f);
+    const std::vector<float> w = pattern(300, -0.75f, 0.2f);
     for (size_t n = 0; n <= 2 * 64 + 5; ++n) {
       for (size_t misalign = 0; misalign < 4; ++misalign) {
         double exact = 0.0, magnitude = 0.0;
         for (size_t i = 0; i < n; ++i) {
-          exact += static_cast<double>(a[misalign + i]) * b[misalign + 1 + i];
-          magnitude += std::fabs(static_cast<double>(a[misalign + i]) * b[misalign + 1 + i]);
+          exact += static_cast<double>(x[misalign + i]) * w[misalign + 1 + i];
+          magnitude += std::fabs(static_cast<double>(x[misalign + i]) * w[misalign + 1 + i]);
         }
-        const float got = dot(a.data() + misalign, b.data() + misalign + 1, n);
-        // fp32 summation: each partial sum rounds, bounded by n * eps * sum |a_i b_i|.
+        float got = 7.0f;
+        matvec(x.data() + misalign, w.data() + misalign + 1, &got, static_cast<int64_t>(n), 1);
+        // fp32 summation: each partial sum rounds, bounded by n * eps * sum |x_i w_i|.
         EXPECT_NEAR(got, exact, 2.0 * static_cast<double>(n + 1) * kFp32Epsilon * magnitude)
             << "n " << n << " misalign " << misalign;
-      }
-    }
-  });
-}
-
-TEST(SimdAxpy, MatchesTheScalarLoop) {
-  for_each_target([] {
-    for (size_t n : {0, 1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 65, 100}) {
-      const std::vector<float> x = pattern(n + 3, 1.0f, 0.0f);
-      std::vector<float> y = pattern(n + 3, 0.5f, 1.0f);
-      std::vector<float> expected = y;
-      for (size_t i = 0; i < n; ++i) expected[i + 1] += 0.375f * x[i + 2];
-      axpy(0.375f, x.data() + 2, y.data() + 1, n);
-      for (size_t i = 0; i < n + 3; ++i) {
-        EXPECT_NEAR(y[i], expected[i], 1e-6 * (1.0 + std::fabs(expected[i]))) << "n " << n;
       }
     }
   });
@@ -134,7 +122,7 @@ TEST(SimdMatmul, FewRowsGiveEachRowsOwnBitsAlone) {
       simd_kernels().matmul(x.data(), w.data(), together.data(), c.rows, c.in, c.out);
       for (int64_t r = 0; r < c.rows; ++r) {
         std::vector<float> alone(static_cast<size_t>(c.out), 8.0f);
-        matvec(w.data(), x.data() + r * c.in, alone.data(), c.out, c.in);
+        matvec(x.data() + r * c.in, w.data(), alone.data(), c.in, c.out);
         EXPECT_EQ(
             std::memcmp(alone.data(), together.data() + r * c.out, alone.size() * sizeof(float)), 0)
             << c.rows << "x" << c.in << "x" << c.out << " row " << r;
@@ -227,9 +215,9 @@ TEST(SimdMatmul, TileGemmRowsAreTheirOwnBitsAtAnyThreadCount) {
   }
 }
 
-// Past kTileGemmMaxRows rows, OpenBLAS (simd/gemm.h), its products cut into tiles by their shape:
-// by columns (many outputs) and by token rows (few). Close to the reference at any thread count,
-// identical run to run and to one thread's; and the last row count of the tiles as well.
+// Past kTileGemmMaxRows rows, OpenBLAS (simd/blas_gemm.h), its products cut into tiles by their
+// shape: by columns (many outputs) and by token rows (few). Close to the reference at any thread
+// count, identical run to run and to one thread's; and the last row count of the tiles as well.
 TEST(SimdMatmul, SplitGemmMatchesTheReferenceAtAnyThreadCount) {
   const std::vector<MatmulCase> cases = {{kTileGemmMaxRows + 1, 16, 1000},
                                          {kTileGemmMaxRows + 37, 40, 40},
@@ -398,7 +386,7 @@ TEST(SimdModel, IdenticalRunToRun) {
 // OpenBLAS's kernel sets differ in how an output's bits depend on the shape of its call (the SSE3
 // Prescott set: 130 token rows in one call and as 65 + 65 differ, 132 do not; the AVX2 Haswell
 // set: nearly every split differs). BlasCoreInScope runs the OpenBLAS of this process with the
-// named set until it goes out of scope (as simd/gemm.cc re-selects: OPENBLAS_CORETYPE and
+// named set until it goes out of scope (as simd/blas_gemm.cc re-selects: OPENBLAS_CORETYPE and
 // OpenBLAS's own re-initialisation, in its dynamic builds only), then restores the one in use.
 class BlasCoreInScope {
  public:
@@ -488,12 +476,6 @@ TEST(SimdModel, SameBitsAtEveryThreadCountWithOtherOpenBlasKernels) {
     ASSERT_EQ(std::string(openblas_get_corename()), core);
     expect_same_bits_at_every_thread_count(model, core);
   }
-}
-
-TEST(Backends, ChosenByName) {
-  EXPECT_STREQ(kernels_by_name("ref").name(), "ref");
-  EXPECT_STREQ(kernels_by_name("simd").name(), "simd");
-  EXPECT_THROW(kernels_by_name("cuda"), std::invalid_argument);
 }
 
 }  // namespace

@@ -42,7 +42,8 @@ int verify(const std::string& root) {
     failed += r.ok ? 0 : 1;
   }
   if (results.empty()) throw std::runtime_error(root + ": no golden sets (manifest.json) found");
-  std::printf("%zu golden sets, %d failed\n", results.size(), failed);
+  std::printf("%zu golden set%s, %d failed\n", results.size(), results.size() == 1 ? "" : "s",
+              failed);
   return failed == 0 ? 0 : 1;
 }
 

@@ -7,7 +7,7 @@
 #include "ref/io/config.h"
 #include "ref/io/image.h"
 #include "ref/model/weights.h"
-#include "simd/simd_kernels.h"
+#include "runtime/kernel_sets.h"
 
 namespace moeref::cli {
 
@@ -18,7 +18,7 @@ NonFiniteWeights non_finite_policy = NonFiniteWeights::kRefuse;
 
 }  // namespace
 
-void select_backend(const std::string& name) { selected_kernels = &kernels_by_name(name); }
+void select_backend(const std::string& name) { selected_kernels = &runtime::kernels_by_name(name); }
 
 void set_non_finite_weights(NonFiniteWeights policy) { non_finite_policy = policy; }
 

@@ -20,6 +20,9 @@
 //   s_j = q . k_j / sqrt(head_dim),  p = softmax(s),  context = sum_j p_j v_j
 // Dot products and sums in double in index order; scores, probabilities and outputs are each
 // rounded once to fp32. positions[t] < probs_width and positions[t] < kv_capacity are required.
+//
+// Fast twin: simd/attention.h, the same arguments in the same order. Tests: tests/ops_test.cc
+// (Attention); the twin against this op: tests/simd_test.cc (SimdAttention).
 #pragma once
 
 #include <cstdint>

@@ -1,9 +1,9 @@
 // The kernel set: the one interface through which the model calls its ops.
 //
 // The model (ref/model/model.cc) is written once against this interface. ref_kernels() returns the
-// plain reference ops of ref/ops/*.h; a faster set (simd/, issue #7) overrides them op by op and is
-// checked against them. Each method has exactly the contract of the ref op of the same name:
-// shapes, layout and aliasing are documented in that op's header.
+// plain reference ops of ref/ops/*.h; the fast set (simd/kernels.h) overrides them op by op, each
+// with its twin simd/<op>.h, and is checked against them. Each method has exactly the contract of
+// the ref op of the same name: shapes, layout and aliasing are documented in that op's header.
 #pragma once
 
 #include <cstdint>

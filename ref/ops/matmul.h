@@ -5,6 +5,9 @@
 // Each output is a dot product accumulated in double in index order and rounded once to fp32,
 // so it does not depend on how the work is split across threads (rows and outputs are
 // independent). x and y must not overlap.
+//
+// Fast twin: simd/matmul.h, the same arguments in the same order. Tests: tests/ops_test.cc
+// (Matmul); the twin against this op: tests/simd_test.cc (SimdMatmul).
 #pragma once
 
 #include <cstdint>

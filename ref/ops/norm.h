@@ -4,6 +4,9 @@
 // eps inside the square root, the gain applied after normalising (not the 1 + w form).
 // LayerNorm (Ba et al. 2016): y = w * (x - mean) / sqrt(var + eps) + b, var the biased variance.
 // Sums are accumulated in double in index order; each output is rounded once to fp32.
+//
+// Fast twin: simd/norm.h, the same arguments in the same order. Tests: tests/ops_test.cc (RmsNorm,
+// LayerNorm); the twin against this op: tests/simd_ops_test.cc.
 #pragma once
 
 #include <cstdint>

@@ -10,6 +10,9 @@
 // Not the adjacent pairs (2i, 2i+1) of the original paper and llama.cpp's 'llama' kernels.
 // Angles, sines and cosines are computed in double; each output is rounded once to fp32.
 // head_dim must be even (the config enforces it), and at least 4 with dynamic scaling.
+//
+// Fast twin: simd/rope.h, the same arguments in the same order. Tests: tests/ops_test.cc (Rope),
+// tests/rope_scaling_test.cc; the twin against this op: tests/simd_ops_test.cc.
 #pragma once
 
 #include <cstdint>

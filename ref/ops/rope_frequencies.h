@@ -1,7 +1,7 @@
 // RoPE's frequencies: inv_freq[i] for each rotated pair (i, i + D/2) of a head (D = head_dim) and
 // the attention scaling that multiplies cos and sin, for every scaling kind of Hugging Face
 // transformers (modeling_rope_utils.py). One place computes them; ref/ops/rope.h and
-// simd/rope_ops.h rotate by them. docs/model.md has the formulas with their papers.
+// simd/rope.h rotate by them. docs/model.md has the formulas with their papers.
 //
 // Computed in double from the config's parameters (transformers computes them in fp32, which moves
 // them by an fp32 rounding). Unscaled ("default"): inv_freq[i] = theta^(-2i/D), the expression the

@@ -2,6 +2,10 @@
 // router's auxiliary losses. Router logits and probabilities are computed by the caller
 // (logits = W_router x, probs = softmax(logits)); everything here is exact integer logic or a
 // double-precision reduction rounded once.
+//
+// Fast twin: simd/router.h (select_top_k), the same arguments in the same order. Tests:
+// tests/ops_test.cc (RouterTopK, Capacity, RouterLosses); the twin against this op:
+// tests/simd_ops_test.cc (TopK...).
 #pragma once
 
 #include <cstdint>

@@ -3,6 +3,9 @@
 // Subtracting the maximum first keeps exp() from overflowing on large logits without changing
 // the result. The exponentials and their sum are kept in double, summed in index order; each
 // probability is rounded once to fp32.
+//
+// Fast twin: simd/softmax.h, the same arguments in the same order. Tests: tests/ops_test.cc
+// (Softmax); the twin against this op: tests/simd_ops_test.cc.
 #pragma once
 
 #include <cstdint>

@@ -108,7 +108,7 @@ def test_case_is_at_the_callers_shapes_and_regenerates(op, shape, written):
         assert golden.manifest["generator"]["shape"][key] == value
     run = subprocess.run([CLI, "golden", "--verify", golden.dir], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "1 golden sets, 0 failed" in run.stdout
+    assert "1 golden set, 0 failed" in run.stdout
 
 
 @pytest.mark.parametrize("op,shape", CASES, ids=IDS)

@@ -15,7 +15,7 @@
 // threads, and inside an OpenMP region (an expert's product, the calling thread does every tile).
 //
 // The kernels: whatever OpenBLAS chose for this CPU, configure_blas() re-selects the best set the
-// CPU supports (simd/cpu_kernels.h), through OpenBLAS's documented OPENBLAS_CORETYPE and its own
+// CPU supports (simd/cpu_features.h), through OpenBLAS's documented OPENBLAS_CORETYPE and its own
 // re-initialisation, before simd/'s first sgemm.
 #pragma once
 

@@ -1,11 +1,11 @@
-#include "simd/vector_ops.h"
+#include "simd/matvec.h"
 
 #include <omp.h>
 
 #include <algorithm>
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "simd/vector_ops.cc"
+#define HWY_TARGET_INCLUDE "simd/matvec.cc"
 #include "hwy/cache_control.h"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
@@ -29,19 +29,15 @@ constexpr size_t kMatvecGroup = 4;
 // A prefetch never faults, so running past the end of the matrix is harmless.
 constexpr size_t kPrefetchFloats = 2048;  // 8 KiB
 
-// sum_i a[i] b[i] over four vector accumulators; with kPrefetch, a is prefetched ahead. The same
-// operations in the same order either way: the same bits.
-template <bool kPrefetch>
+// sum_i a[i] b[i] over four vector accumulators, a (a weight row) prefetched ahead.
 float Dot(const float* a, const float* b, size_t n) {
   const hn::ScalableTag<float> d;
   const size_t lanes = hn::Lanes(d);
   auto sum0 = hn::Zero(d), sum1 = hn::Zero(d), sum2 = hn::Zero(d), sum3 = hn::Zero(d);
   size_t i = 0;
   for (; i + 4 * lanes <= n; i += 4 * lanes) {
-    if (kPrefetch) {
-      for (size_t line = 0; line < 4 * lanes; line += 16)
-        hwy::Prefetch(a + i + kPrefetchFloats + line);
-    }
+    for (size_t line = 0; line < 4 * lanes; line += 16)
+      hwy::Prefetch(a + i + kPrefetchFloats + line);
     sum0 = hn::MulAdd(hn::LoadU(d, a + i), hn::LoadU(d, b + i), sum0);
     sum1 = hn::MulAdd(hn::LoadU(d, a + i + lanes), hn::LoadU(d, b + i + lanes), sum1);
     sum2 = hn::MulAdd(hn::LoadU(d, a + i + 2 * lanes), hn::LoadU(d, b + i + 2 * lanes), sum2);
@@ -56,9 +52,7 @@ float Dot(const float* a, const float* b, size_t n) {
   return hn::GetLane(hn::SumOfLanes(d, sum)) + tail;
 }
 
-float DotImpl(const float* a, const float* b, size_t n) { return Dot<false>(a, b, n); }
-
-// out[r] = Dot<true>(a, b + r * stride, n) for r < R, with a (a weight row) loaded once for all
+// out[r] = Dot(a, b + r * stride, n) for r < R, with a (a weight row) loaded once for all
 // R rows of b: the same operations in the same order per row as Dot, so the same bits.
 template <size_t R>
 void DotRows(const float* a, const float* b, size_t stride, size_t n, float* out) {
@@ -94,10 +88,10 @@ void DotRows(const float* a, const float* b, size_t stride, size_t n, float* out
   }
 }
 
-// y[r * out + o] = w[o] . x[r] for r < rows, o in [begin, end): each weight row is read once per
+// y[r * out + o] = x[r] . w[o] for r < rows, o in [begin, end): each weight row is read once per
 // kMatvecGroup rows of x.
-void MatvecManyRowsImpl(const float* w, const float* x, float* y, size_t rows, size_t begin,
-                        size_t end, size_t in, size_t out) {
+void MatvecManyRowsImpl(const float* x, const float* w, float* y, size_t rows, size_t in,
+                        size_t out, size_t begin, size_t end) {
   float sums[kMatvecGroup];
   for (size_t first = 0; first < rows; first += kMatvecGroup) {
     const size_t group = std::min(kMatvecGroup, rows - first);
@@ -106,7 +100,7 @@ void MatvecManyRowsImpl(const float* w, const float* x, float* y, size_t rows, s
       const float* xs = x + first * in;
       switch (group) {
         case 1:
-          sums[0] = Dot<true>(row, xs, in);
+          sums[0] = Dot(row, xs, in);
           break;
         case 2:
           DotRows<2>(row, xs, in, in, sums);
@@ -123,21 +117,10 @@ void MatvecManyRowsImpl(const float* w, const float* x, float* y, size_t rows, s
   }
 }
 
-// y[o] = w[o] . x for o in [begin, end): one row after the other, each one sequential stream
+// y[o] = x . w[o] for o in [begin, end): one row after the other, each one sequential stream
 // (several rows interleaved were 30 to 40% slower: more streams than the prefetcher follows).
-void MatvecRowsImpl(const float* w, const float* x, float* y, size_t begin, size_t end, size_t in) {
-  for (size_t o = begin; o < end; ++o) y[o] = Dot<true>(w + o * in, x, in);
-}
-
-void AxpyImpl(float alpha, const float* x, float* y, size_t n) {
-  const hn::ScalableTag<float> d;
-  const size_t lanes = hn::Lanes(d);
-  const auto a = hn::Set(d, alpha);
-  size_t i = 0;
-  for (; i + lanes <= n; i += lanes) {
-    hn::StoreU(hn::MulAdd(a, hn::LoadU(d, x + i), hn::LoadU(d, y + i)), d, y + i);
-  }
-  for (; i < n; ++i) y[i] += alpha * x[i];
+void MatvecRowsImpl(const float* x, const float* w, float* y, size_t in, size_t begin, size_t end) {
+  for (size_t o = begin; o < end; ++o) y[o] = Dot(w + o * in, x, in);
 }
 
 }  // namespace HWY_NAMESPACE
@@ -155,40 +138,29 @@ constexpr int64_t kParallelMatvec = int64_t{1} << 15;
 
 }  // namespace
 
-HWY_EXPORT(DotImpl);
-HWY_EXPORT(AxpyImpl);
 HWY_EXPORT(MatvecRowsImpl);
 HWY_EXPORT(MatvecManyRowsImpl);
 
-float dot(const float* a, const float* b, size_t n) {
-  return HWY_DYNAMIC_DISPATCH(DotImpl)(a, b, n);
-}
-
-void matvec(const float* w, const float* x, float* y, int64_t out, int64_t in) {
+void matvec(const float* x, const float* w, float* y, int64_t in, int64_t out) {
   const size_t width = static_cast<size_t>(in);
   // One contiguous block of rows per thread, one dispatch per block.
 #pragma omp parallel if (out * in >= kParallelMatvec)
   {
     const int64_t part = omp_get_thread_num(), parts = omp_get_num_threads();
     HWY_DYNAMIC_DISPATCH(MatvecRowsImpl)
-    (w, x, y, static_cast<size_t>(out * part / parts),
-     static_cast<size_t>(out * (part + 1) / parts), width);
+    (x, w, y, width, static_cast<size_t>(out * part / parts),
+     static_cast<size_t>(out * (part + 1) / parts));
   }
 }
 
-void matvec_rows(const float* w, const float* x, float* y, int64_t rows, int64_t out, int64_t in) {
+void matvec_rows(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out) {
 #pragma omp parallel if (rows * out * in >= kParallelMatvec)
   {
     const int64_t part = omp_get_thread_num(), parts = omp_get_num_threads();
     HWY_DYNAMIC_DISPATCH(MatvecManyRowsImpl)
-    (w, x, y, static_cast<size_t>(rows), static_cast<size_t>(out * part / parts),
-     static_cast<size_t>(out * (part + 1) / parts), static_cast<size_t>(in),
-     static_cast<size_t>(out));
+    (x, w, y, static_cast<size_t>(rows), static_cast<size_t>(in), static_cast<size_t>(out),
+     static_cast<size_t>(out * part / parts), static_cast<size_t>(out * (part + 1) / parts));
   }
-}
-
-void axpy(float alpha, const float* x, float* y, size_t n) {
-  HWY_DYNAMIC_DISPATCH(AxpyImpl)(alpha, x, y, n);
 }
 
 }  // namespace moeref::simd

@@ -1,6 +1,6 @@
-// Highway kernels for the elementwise ops: SwiGLU, GELU and the residual add. Contracts as in
-// ref/ops/activation.h and ref/ops/residual.h (swiglu's out may alias gate or up; residual_add's x
-// and branch must not overlap); any n, 0 included, and unaligned pointers are fine.
+// Highway SwiGLU and GELU, the contract of ref/ops/activation.h, same arguments in the same order
+// (swiglu's out may alias gate or up); any n, 0 included, and unaligned pointers are fine. Tests:
+// tests/simd_ops_test.cc (SwigluMatchesTheReference..., Gelu...).
 //
 // Every element goes through the same vector code whether it sits in a whole vector or in the
 // tail, so an output depends only on its inputs and the target, not on n, alignment or threads
@@ -13,8 +13,7 @@
 //   product with up;
 // - gelu: erf from its series near 0 and a Chebyshev fit of erfc beyond (relative error below
 //   1.2e-7 in exact arithmetic), within kGeluErfBound as evaluated; the negative tail keeps its
-//   relative accuracy (4e-6 down to x = -10) where the reference's 1 + erf cancels;
-// - residual_add: one fp32 add, the same bits as the reference.
+//   relative accuracy (4e-6 down to x = -10) where the reference's 1 + erf cancels.
 #pragma once
 
 #include <cstdint>
@@ -31,8 +30,5 @@ void swiglu(const float* gate, const float* up, float* out, int64_t n);
 
 // x: [n], in place: x / 2 * (1 + erf(x / sqrt(2))).
 void gelu(float* x, int64_t n);
-
-// x, branch: [n]; x += branch.
-void residual_add(float* x, const float* branch, int64_t n);
 
 }  // namespace moeref::simd

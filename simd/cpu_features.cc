@@ -1,4 +1,4 @@
-#include "simd/cpu_kernels.h"
+#include "simd/cpu_features.h"
 
 #include <hwy/targets.h>
 

@@ -1,4 +1,4 @@
-#include "simd/rope_ops.h"
+#include "simd/rope.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,7 +10,7 @@
 #include "ref/ops/rope_frequencies.h"
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "simd/rope_ops.cc"
+#define HWY_TARGET_INCLUDE "simd/rope.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 

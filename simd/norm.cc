@@ -1,18 +1,14 @@
-#include "simd/row_ops.h"
+#include "simd/norm.h"
 
-#include <algorithm>
 #include <cmath>
 #include <cstddef>
 
 #include "ref/ops/parallel.h"
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "simd/row_ops.cc"
+#define HWY_TARGET_INCLUDE "simd/norm.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
-// After highway.h: the math header and SoftmaxRow are per target too.
-#include "hwy/contrib/math/math-inl.h"
-#include "simd/softmax-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace moeref::simd {
@@ -131,7 +127,6 @@ namespace moeref::simd {
 
 HWY_EXPORT(RmsNormRow);
 HWY_EXPORT(LayerNormRow);
-HWY_EXPORT(SoftmaxRow);
 
 void rms_norm(const float* x, const float* weight, double eps, float* y, int64_t rows, int64_t d) {
   if (d == 0) return;
@@ -150,13 +145,6 @@ void layer_norm(const float* x, const float* weight, const float* bias, double e
   for (int64_t r = 0; r < rows; ++r) {
     HWY_DYNAMIC_DISPATCH(LayerNormRow)(x + r * d, weight, bias, eps, y + r * d, width);
   }
-}
-
-void softmax(float* x, int64_t rows, int64_t n) {
-  if (n == 0) return;
-  const size_t width = static_cast<size_t>(n);
-#pragma omp parallel for schedule(static) if (rows * n >= ref::kParallelWork)
-  for (int64_t r = 0; r < rows; ++r) HWY_DYNAMIC_DISPATCH(SoftmaxRow)(x + r * n, width);
 }
 
 }  // namespace moeref::simd

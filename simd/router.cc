@@ -1,4 +1,4 @@
-#include "simd/router_ops.h"
+#include "simd/router.h"
 
 #include <cmath>
 #include <cstddef>
@@ -7,7 +7,7 @@
 #include "ref/ops/router.h"
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "simd/router_ops.cc"
+#define HWY_TARGET_INCLUDE "simd/router.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 

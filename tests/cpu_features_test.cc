@@ -1,7 +1,7 @@
-// The kernels of simd/ are chosen by what the CPU can do, not by its name (simd/cpu_kernels.h):
+// The kernels of simd/ are chosen by what the CPU can do, not by its name (simd/cpu_features.h):
 // the choice for every core name OpenBLAS may report against every feature set, then the choice
 // taking effect in a real process, from a core forced below what this CPU supports.
-#include "simd/cpu_kernels.h"
+#include "simd/cpu_features.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "simd/gemm.h"
+#include "simd/blas_gemm.h"
 #include "tests/cli_runner.h"
 
 namespace moeref::simd {

@@ -1,39 +1,21 @@
-#include "simd/simd_kernels.h"
+#include "simd/kernels.h"
 
-#include <algorithm>
-#include <cmath>
-#include <stdexcept>
-#include <vector>
-
-#include "simd/attention_ops.h"
-#include "simd/elementwise_ops.h"
-#include "simd/gemm.h"
-#include "simd/rope_ops.h"
-#include "simd/router_ops.h"
-#include "simd/row_ops.h"
-#include "simd/tile_gemm.h"
-#include "simd/vector_ops.h"
+#include "simd/activation.h"
+#include "simd/attention.h"
+#include "simd/matmul.h"
+#include "simd/norm.h"
+#include "simd/residual.h"
+#include "simd/rope.h"
+#include "simd/router.h"
+#include "simd/softmax.h"
 
 namespace moeref::simd {
-
-namespace {
-
-// Up to this many rows a matmul streams the weights through matrix-vector products (at most two
-// passes), each row the bits of its own matvec: a small decode batch's tokens keep their solo
-// results. From here to kTileGemmMaxRows, the blocked GEMM of register tiles; past it, OpenBLAS.
-constexpr int64_t kMatvecRows = 8;
-
-}  // namespace
 
 const char* SimdKernels::name() const { return "simd"; }
 
 void SimdKernels::matmul(const float* x, const float* w, float* y, int64_t rows, int64_t in,
                          int64_t out) const {
-  if (rows == 0 || out == 0) return;
-  if (rows == 1) return matvec(w, x, y, out, in);
-  if (rows <= kMatvecRows) return matvec_rows(w, x, y, rows, out, in);
-  if (rows <= kTileGemmMaxRows) return tile_gemm_xwt(x, w, y, rows, in, out);
-  sgemm_xwt(x, w, y, rows, in, out);
+  simd::matmul(x, w, y, rows, in, out);
 }
 
 void SimdKernels::attention(const float* q, const float* keys, const float* values,
@@ -80,13 +62,3 @@ const Kernels& simd_kernels() {
 }
 
 }  // namespace moeref::simd
-
-namespace moeref {
-
-const Kernels& kernels_by_name(const std::string& name) {
-  if (name == "ref") return ref_kernels();
-  if (name == "simd") return simd::simd_kernels();
-  throw std::invalid_argument("unknown backend \"" + name + "\" (ref or simd)");
-}
-
-}  // namespace moeref

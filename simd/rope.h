@@ -9,6 +9,7 @@
 //   x'[i] = x[i] c - x[i + D/2] s,  x'[i + D/2] = x[i + D/2] c + x[i] s,
 // within a few ulp of |x[i]| + |x[i + D/2]|. Each (token, head) is one thread's (split over OpenMP
 // when tokens * n_heads * head_dim >= 2^16), so the bits do not depend on the thread count.
+// Tests: tests/simd_ops_test.cc (Rope...).
 #pragma once
 
 #include <cstdint>

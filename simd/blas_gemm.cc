@@ -1,4 +1,4 @@
-#include "simd/gemm.h"
+#include "simd/blas_gemm.h"
 
 #include <cblas.h>
 
@@ -7,7 +7,7 @@
 #include <mutex>
 #include <string>
 
-#include "simd/cpu_kernels.h"
+#include "simd/cpu_features.h"
 
 // OpenBLAS's DYNAMIC_ARCH entry points (exported by its dynamic builds, absent from others: weak,
 // so that a build without them links and keeps its kernels).
@@ -26,7 +26,7 @@ std::string& core_chosen_by_openblas() {
   return core;
 }
 
-// Re-selects OpenBLAS's kernels when the CPU supports better ones (simd/cpu_kernels.h). Only its
+// Re-selects OpenBLAS's kernels when the CPU supports better ones (simd/cpu_features.h). Only its
 // dynamic builds can: their initialisation exports the core they chose as OPENBLAS_CORETYPE, and
 // gotoblas_dynamic_init reads that variable, but returns at once unless quit cleared the choice.
 void select_best_kernels() {

@@ -1,12 +1,11 @@
-#include "simd/elementwise_ops.h"
+#include "simd/activation.h"
 
-#include <algorithm>
 #include <cstddef>
 
-#include "ref/ops/parallel.h"
+#include "simd/elementwise_chunks.h"
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "simd/elementwise_ops.cc"
+#define HWY_TARGET_INCLUDE "simd/activation.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 // After highway.h: the math header is per target too.
@@ -117,16 +116,6 @@ void GeluImpl(float* x, size_t n) {
   for (; i < n; ++i) hn::StoreU(Gelu(d1, hn::LoadU(d1, x + i)), d1, x + i);
 }
 
-void ResidualAddImpl(float* HWY_RESTRICT x, const float* HWY_RESTRICT branch, size_t n) {
-  const hn::ScalableTag<float> df;
-  const size_t lanes = hn::Lanes(df);
-  size_t i = 0;
-  for (; i + lanes <= n; i += lanes) {
-    hn::StoreU(hn::Add(hn::LoadU(df, x + i), hn::LoadU(df, branch + i)), df, x + i);
-  }
-  for (; i < n; ++i) x[i] += branch[i];
-}
-
 }  // namespace HWY_NAMESPACE
 }  // namespace moeref::simd
 HWY_AFTER_NAMESPACE();
@@ -136,29 +125,6 @@ namespace moeref::simd {
 
 HWY_EXPORT(SwigluImpl);
 HWY_EXPORT(GeluImpl);
-HWY_EXPORT(ResidualAddImpl);
-
-namespace {
-
-// Elements per OpenMP iteration once n >= ref::kParallelWork; any split gives the same bits.
-constexpr int64_t kChunk = 1 << 13;
-
-// Calls apply(begin, count) over [0, n): once, or chunk by chunk over OpenMP threads.
-template <class Apply>
-void over_chunks(int64_t n, const Apply& apply) {
-  if (n < ref::kParallelWork) {
-    if (n > 0) apply(0, static_cast<size_t>(n));
-    return;
-  }
-  const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t begin = c * kChunk;
-    apply(begin, static_cast<size_t>(std::min(kChunk, n - begin)));
-  }
-}
-
-}  // namespace
 
 void swiglu(const float* gate, const float* up, float* out, int64_t n) {
   over_chunks(n, [&](int64_t begin, size_t count) {
@@ -169,12 +135,6 @@ void swiglu(const float* gate, const float* up, float* out, int64_t n) {
 void gelu(float* x, int64_t n) {
   over_chunks(n, [&](int64_t begin, size_t count) {
     HWY_DYNAMIC_DISPATCH(GeluImpl)(x + begin, count);
-  });
-}
-
-void residual_add(float* x, const float* branch, int64_t n) {
-  over_chunks(n, [&](int64_t begin, size_t count) {
-    HWY_DYNAMIC_DISPATCH(ResidualAddImpl)(x + begin, branch + begin, count);
   });
 }
 

@@ -7,7 +7,9 @@
 // the experts not yet chosen (vector Max, the chosen ones masked to -inf), then the first
 // unchosen index holding it (vector Eq, FindFirstTrue). A row that holds a NaN goes through the
 // reference's loop: its strict > comparisons give NaN an order-dependent place that a vector max
-// has no reason to reproduce. Throws std::invalid_argument unless 1 <= k <= n_experts.
+// has no reason to reproduce. Throws std::invalid_argument unless 1 <= k <= n_experts. Tests:
+// tests/simd_ops_test.cc (TopK...). The router's other op, apply_capacity, has no fast twin:
+// integer bookkeeping over a few experts per token, the reference's own code serves.
 #pragma once
 
 #include <cstdint>

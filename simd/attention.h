@@ -9,14 +9,14 @@
 //   consecutive keys and the dot products need no horizontal sums:
 //   score[h][j..j+lanes) += q[h][i] * kT[i][j..); a single token (decode) reads the K rows in
 //   place instead, each row once for the group's heads, one horizontal sum per score;
-// - softmax per head over its n_keys = position + 1 scores (simd/row_ops.h);
+// - softmax per head over its n_keys = position + 1 scores (simd/softmax.h);
 // - context[h] = sum_j p[h][j] v_j, the V rows read in key order with one vector accumulator per
 //   head and slice of head_dim.
 // The scores and the context are fp32 sums in a fixed order (i ascending, j ascending); each
 // (token, K/V head) is one thread's, split over OpenMP threads in a fixed round-robin when there
 // is enough work, so the bits do not depend on the thread count. Nothing is allocated per token or
 // head: the transposed keys, the row offsets and each thread's scores live in buffers reused across
-// calls.
+// calls. Tests: tests/simd_test.cc (SimdAttention) against ref::attention.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-#include "simd/attention_ops.h"
+#include "simd/attention.h"
 
 #include <omp.h>
 
@@ -10,7 +10,7 @@
 #include "ref/ops/parallel.h"
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "simd/attention_ops.cc"
+#define HWY_TARGET_INCLUDE "simd/attention.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 // After highway.h: the math header and SoftmaxRow are per target too.

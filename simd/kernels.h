@@ -1,0 +1,55 @@
+// The SIMD kernel set: the reference's ops computed fast, one file per op with the reference op's
+// name and arguments (simd/<op>.h, the twin of ref/ops/<op>.h), checked against them
+// (tests/simd_test.cc, tests/simd_ops_test.cc) and against every golden set at fp32 precision.
+//
+// Each in fp32 with Highway vector code dispatched to the best target the CPU supports:
+// - matmul (simd/matmul.h): up to 8 tokens, matrix-vector products that read each weight row once
+//   per 4 tokens; up to 2048, a blocked GEMM of register tiles over the weights in place; more,
+//   OpenBLAS sgemm in tiles fixed by the product's shape;
+// - attention (simd/attention.h): the query heads that share a K/V head computed together over
+//   each K and V row, Highway scores, softmax and weighted sum;
+// - rms_norm, layer_norm (simd/norm.h), softmax (simd/softmax.h): fp32 row sums over four vector
+//   accumulators, the scale applied with Mul / MulAdd; softmax's exponentials through Highway's
+//   Exp;
+// - rope (simd/rope.h): the reference's double angles, cosines and sines rounded to fp32 tables
+//   per token, the rotate-half pairs rotated with MulAdd / MulSub;
+// - swiglu, gelu (simd/activation.h): silu through Exp in an overflow-free form; gelu's erf from
+//   its Maclaurin series for |x| < sqrt 2 and from a Chebyshev fit of erfc (Numerical Recipes'
+//   erfcc) beyond, about 1e-7 absolute;
+// - residual_add (simd/residual.h): one vector Add, the reference's bits;
+// - select_top_k (simd/router.h): vector max and first-match search, the reference's results to
+//   the bit; apply_capacity stays the reference's.
+// Rows, heads and chunks of elements are split over OpenMP threads once the work reaches
+// ref::kParallelWork; every sum stays one thread's, in a fixed order for a given target whatever
+// the thread count, so results are identical run to run and at any --threads.
+#pragma once
+
+#include "ref/ops/kernels.h"
+
+namespace moeref::simd {
+
+class SimdKernels : public RefKernels {
+ public:
+  const char* name() const override;
+  void matmul(const float* x, const float* w, float* y, int64_t rows, int64_t in,
+              int64_t out) const override;
+  void attention(const float* q, const float* keys, const float* values,
+                 std::span<const int64_t> positions, const ref::AttentionDims& dims, float* context,
+                 float* probs, int64_t probs_width) const override;
+  void rms_norm(const float* x, const float* weight, double eps, float* y, int64_t rows,
+                int64_t d) const override;
+  void layer_norm(const float* x, const float* weight, const float* bias, double eps, float* y,
+                  int64_t rows, int64_t d) const override;
+  void rope(float* x, std::span<const int64_t> positions, int64_t n_heads, int64_t head_dim,
+            double theta, const RopeScaling& scaling) const override;
+  void softmax(float* x, int64_t rows, int64_t n) const override;
+  void swiglu(const float* gate, const float* up, float* out, int64_t n) const override;
+  void gelu(float* x, int64_t n) const override;
+  void residual_add(float* x, const float* branch, int64_t n) const override;
+  void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
+                    bool renormalize, int32_t* indices, float* weights) const override;
+};
+
+const Kernels& simd_kernels();
+
+}  // namespace moeref::simd

@@ -233,6 +233,11 @@ OpCase sampling_case(const std::string& name) {
   return std::move(built.op_case);
 }
 
+// The attention cases' 4 query heads over G K/V heads: G = 1 is MQA, 4 MHA, otherwise GQA.
+std::string head_sharing(int64_t n_kv_heads) {
+  return n_kv_heads == 1 ? "mqa" : n_kv_heads == 4 ? "mha" : "gqa";
+}
+
 std::vector<CaseEntry> make_registry() {
   std::vector<CaseEntry> cases;
   auto add = [&](std::string name,
@@ -282,7 +287,7 @@ std::vector<CaseEntry> make_registry() {
   add_shaped("softmax-3x1", shaped::softmax, {{"rows", 3}, {"n", 1}});
   add_shaped("softmax-2x256", shaped::softmax, {{"rows", 2}, {"n", 256}});
   add("softmax-large-logits", softmax_large_case);
-  // H = 4 query heads throughout; G = 1 is MQA, 2 GQA, 4 MHA.
+  // H = 4 query heads throughout.
   struct AttentionShape {
     int64_t n_kv_heads, head_dim;
     int64_t cached;      // P, positions already in the cache
@@ -292,9 +297,8 @@ std::vector<CaseEntry> make_registry() {
        {AttentionShape{1, 8, 5, 3}, AttentionShape{2, 32, 0, 1}, AttentionShape{4, 64, 5, 3},
         AttentionShape{1, 64, 30, 1}, AttentionShape{2, 128, 5, 3}, AttentionShape{2, 32, 0, 13},
         AttentionShape{4, 8, 30, 1}}) {
-    const char* kind = a.n_kv_heads == 1 ? "mqa" : a.n_kv_heads == 4 ? "mha" : "gqa";
-    add_shaped("attention-" + std::string(kind) + "-hd" + std::to_string(a.head_dim) + "-p" +
-                   std::to_string(a.cached) + "-t" + std::to_string(a.new_tokens),
+    add_shaped("attention-" + head_sharing(a.n_kv_heads) + "-hd" + std::to_string(a.head_dim) +
+                   "-p" + std::to_string(a.cached) + "-t" + std::to_string(a.new_tokens),
                shaped::attention,
                {{"new_tokens", a.new_tokens},
                 {"n_heads", 4},
@@ -377,9 +381,9 @@ std::vector<CaseEntry> make_registry() {
   for (const CrossAttentionShape x :
        {CrossAttentionShape{1, 8, 5, 3}, CrossAttentionShape{2, 16, 9, 1},
         CrossAttentionShape{4, 64, 17, 2}, CrossAttentionShape{1, 128, 33, 2}}) {
-    const char* kind = x.n_kv_heads == 1 ? "mqa" : x.n_kv_heads == 4 ? "mha" : "gqa";
-    add_shaped("cross-attention-" + std::string(kind) + "-hd" + std::to_string(x.head_dim) + "-n" +
-                   std::to_string(x.vision_tokens) + "-t" + std::to_string(x.queries),
+    add_shaped("cross-attention-" + head_sharing(x.n_kv_heads) + "-hd" +
+                   std::to_string(x.head_dim) + "-n" + std::to_string(x.vision_tokens) + "-t" +
+                   std::to_string(x.queries),
                shaped::cross_attention,
                {{"queries", x.queries},
                 {"n_heads", 4},

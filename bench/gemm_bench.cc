@@ -27,33 +27,12 @@
 
 #include "bench/fma_peak.h"
 #include "bench/sgemm_peak.h"
+#include "bench/weight_pool.h"
 #include "simd/blas_gemm.h"
 #include "simd/tile_gemm.h"
 
 namespace moeref::bench {
 namespace {
-
-constexpr int64_t kWeightPoolBytes = int64_t{256} << 20;
-
-// Copies of one [out, in] matrix, together at least kWeightPoolBytes, used in turn.
-class WeightPool {
- public:
-  WeightPool(int64_t out, int64_t in)
-      : matrix_values_(out * in),
-        count_(std::max<int64_t>(2, kWeightPoolBytes / (4 * matrix_values_))),
-        values_(static_cast<size_t>(matrix_values_ * count_)) {
-    for (size_t i = 0; i < values_.size(); ++i) {
-      values_[i] = 0.01f * static_cast<float>(i % 13) - 0.06f;
-    }
-  }
-  const float* next() { return values_.data() + (next_++ % count_) * matrix_values_; }
-
- private:
-  int64_t matrix_values_;
-  int64_t count_;
-  std::vector<float> values_;
-  int64_t next_ = 0;
-};
 
 // The FMA probe's FLOP/s on `threads` threads, measured once per thread count.
 double fma_peak(int threads) {

@@ -41,6 +41,7 @@
 #include "bench/kernel_switch.h"
 #include "bench/roofline_counts.h"
 #include "bench/sgemm_peak.h"
+#include "bench/weight_pool.h"
 #include "ref/io/config.h"
 #include "ref/model/kv_cache.h"
 #include "ref/model/model.h"
@@ -66,9 +67,6 @@ HWY_EXPORT(SumOfFloats);
 namespace {
 
 constexpr int64_t kReadBytes = int64_t{1} << 30;
-// Weights of the kernel benchmarks are copied until they span this much, well past the 32 MiB
-// of a large L3, and used in turn: each call reads its weights from memory, as decode does.
-constexpr int64_t kWeightPoolBytes = int64_t{256} << 20;
 constexpr int64_t kDecodePrompt = 128;  // the context decode starts from
 
 struct Baselines {
@@ -80,10 +78,6 @@ struct Baselines {
 Baselines& baselines() {
   static Baselines measured;
   return measured;
-}
-
-void fill_pattern(float* values, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) values[i] = 0.01f * static_cast<float>(i % 13) - 0.06f;
 }
 
 // The best FLOP/s of `repeats` n x n x n products of bench/sgemm_peak.h after one untimed call;
@@ -230,24 +224,6 @@ BENCHMARK(BM_0_SgemmPeak)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_0_FmaPeak)->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_0_ReadBandwidth)->Iterations(8)->UseManualTime()->Unit(benchmark::kMillisecond);
-
-// Copies of one [out, in] matrix, together at least kWeightPoolBytes, used in turn.
-class WeightPool {
- public:
-  WeightPool(int64_t out, int64_t in)
-      : matrix_values_(out * in),
-        count_(std::max<int64_t>(2, kWeightPoolBytes / (4 * matrix_values_))),
-        values_(static_cast<size_t>(matrix_values_ * count_)) {
-    fill_pattern(values_.data(), static_cast<int64_t>(values_.size()));
-  }
-  const float* next() { return values_.data() + (next_++ % count_) * matrix_values_; }
-
- private:
-  int64_t matrix_values_;
-  int64_t count_;
-  std::vector<float> values_;
-  int64_t next_ = 0;
-};
 
 // The simd one-token matmul, y = w x with w [out, in]: GB/s of weights against the bandwidth.
 void BM_1_SimdMatvec(benchmark::State& state) {

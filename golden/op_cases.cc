@@ -12,28 +12,27 @@
 // rounded. Inputs written by hand (the tie cases) and positions are recorded there as such. Every
 // step is a correctly rounded IEEE operation, so the inputs are the same bits on every machine.
 //
-// Outputs are the ref ops' (ref/ops/*.h, feed_forward, moe_forward) on those inputs.
+// Outputs are the ref ops' (ref/ops/*.h, feed_forward, moe_forward) on those inputs. Most cases are
+// the builders of golden/shaped_op_builders.h at fixed shapes and seed 0, so that a named case and
+// a generated one of the same op are made the same way; the cases no shape describes (logits
+// around 1e4, hand-written ties, the whole gated cross-attention block) are written here.
 #include "golden/op_cases.h"
 
 #include <algorithm>
 #include <cmath>
 #include <functional>
-#include <limits>
 #include <stdexcept>
 #include <utility>
 
 #include "golden/op_case_builder.h"
-#include "ref/generation/philox.h"
+#include "golden/scaled_rope_cases.h"
+#include "golden/shaped_op_builders.h"
 #include "ref/generation/sampling.h"
 #include "ref/io/config.h"
 #include "ref/model/cross_attention.h"
-#include "ref/model/feed_forward.h"
-#include "ref/model/moe.h"
 #include "ref/model/tracer.h"
 #include "ref/model/weights.h"
-#include "ref/ops/attention.h"
 #include "ref/ops/kernels.h"
-#include "ref/ops/softmax.h"
 #include "ref/tensor.h"
 
 namespace moeref::golden {
@@ -41,80 +40,6 @@ namespace moeref::golden {
 using nlohmann::json;
 
 namespace {
-
-OpCase matmul_case(const std::string& name, const Kernels& kernels, int64_t rows, int64_t in,
-                   int64_t out) {
-  CaseBuilder c(name, "matmul", "y[r, o] = sum_i x[r, i] * w[o, i], w in the [out, in] layout",
-                {{"rows", rows}, {"in", in}, {"out", out}});
-  const std::vector<float> x = c.random("x", {rows, in}, 1.0f);
-  const std::vector<float> w = c.random("w", {out, in}, 0.25f);
-  std::vector<float> y(static_cast<size_t>(rows * out));
-  kernels.matmul(x.data(), w.data(), y.data(), rows, in, out);
-  c.output(make_f32_record("out", {rows, out}, y), ToleranceClass::kActivation);
-  return c.finish();
-}
-
-OpCase norm_case(const std::string& name, const Kernels& kernels, bool layer_norm, int64_t rows,
-                 int64_t d) {
-  constexpr double kEps = 1e-5;
-  CaseBuilder c(name, layer_norm ? "layer_norm" : "rms_norm",
-                layer_norm ? "LayerNorm of each row, inputs off-centre so the mean matters"
-                           : "RMSNorm of each row, eps inside the square root, gain after",
-                {{"rows", rows}, {"d", d}, {"eps", kEps}});
-  const std::vector<float> x = c.random("x", {rows, d}, 2.0f, layer_norm ? 3.0f : 0.0f);
-  const std::vector<float> weight = c.random("weight", {d}, 0.5f, 1.0f);
-  std::vector<float> y(x.size());
-  if (layer_norm) {
-    const std::vector<float> bias = c.random("bias", {d}, 0.5f);
-    kernels.layer_norm(x.data(), weight.data(), bias.data(), kEps, y.data(), rows, d);
-  } else {
-    kernels.rms_norm(x.data(), weight.data(), kEps, y.data(), rows, d);
-  }
-  c.output(make_f32_record("out", {rows, d}, y), ToleranceClass::kActivation);
-  return c.finish();
-}
-
-// Unscaled RoPE, or a scaling kind (docs/model.md) with its positions past the pretraining context
-// so that the scaling changes the rotation; the parameters record "rope_scaling" as a config
-// spells it.
-struct RopeSpec {
-  int64_t head_dim = 0;
-  RopeScaling scaling = {};
-  std::vector<int32_t> positions = {0, 1, 7, 1000, 4095};
-  std::string description =
-      "rotate-half RoPE (pairs i, i + D/2) at positions up to 4095, where angles are large";
-};
-
-OpCase rope_case(const std::string& name, const Kernels& kernels, const RopeSpec& spec) {
-  constexpr int64_t kHeads = 3;
-  constexpr double kTheta = 10000.0;
-  const int64_t head_dim = spec.head_dim;
-  const std::vector<int32_t>& positions = spec.positions;
-  const auto tokens = static_cast<int64_t>(positions.size());
-  json parameters = {{"tokens", tokens},
-                     {"n_heads", kHeads},
-                     {"head_dim", head_dim},
-                     {"theta", kTheta},
-                     {"positions", positions}};
-  if (spec.scaling.kind != RopeScalingKind::kDefault) {
-    parameters["rope_scaling"] = rope_scaling_to_json(spec.scaling);
-  }
-  CaseBuilder c(name, "rope", spec.description, parameters);
-  std::vector<float> x = c.random("x", {tokens, kHeads, head_dim}, 1.0f);
-  c.input(make_i32_record("positions", {tokens}, positions), "the parameter \"positions\"");
-  kernels.rope(x.data(), to_int64(positions), kHeads, head_dim, kTheta, spec.scaling);
-  c.output(make_f32_record("out", {tokens, kHeads, head_dim}, x), ToleranceClass::kActivation);
-  return c.finish();
-}
-
-OpCase softmax_case(const std::string& name, const Kernels& kernels, int64_t rows, int64_t n) {
-  CaseBuilder c(name, "softmax", "softmax over the last axis, max subtracted",
-                {{"rows", rows}, {"n", n}});
-  std::vector<float> x = c.random("x", {rows, n}, 4.0f);
-  kernels.softmax(x.data(), rows, n);
-  c.output(make_f32_record("out", {rows, n}, x), ToleranceClass::kProbability);
-  return c.finish();
-}
 
 OpCase softmax_large_case(const std::string& name, const Kernels& kernels) {
   // exp() overflows fp32 past 88.7 and underflows below -103: every row here is far outside that
@@ -132,96 +57,7 @@ OpCase softmax_large_case(const std::string& name, const Kernels& kernels) {
   return c.finish();
 }
 
-struct AttentionSpec {
-  int64_t n_kv_heads;
-  int64_t head_dim;
-  int64_t cached;      // P, positions already in the cache
-  int64_t new_tokens;  // T, queries at positions P .. P + T - 1
-};
-
-OpCase attention_case(const std::string& name, const Kernels& kernels, const AttentionSpec& s) {
-  constexpr int64_t kHeads = 4;
-  constexpr int64_t kSpareSlots = 3;  // cache rows past the last position, never to be read
-  const ref::AttentionDims dims{kHeads, s.n_kv_heads, s.head_dim,
-                                s.cached + s.new_tokens + kSpareSlots};
-  const int64_t width = s.cached + s.new_tokens;
-  CaseBuilder c(name, "attention",
-                "causal attention of T new queries over a cache holding P earlier positions; cache "
-                "rows past P + T hold random values that must not be read",
-                {{"n_heads", kHeads},
-                 {"n_kv_heads", s.n_kv_heads},
-                 {"head_dim", s.head_dim},
-                 {"kv_capacity", dims.kv_capacity},
-                 {"cached_positions", s.cached},
-                 {"new_tokens", s.new_tokens},
-                 {"probs_width", width}});
-  const std::vector<float> q = c.random("q", {s.new_tokens, kHeads, s.head_dim}, 1.0f);
-  const std::vector<float> keys =
-      c.random("keys", {s.n_kv_heads, dims.kv_capacity, s.head_dim}, 1.0f);
-  const std::vector<float> values =
-      c.random("values", {s.n_kv_heads, dims.kv_capacity, s.head_dim}, 1.0f);
-  std::vector<int32_t> positions(static_cast<size_t>(s.new_tokens));
-  for (int64_t t = 0; t < s.new_tokens; ++t) positions[t] = static_cast<int32_t>(s.cached + t);
-  c.input(make_i32_record("positions", {s.new_tokens}, positions),
-          "cached_positions + t for query t");
-
-  std::vector<float> context(q.size());
-  std::vector<float> probs(static_cast<size_t>(s.new_tokens * kHeads * width), 0.0f);
-  kernels.attention(q.data(), keys.data(), values.data(), to_int64(positions), dims, context.data(),
-                    probs.data(), width);
-  c.output(make_f32_record("context", {s.new_tokens, kHeads, s.head_dim}, context),
-           ToleranceClass::kActivation);
-  c.output(make_f32_record("probs", {s.new_tokens, kHeads, width}, probs),
-           ToleranceClass::kProbability);
-  return c.finish();
-}
-
-// The smallest gap between consecutive values among the k + 1 largest of any row.
-double top_k_margin(const std::vector<float>& probs, int64_t width, int64_t k) {
-  double margin = std::numeric_limits<double>::infinity();
-  for (size_t row = 0; row < probs.size(); row += static_cast<size_t>(width)) {
-    std::vector<float> sorted(probs.begin() + static_cast<std::ptrdiff_t>(row),
-                              probs.begin() + static_cast<std::ptrdiff_t>(row) + width);
-    std::sort(sorted.begin(), sorted.end(), std::greater<>());
-    for (int64_t j = 0; j < k && j + 1 < width; ++j) {
-      margin = std::min(margin, static_cast<double>(sorted[j]) - sorted[j + 1]);
-    }
-  }
-  return margin;
-}
-
 json finite_or_null(double value) { return std::isfinite(value) ? json(value) : json(nullptr); }
-
-void add_top_k_outputs(CaseBuilder& c, const Kernels& kernels, const std::vector<float>& probs,
-                       int64_t tokens, int64_t n_experts, int64_t k, bool renormalize) {
-  std::vector<int32_t> indices(static_cast<size_t>(tokens * k));
-  std::vector<float> weights(indices.size());
-  kernels.select_top_k(probs.data(), tokens, n_experts, k, renormalize, indices.data(),
-                       weights.data());
-  c.output(make_i32_record("indices", {tokens, k}, indices), ToleranceClass::kExact);
-  c.output(make_f32_record("weights", {tokens, k}, weights), ToleranceClass::kProbability);
-}
-
-json top_k_parameters(int64_t tokens, int64_t n_experts, int64_t k, bool renormalize) {
-  return {{"tokens", tokens}, {"n_experts", n_experts}, {"k", k}, {"renormalize", renormalize}};
-}
-
-OpCase top_k_case(const std::string& name, const Kernels& kernels, int64_t k, bool renormalize) {
-  constexpr int64_t kTokens = 7;
-  constexpr int64_t kExperts = 8;
-  CaseBuilder c(name, "top_k",
-                "router top-k of softmax(random logits): larger probability first, weights "
-                "renormalised over the chosen k or not",
-                top_k_parameters(kTokens, kExperts, k, renormalize));
-  std::vector<float> probs = unit_stream(name, "probs", kTokens * kExperts);
-  for (float& p : probs) p *= 2.0f;
-  ref::softmax(probs.data(), kTokens, kExperts);  // makes the input: always the reference's
-  c.input(make_f32_record("probs", {kTokens, kExperts}, probs),
-          "softmax over each row of 2 * t, t the stream of \"probs\"");
-  c.manifest()["margins"] = {{"min_top_k", finite_or_null(top_k_margin(probs, kExperts, k))}};
-  add_top_k_outputs(c, kernels, probs, kTokens, kExperts, k, renormalize);
-  return c.finish();
-}
 
 OpCase top_k_ties_case(const std::string& name, const Kernels& kernels, int64_t k) {
   constexpr int64_t kExperts = 8;
@@ -237,129 +73,13 @@ OpCase top_k_ties_case(const std::string& name, const Kernels& kernels, int64_t 
   CaseBuilder c(name, "top_k",
                 "router top-k with exact ties in the probabilities: equal values go to the lower "
                 "expert index",
-                top_k_parameters(tokens, kExperts, k, true));
+                {{"tokens", tokens}, {"n_experts", kExperts}, {"k", k}, {"renormalize", true}});
   c.input(make_f32_record("probs", {tokens, kExperts}, probs), "hand-written, with exact ties");
-  add_top_k_outputs(c, kernels, probs, tokens, kExperts, k, true);
-  return c.finish();
-}
-
-OpCase ffn_case(const std::string& name, const Kernels& kernels, Activation activation,
-                int64_t rows) {
-  constexpr int64_t kDModel = 32;
-  constexpr int64_t kDff = 64;
-  CaseBuilder c(name, "expert_ffn",
-                activation == Activation::kSwiGlu ? "expert FFN: down(silu(gate x) * up x)"
-                                                  : "expert FFN: down(gelu(up x)), exact erf GELU",
-                {{"rows", rows},
-                 {"d_model", kDModel},
-                 {"d_ff", kDff},
-                 {"activation", activation_name(activation)}});
-  const std::vector<float> x = c.random("x", {rows, kDModel}, 1.0f);
-  const FeedForwardWeights w = random_ffn(c, "", "", activation, kDModel, kDff);
-  std::vector<float> y(x.size());
-  feed_forward(kernels, activation, w, x.data(), rows, y.data());
-  c.output(make_f32_record("out", {rows, kDModel}, y), ToleranceClass::kActivation);
-  return c.finish();
-}
-
-struct MoeSpec {
-  const char* description;
-  int64_t tokens;
-  Activation activation;
-  double capacity_factor = 0.0;
-  float x_offset = 0.0f;       // added to every element of x
-  int32_t biased_expert = -1;  // whose router row gets router_bias added to every element
-  float router_bias = 0.0f;
-};
-
-OpCase moe_case(const std::string& name, const Kernels& kernels, const MoeSpec& s) {
-  ModelConfig config;
-  config.name = name;
-  config.d_model = 32;
-  config.n_experts = 8;
-  config.expert_d_ff = 48;
-  config.top_k = 2;
-  config.ffn_activation = s.activation;
-  config.router_renormalize = true;
-  config.capacity_factor = s.capacity_factor;
-  const int64_t d = config.d_model;
-  const int64_t e_count = config.n_experts;
-  CaseBuilder c(name, "moe", s.description,
-                {{"tokens", s.tokens},
-                 {"d_model", d},
-                 {"n_experts", e_count},
-                 {"expert_d_ff", config.expert_d_ff},
-                 {"top_k", config.top_k},
-                 {"activation", activation_name(s.activation)},
-                 {"router_renormalize", config.router_renormalize},
-                 {"capacity_factor", s.capacity_factor}});
-
-  const std::vector<float> x = c.random("x", {s.tokens, d}, 1.0f, s.x_offset);
-  std::vector<float> router_offsets(static_cast<size_t>(e_count), 0.0f);
-  if (s.biased_expert >= 0) router_offsets[s.biased_expert] = s.router_bias;
-  LayerWeights weights;
-  weights.router =
-      Tensor({e_count, d}, c.random_rows("moe.router.weight", {e_count, d},
-                                         std::vector<float>(static_cast<size_t>(e_count), 0.25f),
-                                         router_offsets));
-  for (int64_t e = 0; e < e_count; ++e) {
-    weights.experts.push_back(random_ffn(c, "moe.experts." + std::to_string(e) + ".", ".weight",
-                                         s.activation, d, config.expert_d_ff));
-  }
-
-  TraceRecorder recorder;
-  std::vector<float> out(x.size());
-  const RouterStats stats = moe_forward(kernels, config, weights, x.data(), s.tokens, out.data(),
-                                        TraceScope(&recorder, ""));
-  for (const TensorRecord& record : recorder.records()) {
-    c.output(record, classify_model_tensor(record.name));
-  }
-
-  std::vector<int64_t> chosen_by(static_cast<size_t>(e_count), 0);
-  for (const int32_t e : recorder.at("moe.topk_indices").to_i32()) ++chosen_by[e];
-  c.manifest()["routing"] = {{"capacity", stats.capacity},
-                             {"dropped_assignments", stats.dropped},
-                             {"assignments_per_expert", chosen_by}};
-  c.manifest()["margins"] = {
-      {"min_router", finite_or_null(top_k_margin(recorder.at("moe.router_probs").to_f32(), e_count,
-                                                 config.top_k))}};
-  return c.finish();
-}
-
-struct CrossAttentionSpec {
-  int64_t n_kv_heads;
-  int64_t head_dim;
-  int64_t vision_tokens;  // N_v
-  int64_t queries;        // T
-};
-
-// The attention of ref/model/cross_attention.h alone: every query sees every vision token.
-OpCase cross_attention_case(const std::string& name, const Kernels& kernels,
-                            const CrossAttentionSpec& s) {
-  constexpr int64_t kHeads = 4;
-  CaseBuilder c(name, "cross_attention",
-                "attention of T text queries over N_v vision tokens: no mask, no RoPE, scale "
-                "1/sqrt(head_dim); query head h reads K/V head h / (H / G)",
-                {{"n_heads", kHeads},
-                 {"n_kv_heads", s.n_kv_heads},
-                 {"head_dim", s.head_dim},
-                 {"vision_tokens", s.vision_tokens},
-                 {"queries", s.queries}});
-  const std::vector<float> q = c.random("q", {s.queries, kHeads, s.head_dim}, 1.0f);
-  const std::vector<float> keys =
-      c.random("keys", {s.n_kv_heads, s.vision_tokens, s.head_dim}, 1.0f);
-  const std::vector<float> values =
-      c.random("values", {s.n_kv_heads, s.vision_tokens, s.head_dim}, 1.0f);
-  std::vector<float> context(q.size());
-  std::vector<float> probs(static_cast<size_t>(s.queries * kHeads * s.vision_tokens));
-  const std::vector<int64_t> last_vision_token(static_cast<size_t>(s.queries), s.vision_tokens - 1);
-  kernels.attention(q.data(), keys.data(), values.data(), last_vision_token,
-                    ref::AttentionDims(kHeads, s.n_kv_heads, s.head_dim, s.vision_tokens),
-                    context.data(), probs.data(), s.vision_tokens);
-  c.output(make_f32_record("context", {s.queries, kHeads, s.head_dim}, context),
-           ToleranceClass::kActivation);
-  c.output(make_f32_record("probs", {s.queries, kHeads, s.vision_tokens}, probs),
-           ToleranceClass::kProbability);
+  std::vector<int32_t> indices(static_cast<size_t>(tokens * k));
+  std::vector<float> weights(indices.size());
+  kernels.select_top_k(probs.data(), tokens, kExperts, k, true, indices.data(), weights.data());
+  c.output(make_i32_record("indices", {tokens, k}, indices), ToleranceClass::kExact);
+  c.output(make_f32_record("weights", {tokens, k}, weights), ToleranceClass::kProbability);
   return c.finish();
 }
 
@@ -434,47 +154,6 @@ OpCase gated_cross_attention_case(const std::string& name, const Kernels& kernel
   return c.finish();
 }
 
-OpCase sampling_case(const std::string& name) {
-  constexpr int64_t kPositions = 32;
-  constexpr int64_t kVocab = 50;
-  const SamplingParams params{.temperature = 0.7, .top_k = 10, .top_p = 0.9, .seed = 42};
-  CaseBuilder c(
-      name, "sampling",
-      "temperature, top-k, top-p and the Philox draw of ref/generation/sampling.h; position p "
-      "samples from logits row p with request 0, draw 0",
-      {{"positions", kPositions},
-       {"vocab_size", kVocab},
-       {"temperature", params.temperature},
-       {"top_k", params.top_k},
-       {"top_p", params.top_p},
-       {"seed", params.seed},
-       {"request", 0},
-       {"draw", 0}});
-  const std::vector<float> logits = c.random("logits", {kPositions, kVocab}, 4.0f);
-  std::vector<float> probs(logits.size(), 0.0f);
-  std::vector<int32_t> tokens(static_cast<size_t>(kPositions));
-  std::vector<double> margins;
-  for (int64_t p = 0; p < kPositions; ++p) {
-    const std::span<const float> row(logits.data() + p * kVocab, static_cast<size_t>(kVocab));
-    const std::vector<TokenProbability> kept = processed_distribution(row, params);
-    const double u =
-        generation_uniform(params.seed, 0, static_cast<uint32_t>(p), 0, RandomStream::kSampling);
-    double cumulative = 0.0;
-    double margin = std::numeric_limits<double>::infinity();
-    for (const TokenProbability& t : kept) {
-      probs[p * kVocab + t.token] = static_cast<float>(t.probability);
-      cumulative += t.probability;
-      margin = std::min(margin, std::fabs(u - cumulative));
-    }
-    margins.push_back(margin);
-    tokens[p] = sample_token(row, params, static_cast<uint32_t>(p));
-  }
-  c.manifest()["margins"] = {{"tokens", margins}};
-  c.output(make_f32_record("probs", {kPositions, kVocab}, probs), ToleranceClass::kProbability);
-  c.output(make_i32_record("tokens", {kPositions}, tokens), ToleranceClass::kExact);
-  return c.finish();
-}
-
 OpCase greedy_ties_case(const std::string& name) {
   constexpr int64_t kRows = 4;
   constexpr int64_t kVocab = 50;
@@ -504,116 +183,136 @@ struct CaseEntry {
   std::function<OpCase(const std::string&, const Kernels&)> build;
 };
 
+// A named case that is its op's case at a shape of golden/shaped_op_cases.h, seed 0.
+using ShapedBuilder = shaped::Built (*)(const shaped::Shape&, const std::string&, uint32_t,
+                                        const Kernels&);
+
+// The named top_k and moe cases record their least margin under "margins" as `key`.
+OpCase with_least_margin(shaped::Built built, const char* key) {
+  built.op_case.manifest["margins"] = {
+      {key, finite_or_null(shaped::least_margin(built.decisions))}};
+  return std::move(built.op_case);
+}
+
+struct MoeCase {
+  std::string name;
+  const char* description;
+  int64_t tokens;
+  Activation activation;
+  double capacity_factor = 0.0;
+  float x_offset = 0.0f;       // added to every element of x
+  int32_t biased_expert = -1;  // whose router row gets router_bias added to every element
+  float router_bias = 0.0f;
+};
+
+OpCase moe_case(const MoeCase& m, const std::string& name, const Kernels& kernels) {
+  shaped::MoeSpec spec;
+  spec.tokens = m.tokens;
+  spec.description = m.description;
+  spec.x_offset = m.x_offset;
+  ModelConfig& config = spec.config;
+  config.name = name;
+  config.d_model = 32;
+  config.n_experts = 8;
+  config.expert_d_ff = 48;
+  config.top_k = 2;
+  config.ffn_activation = m.activation;
+  config.router_renormalize = true;
+  config.capacity_factor = m.capacity_factor;
+  spec.router_row_offsets = std::vector<float>(static_cast<size_t>(config.n_experts), 0.0f);
+  if (m.biased_expert >= 0) (*spec.router_row_offsets)[m.biased_expert] = m.router_bias;
+  return with_least_margin(shaped::moe_case(spec, name, 0, kernels), "min_router");
+}
+
+OpCase sampling_case(const std::string& name) {
+  const SamplingParams params{.temperature = 0.7, .top_k = 10, .top_p = 0.9, .seed = 42};
+  shaped::Built built = shaped::sampling_case(params, 32, 50, name, 0);
+  std::vector<double> margins;
+  for (const shaped::Decision& d : built.decisions) margins.push_back(d.margin);
+  built.op_case.manifest["margins"] = {{"tokens", margins}};
+  return std::move(built.op_case);
+}
+
+// The attention cases' 4 query heads over G K/V heads: G = 1 is MQA, 4 MHA, otherwise GQA.
+std::string head_sharing(int64_t n_kv_heads) {
+  return n_kv_heads == 1 ? "mqa" : n_kv_heads == 4 ? "mha" : "gqa";
+}
+
 std::vector<CaseEntry> make_registry() {
   std::vector<CaseEntry> cases;
   auto add = [&](std::string name,
                  std::function<OpCase(const std::string&, const Kernels&)> build) {
     cases.push_back({std::move(name), std::move(build)});
   };
+  auto add_shaped = [&](std::string name, ShapedBuilder build, json shape) {
+    add(std::move(name),
+        [build, shape = std::move(shape)](const std::string& n, const Kernels& kernels) {
+          return build(shaped::Shape(shape), n, 0, kernels).op_case;
+        });
+  };
   struct MatmulShape {
     int64_t rows, in, out;
   };
   for (const MatmulShape m : {MatmulShape{1, 96, 40}, MatmulShape{13, 96, 40},
                               MatmulShape{8, 32, 16}, MatmulShape{33, 64, 48}}) {
-    add("matmul-" + std::to_string(m.rows) + "x" + std::to_string(m.in) + "x" +
-            std::to_string(m.out),
-        [m](const std::string& n, const Kernels& kernels) {
-          return matmul_case(n, kernels, m.rows, m.in, m.out);
-        });
+    add_shaped("matmul-" + std::to_string(m.rows) + "x" + std::to_string(m.in) + "x" +
+                   std::to_string(m.out),
+               shaped::matmul, {{"rows", m.rows}, {"in", m.in}, {"out", m.out}});
   }
-  add("rmsnorm-5x64", [](const std::string& n, const Kernels& kernels) {
-    return norm_case(n, kernels, false, 5, 64);
-  });
-  add("rmsnorm-5x37", [](const std::string& n, const Kernels& kernels) {
-    return norm_case(n, kernels, false, 5, 37);
-  });
-  add("layernorm-5x64", [](const std::string& n, const Kernels& kernels) {
-    return norm_case(n, kernels, true, 5, 64);
-  });
-  for (const int64_t hd : {8, 16, 64, 128}) {
-    add("rope-hd" + std::to_string(hd), [hd](const std::string& n, const Kernels& kernels) {
-      return rope_case(n, kernels, RopeSpec{.head_dim = hd});
+  add_shaped("rmsnorm-5x64", shaped::rms_norm, {{"rows", 5}, {"d", 64}});
+  add_shaped("rmsnorm-5x37", shaped::rms_norm, {{"rows", 5}, {"d", 37}});
+  add_shaped("layernorm-5x64", shaped::layer_norm, {{"rows", 5}, {"d", 64}});
+  auto add_rope = [&](const NamedRopeCase& rope) {
+    add(rope.name, [rope](const std::string& n, const Kernels& kernels) {
+      return shaped::rope_case({.n_heads = 3,
+                                .head_dim = rope.head_dim,
+                                .scaling = rope.scaling,
+                                .positions = rope.positions,
+                                .positions_how = "the parameter \"positions\"",
+                                .description = rope.description},
+                               n, 0, kernels)
+          .op_case;
     });
-  }
-  const std::vector<std::pair<std::string, RopeSpec>> scaled_rope_cases = {
-      {"rope-linear-hd16",
-       {.head_dim = 16,
-        .scaling = {.kind = RopeScalingKind::kLinear, .factor = 4.0},
-        .positions = {0, 1, 7, 100, 1000},
-        .description = "linear RoPE scaling (position interpolation), factor 4: every "
-                       "frequency divided by 4"}},
-      {"rope-dynamic-hd16",
-       {.head_dim = 16,
-        .scaling = {.kind = RopeScalingKind::kDynamic,
-                    .factor = 2.0,
-                    .original_max_position_embeddings = 32},
-        .positions = {0, 5, 33, 63, 90},
-        .description = "dynamic NTK scaling, factor 2 past 32 positions: the largest position "
-                       "(90) sets the base, 10000 * (2 * 91 / 32 - 1)^(16 / 14), for every token"}},
-      {"rope-yarn-hd32",
-       {.head_dim = 32,
-        .scaling = {.kind = RopeScalingKind::kYarn,
-                    .factor = 4.0,
-                    .original_max_position_embeddings = 256},
-        .positions = {0, 1, 100, 300, 1000},
-        .description = "YaRN, factor 4 over 256 positions, betas 32 and 1: pairs 0..7 ramp from "
-                       "kept to interpolated, cos and sin scaled by 0.1 ln 4 + 1"}},
-      {"rope-yarn-mscale-untruncated-hd32",
-       {.head_dim = 32,
-        .scaling = {.kind = RopeScalingKind::kYarn,
-                    .factor = 8.0,
-                    .original_max_position_embeddings = 128,
-                    .beta_fast = 16.0,
-                    .beta_slow = 2.0,
-                    .mscale = 1.0,
-                    .mscale_all_dim = 0.5,
-                    .truncate = false},
-        .positions = {0, 3, 129, 500, 1023},
-        .description = "YaRN, factor 8 over 128 positions, betas 16 and 2, the ramp's ends not "
-                       "rounded, cos and sin scaled by the ratio of mscale 1 to mscale_all_dim "
-                       "0.5"}},
-      {"rope-llama3-hd32",
-       {.head_dim = 32,
-        .scaling = {.kind = RopeScalingKind::kLlama3,
-                    .factor = 8.0,
-                    .original_max_position_embeddings = 64,
-                    .low_freq_factor = 1.0,
-                    .high_freq_factor = 4.0},
-        .positions = {0, 1, 65, 200, 511},
-        .description = "Llama 3.1 scaling, factor 8 over 64 positions: pairs 0-1 kept, 2-4 "
-                       "smoothed, 5-15 divided by 8"}},
   };
-  for (const auto& [name, spec] : scaled_rope_cases) {
-    // An init-capture: clang before 16 cannot capture a structured binding itself.
-    add(name, [rope = spec](const std::string& n, const Kernels& kernels) {
-      return rope_case(n, kernels, rope);
-    });
+  for (const int64_t hd : {8, 16, 64, 128}) {
+    add_rope({.name = "rope-hd" + std::to_string(hd),
+              .head_dim = hd,
+              .scaling = {},
+              .positions = {0, 1, 7, 1000, 4095},
+              .description = "rotate-half RoPE (pairs i, i + D/2) at positions up to 4095, where "
+                             "angles are large"});
   }
-  add("softmax-4x17",
-      [](const std::string& n, const Kernels& kernels) { return softmax_case(n, kernels, 4, 17); });
-  add("softmax-3x1",
-      [](const std::string& n, const Kernels& kernels) { return softmax_case(n, kernels, 3, 1); });
-  add("softmax-2x256", [](const std::string& n, const Kernels& kernels) {
-    return softmax_case(n, kernels, 2, 256);
-  });
+  for (const NamedRopeCase& rope : scaled_rope_cases()) add_rope(rope);
+  add_shaped("softmax-4x17", shaped::softmax, {{"rows", 4}, {"n", 17}});
+  add_shaped("softmax-3x1", shaped::softmax, {{"rows", 3}, {"n", 1}});
+  add_shaped("softmax-2x256", shaped::softmax, {{"rows", 2}, {"n", 256}});
   add("softmax-large-logits", softmax_large_case);
-  // H = 4 query heads throughout; G = 1 is MQA, 2 GQA, 4 MHA.
-  for (const AttentionSpec a :
-       {AttentionSpec{1, 8, 5, 3}, AttentionSpec{2, 32, 0, 1}, AttentionSpec{4, 64, 5, 3},
-        AttentionSpec{1, 64, 30, 1}, AttentionSpec{2, 128, 5, 3}, AttentionSpec{2, 32, 0, 13},
-        AttentionSpec{4, 8, 30, 1}}) {
-    const char* kind = a.n_kv_heads == 1 ? "mqa" : a.n_kv_heads == 4 ? "mha" : "gqa";
-    add("attention-" + std::string(kind) + "-hd" + std::to_string(a.head_dim) + "-p" +
-            std::to_string(a.cached) + "-t" + std::to_string(a.new_tokens),
-        [a](const std::string& n, const Kernels& kernels) {
-          return attention_case(n, kernels, a);
-        });
+  // H = 4 query heads throughout.
+  struct AttentionShape {
+    int64_t n_kv_heads, head_dim;
+    int64_t cached;      // P, positions already in the cache
+    int64_t new_tokens;  // T, queries at positions P .. P + T - 1
+  };
+  for (const AttentionShape a :
+       {AttentionShape{1, 8, 5, 3}, AttentionShape{2, 32, 0, 1}, AttentionShape{4, 64, 5, 3},
+        AttentionShape{1, 64, 30, 1}, AttentionShape{2, 128, 5, 3}, AttentionShape{2, 32, 0, 13},
+        AttentionShape{4, 8, 30, 1}}) {
+    add_shaped("attention-" + head_sharing(a.n_kv_heads) + "-hd" + std::to_string(a.head_dim) +
+                   "-p" + std::to_string(a.cached) + "-t" + std::to_string(a.new_tokens),
+               shaped::attention,
+               {{"new_tokens", a.new_tokens},
+                {"n_heads", 4},
+                {"n_kv_heads", a.n_kv_heads},
+                {"head_dim", a.head_dim},
+                {"cached_positions", a.cached}});
   }
   for (const int64_t k : {1, 2, 4}) {
     for (const bool renormalize : {true, false}) {
       add("router-topk-k" + std::to_string(k) + (renormalize ? "-renorm" : "-no-renorm"),
           [k, renormalize](const std::string& n, const Kernels& kernels) {
-            return top_k_case(n, kernels, k, renormalize);
+            const shaped::Shape shape(
+                {{"tokens", 7}, {"n_experts", 8}, {"k", k}, {"renormalize", renormalize ? 1 : 0}});
+            return with_least_margin(shaped::top_k(shape, n, 0, kernels), "min_top_k");
           });
     }
   }
@@ -623,66 +322,74 @@ std::vector<CaseEntry> make_registry() {
       [](const std::string& n, const Kernels& kernels) { return top_k_ties_case(n, kernels, 4); });
   for (const Activation act : {Activation::kSwiGlu, Activation::kGelu}) {
     for (const int64_t rows : {1, 7}) {
-      add("ffn-" + std::string(activation_name(act)) + "-rows" + std::to_string(rows),
-          [act, rows](const std::string& n, const Kernels& kernels) {
-            return ffn_case(n, kernels, act, rows);
-          });
+      add_shaped(
+          "ffn-" + std::string(activation_name(act)) + "-rows" + std::to_string(rows),
+          shaped::expert_ffn,
+          {{"rows", rows}, {"d_model", 32}, {"d_ff", 64}, {"activation", activation_name(act)}});
     }
   }
-  const std::vector<std::pair<std::string, MoeSpec>> moe_cases = {
-      {"moe-hot-expert",
-       {.description = "x off-centre and the router row of expert 3 biased towards it: 15 of the "
-                       "16 tokens choose it",
-        .tokens = 16,
-        .activation = Activation::kSwiGlu,
-        .x_offset = 0.5f,
-        .biased_expert = 3,
-        .router_bias = 0.03125f}},
-      {"moe-unused-expert",
-       {.description = "x off-centre and the router row of expert 6 biased against it: no token "
-                       "chooses it (nor, as it happens, expert 2)",
-        .tokens = 10,
-        .activation = Activation::kGelu,
-        .x_offset = 0.25f,
-        .biased_expert = 6,
-        .router_bias = -0.5f}},
-      {"moe-all-on-one",
-       {.description = "x off-centre and the router row of expert 5 biased towards it: every "
-                       "token's first choice",
-        .tokens = 8,
-        .activation = Activation::kGelu,
-        .x_offset = 1.0f,
-        .biased_expert = 5,
-        .router_bias = 0.03125f}},
-      {"moe-single-token",
-       {.description = "one token", .tokens = 1, .activation = Activation::kGelu}},
-      {"moe-capacity",
-       {.description = "capacity_factor 0.5: C = ceil(0.5 * 12 * 2 / 8) = 2 tokens per expert, "
-                       "assignments past it dropped",
-        .tokens = 12,
-        .activation = Activation::kGelu,
-        .capacity_factor = 0.5}},
-      {"moe-odd-length",
-       {.description = "13 tokens, not a multiple of 8/16/32",
-        .tokens = 13,
-        .activation = Activation::kGelu}},
+  const std::vector<MoeCase> moe_cases = {
+      {.name = "moe-hot-expert",
+       .description = "x off-centre and the router row of expert 3 biased towards it: 15 of the "
+                      "16 tokens choose it",
+       .tokens = 16,
+       .activation = Activation::kSwiGlu,
+       .x_offset = 0.5f,
+       .biased_expert = 3,
+       .router_bias = 0.03125f},
+      {.name = "moe-unused-expert",
+       .description = "x off-centre and the router row of expert 6 biased against it: no token "
+                      "chooses it (nor, as it happens, expert 2)",
+       .tokens = 10,
+       .activation = Activation::kGelu,
+       .x_offset = 0.25f,
+       .biased_expert = 6,
+       .router_bias = -0.5f},
+      {.name = "moe-all-on-one",
+       .description = "x off-centre and the router row of expert 5 biased towards it: every "
+                      "token's first choice",
+       .tokens = 8,
+       .activation = Activation::kGelu,
+       .x_offset = 1.0f,
+       .biased_expert = 5,
+       .router_bias = 0.03125f},
+      {.name = "moe-single-token",
+       .description = "one token",
+       .tokens = 1,
+       .activation = Activation::kGelu},
+      {.name = "moe-capacity",
+       .description = "capacity_factor 0.5: C = ceil(0.5 * 12 * 2 / 8) = 2 tokens per expert, "
+                      "assignments past it dropped",
+       .tokens = 12,
+       .activation = Activation::kGelu,
+       .capacity_factor = 0.5},
+      {.name = "moe-odd-length",
+       .description = "13 tokens, not a multiple of 8/16/32",
+       .tokens = 13,
+       .activation = Activation::kGelu},
   };
-  // Not a structured binding: clang 14 cannot capture one in a lambda.
-  for (const auto& moe : moe_cases) {
-    add(moe.first, [spec = moe.second](const std::string& n, const Kernels& kernels) {
-      return moe_case(n, kernels, spec);
-    });
+  for (const MoeCase& moe : moe_cases) {
+    add(moe.name,
+        [moe](const std::string& n, const Kernels& kernels) { return moe_case(moe, n, kernels); });
   }
   // H = 4 query heads; N_v not a multiple of 8 in most cases.
-  for (const CrossAttentionSpec x :
-       {CrossAttentionSpec{1, 8, 5, 3}, CrossAttentionSpec{2, 16, 9, 1},
-        CrossAttentionSpec{4, 64, 17, 2}, CrossAttentionSpec{1, 128, 33, 2}}) {
-    const char* kind = x.n_kv_heads == 1 ? "mqa" : x.n_kv_heads == 4 ? "mha" : "gqa";
-    add("cross-attention-" + std::string(kind) + "-hd" + std::to_string(x.head_dim) + "-n" +
-            std::to_string(x.vision_tokens) + "-t" + std::to_string(x.queries),
-        [x](const std::string& n, const Kernels& kernels) {
-          return cross_attention_case(n, kernels, x);
-        });
+  struct CrossAttentionShape {
+    int64_t n_kv_heads, head_dim;
+    int64_t vision_tokens;  // N_v
+    int64_t queries;        // T
+  };
+  for (const CrossAttentionShape x :
+       {CrossAttentionShape{1, 8, 5, 3}, CrossAttentionShape{2, 16, 9, 1},
+        CrossAttentionShape{4, 64, 17, 2}, CrossAttentionShape{1, 128, 33, 2}}) {
+    add_shaped("cross-attention-" + head_sharing(x.n_kv_heads) + "-hd" +
+                   std::to_string(x.head_dim) + "-n" + std::to_string(x.vision_tokens) + "-t" +
+                   std::to_string(x.queries),
+               shaped::cross_attention,
+               {{"queries", x.queries},
+                {"n_heads", 4},
+                {"n_kv_heads", x.n_kv_heads},
+                {"head_dim", x.head_dim},
+                {"vision_tokens", x.vision_tokens}});
   }
   add("gated-cross-attention-mqa-qk-norm", [](const std::string& n, const Kernels& kernels) {
     return gated_cross_attention_case(n, kernels, true, 1);

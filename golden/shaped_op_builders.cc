@@ -1,6 +1,8 @@
 #include "golden/shaped_op_builders.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <span>
 
 #include "golden/margins.h"
@@ -17,6 +19,12 @@
 namespace moeref::golden::shaped {
 
 using nlohmann::json;
+
+double least_margin(const std::vector<Decision>& decisions) {
+  double least = std::numeric_limits<double>::infinity();
+  for (const Decision& d : decisions) least = std::min(least, d.margin);
+  return least;
+}
 
 std::invalid_argument shape_error(const std::string& op, const std::string& key,
                                   const std::string& what) {
@@ -97,13 +105,34 @@ Built layer_norm(const Shape& s, const std::string& name, uint32_t seed, const K
   return norm_case(s, name, seed, kernels, true);
 }
 
+Built rope_case(const RopeSpec& spec, const std::string& name, uint32_t seed,
+                const Kernels& kernels) {
+  const auto tokens = static_cast<int64_t>(spec.positions.size());
+  json parameters = spec.extra_parameters;
+  parameters["tokens"] = tokens;
+  parameters["n_heads"] = spec.n_heads;
+  parameters["head_dim"] = spec.head_dim;
+  parameters["theta"] = spec.theta;
+  parameters["positions"] = spec.positions;
+  if (spec.scaling.kind != RopeScalingKind::kDefault) {
+    parameters["rope_scaling"] = rope_scaling_to_json(spec.scaling);
+  }
+  CaseBuilder c(name, "rope", spec.description, parameters, seed);
+  std::vector<float> x = c.random("x", {tokens, spec.n_heads, spec.head_dim}, 1.0f);
+  c.input(make_i32_record("positions", {tokens}, spec.positions), spec.positions_how);
+  kernels.rope(x.data(), to_int64(spec.positions), spec.n_heads, spec.head_dim, spec.theta,
+               spec.scaling);
+  c.output(make_f32_record("out", {tokens, spec.n_heads, spec.head_dim}, x),
+           ToleranceClass::kActivation);
+  return {c.finish(), {}};
+}
+
 Built rope(const Shape& s, const std::string& name, uint32_t seed, const Kernels& kernels) {
-  const int64_t tokens = s.count("tokens"), heads = s.count("n_heads");
-  const int64_t head_dim = s.count("head_dim"), max_position = s.count("max_position");
+  const int64_t tokens = s.count("tokens"), max_position = s.count("max_position");
+  const int64_t head_dim = s.count("head_dim");
   if (head_dim % 2 != 0) {
     throw shape_error("rope", "head_dim", "must be even, got " + std::to_string(head_dim));
   }
-  const double theta = s.real("theta");
   // t = 2u - 1 exactly, so (t + 1) / 2 gives u back.
   std::vector<int32_t> positions(static_cast<size_t>(tokens));
   const std::vector<float> t = unit_stream(name, "positions", tokens, seed);
@@ -111,20 +140,15 @@ Built rope(const Shape& s, const std::string& name, uint32_t seed, const Kernels
     const double u = (static_cast<double>(t[i]) + 1.0) / 2.0;
     positions[i] = static_cast<int32_t>(std::floor(u * static_cast<double>(max_position)));
   }
-  CaseBuilder c(name, "rope", "rotate-half RoPE (pairs i, i + D/2) at positions below max_position",
-                {{"tokens", tokens},
-                 {"n_heads", heads},
-                 {"head_dim", head_dim},
-                 {"theta", theta},
-                 {"max_position", max_position},
-                 {"positions", positions}},
-                seed);
-  std::vector<float> x = c.random("x", {tokens, heads, head_dim}, 1.0f);
-  c.input(make_i32_record("positions", {tokens}, positions),
-          "floor(u * max_position), u = (t + 1) / 2 of the stream \"positions\"");
-  kernels.rope(x.data(), to_int64(positions), heads, head_dim, theta, RopeScaling{});
-  c.output(make_f32_record("out", {tokens, heads, head_dim}, x), ToleranceClass::kActivation);
-  return {c.finish(), {}};
+  return rope_case(
+      {.n_heads = s.count("n_heads"),
+       .head_dim = head_dim,
+       .theta = s.real("theta"),
+       .positions = std::move(positions),
+       .positions_how = "floor(u * max_position), u = (t + 1) / 2 of the stream \"positions\"",
+       .description = "rotate-half RoPE (pairs i, i + D/2) at positions below max_position",
+       .extra_parameters = {{"max_position", max_position}}},
+      name, seed, kernels);
 }
 
 Built softmax(const Shape& s, const std::string& name, uint32_t seed, const Kernels& kernels) {
@@ -246,20 +270,11 @@ Built expert_ffn(const Shape& s, const std::string& name, uint32_t seed, const K
   return {c.finish(), {}};
 }
 
-Built moe(const Shape& s, const std::string& name, uint32_t seed, const Kernels& kernels) {
-  require_at_most("moe", s, "top_k", "n_experts");
-  ModelConfig config;
-  config.name = name;
-  config.d_model = s.count("d_model");
-  config.n_experts = s.count("n_experts");
-  config.expert_d_ff = s.count("expert_d_ff");
-  config.top_k = s.count("top_k");
-  config.ffn_activation = s.activation();
-  config.router_renormalize = s.count("renormalize") == 1;
-  config.capacity_factor = s.real("capacity_factor");
-  const int64_t tokens = s.count("tokens"), d = config.d_model, experts = config.n_experts;
-  CaseBuilder c(name, "moe",
-                "the MoE layer: router, top-k, capacity, experts, the weighted sum in rank order",
+Built moe_case(const MoeSpec& spec, const std::string& name, uint32_t seed,
+               const Kernels& kernels) {
+  const ModelConfig& config = spec.config;
+  const int64_t tokens = spec.tokens, d = config.d_model, experts = config.n_experts;
+  CaseBuilder c(name, "moe", spec.description,
                 {{"tokens", tokens},
                  {"d_model", d},
                  {"n_experts", experts},
@@ -269,9 +284,14 @@ Built moe(const Shape& s, const std::string& name, uint32_t seed, const Kernels&
                  {"router_renormalize", config.router_renormalize},
                  {"capacity_factor", config.capacity_factor}},
                 seed);
-  const std::vector<float> x = c.random("x", {tokens, d}, 1.0f);
+  const std::vector<float> x = c.random("x", {tokens, d}, 1.0f, spec.x_offset);
   LayerWeights weights;
-  weights.router = Tensor({experts, d}, c.random("moe.router.weight", {experts, d}, 0.25f));
+  weights.router = Tensor(
+      {experts, d}, spec.router_row_offsets
+                        ? c.random_rows("moe.router.weight", {experts, d},
+                                        std::vector<float>(static_cast<size_t>(experts), 0.25f),
+                                        *spec.router_row_offsets)
+                        : c.random("moe.router.weight", {experts, d}, 0.25f));
   for (int64_t e = 0; e < experts; ++e) {
     weights.experts.push_back(random_ffn(c, "moe.experts." + std::to_string(e) + ".", ".weight",
                                          config.ffn_activation, d, config.expert_d_ff));
@@ -292,12 +312,26 @@ Built moe(const Shape& s, const std::string& name, uint32_t seed, const Kernels&
                                "moe.router_probs")};
 }
 
-Built sampling(const Shape& s, const std::string& name, uint32_t seed, const Kernels&) {
-  const int64_t positions = s.count("positions"), vocab = s.count("vocab_size");
-  const SamplingParams params{.temperature = s.real("temperature"),
-                              .top_k = s.count("top_k"),
-                              .top_p = s.real("top_p"),
-                              .seed = seed};
+Built moe(const Shape& s, const std::string& name, uint32_t seed, const Kernels& kernels) {
+  require_at_most("moe", s, "top_k", "n_experts");
+  MoeSpec spec;
+  spec.tokens = s.count("tokens");
+  spec.description =
+      "the MoE layer: router, top-k, capacity, experts, the weighted sum in rank order";
+  ModelConfig& config = spec.config;
+  config.name = name;
+  config.d_model = s.count("d_model");
+  config.n_experts = s.count("n_experts");
+  config.expert_d_ff = s.count("expert_d_ff");
+  config.top_k = s.count("top_k");
+  config.ffn_activation = s.activation();
+  config.router_renormalize = s.count("renormalize") == 1;
+  config.capacity_factor = s.real("capacity_factor");
+  return moe_case(spec, name, seed, kernels);
+}
+
+Built sampling_case(const SamplingParams& params, int64_t positions, int64_t vocab,
+                    const std::string& name, uint32_t seed) {
   CaseBuilder c(
       name, "sampling",
       "temperature, top-k, top-p and the Philox draw of ref/generation/sampling.h; position p "
@@ -328,6 +362,14 @@ Built sampling(const Shape& s, const std::string& name, uint32_t seed, const Ker
   c.output(make_f32_record("probs", {positions, vocab}, probs), ToleranceClass::kProbability);
   c.output(make_i32_record("tokens", {positions}, tokens), ToleranceClass::kExact);
   return {c.finish(), std::move(decisions)};
+}
+
+Built sampling(const Shape& s, const std::string& name, uint32_t seed, const Kernels&) {
+  const SamplingParams params{.temperature = s.real("temperature"),
+                              .top_k = s.count("top_k"),
+                              .top_p = s.real("top_p"),
+                              .seed = seed};
+  return sampling_case(params, s.count("positions"), s.count("vocab_size"), name, seed);
 }
 
 Built greedy(const Shape& s, const std::string& name, uint32_t seed, const Kernels&) {

@@ -5,32 +5,21 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include "tests/test_support.h"
+#include "tests/cli_runner.h"
 
-namespace moeref {
+namespace moeref::cli_tests {
 namespace {
 
-using test_support::CliResult;
-using test_support::describe;
-using test_support::quote;
-using test_support::read_file;
-using test_support::run_cli;
-using test_support::TempDir;
-
-namespace fs = std::filesystem;
 using nlohmann::json;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-const fs::path kSourceDir = MOEREF_SOURCE_DIR;
-const fs::path kTiny = kSourceDir / "configs/tiny.json";
 const fs::path kModelSet = kSourceDir / "golden/sets/tiny-gqa-mixed";
 
 struct MessageCase {
@@ -157,17 +146,14 @@ TEST(CliMessages, OutOfMemoryIsNamed) {
   const TempDir temp;
   // configs/small.json's weights are several hundred megabytes: more than 400 MB of address
   // space holds once the program and its threads are in.
-  const fs::path err = temp.path() / "stderr";
-  const std::string command = "ulimit -v 400000 && " + quote(std::string(MOEREF_CLI)) + " init " +
-                              quote(kSourceDir / "configs/small.json") + " --out " +
-                              quote(temp.path() / "w.safetensors") + " 2>" + quote(err);
-  const int status = std::system(command.c_str());
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 1);
-  EXPECT_THAT(read_file(err), HasSubstr("moeref init: error: out of memory"));
-  EXPECT_THAT(read_file(err), Not(HasSubstr("std::bad_alloc")));
+  const CliResult r = run_cli("init " + quote(kSourceDir / "configs/small.json") + " --out " +
+                                  quote(temp.path() / "w.safetensors"),
+                              400000);
+  EXPECT_EQ(r.exit_code, 1) << describe(r);
+  EXPECT_THAT(r.err, HasSubstr("moeref init: error: out of memory"));
+  EXPECT_THAT(r.err, Not(HasSubstr("std::bad_alloc")));
 #endif
 }
 
 }  // namespace
-}  // namespace moeref
+}  // namespace moeref::cli_tests

@@ -22,23 +22,13 @@
 #include "ref/io/hf_interop.h"
 #include "ref/io/safetensors.h"
 #include "ref/model/weights.h"
-#include "tests/test_support.h"
+#include "tests/cli_runner.h"
 
-namespace moeref {
+namespace moeref::cli_tests {
 namespace {
 
-using test_support::CliResult;
-using test_support::describe;
-using test_support::quote;
-using test_support::read_file;
-using test_support::run_cli;
-using test_support::TempDir;
-
-namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-const fs::path kSourceDir = MOEREF_SOURCE_DIR;
-const fs::path kTiny = kSourceDir / "configs/tiny.json";
 const fs::path kCommittedSet = kSourceDir / "golden/sets/tiny-mqa-moe";
 
 // Every file under `dir` (hidden ones included) and its bytes.
@@ -301,4 +291,4 @@ TEST(CliOutputs, SigtermLeavesNoTemporaryBehind) {
 }
 
 }  // namespace
-}  // namespace moeref
+}  // namespace moeref::cli_tests

@@ -27,24 +27,14 @@
 #include "ref/model/model.h"
 #include "ref/model/stats.h"
 #include "ref/model/weights.h"
-#include "tests/test_support.h"
+#include "tests/cli_runner.h"
 
-namespace moeref {
+namespace moeref::cli_tests {
 namespace {
 
-using test_support::CliResult;
-using test_support::describe;
-using test_support::quote;
-using test_support::read_file;
-using test_support::run_cli;
-using test_support::TempDir;
-
-namespace fs = std::filesystem;
 using nlohmann::json;
 using ::testing::HasSubstr;
 
-const fs::path kSourceDir = MOEREF_SOURCE_DIR;
-const fs::path kTiny = kSourceDir / "configs/tiny.json";
 const fs::path kGpt4 = kSourceDir / "configs/gpt4-rumored.json";
 
 // The tokens of `run ... --json`.
@@ -534,4 +524,4 @@ TEST(CliVision, TraceRecordsTheImageEncodingFirst) {
 }
 
 }  // namespace
-}  // namespace moeref
+}  // namespace moeref::cli_tests

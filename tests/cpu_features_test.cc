@@ -13,14 +13,14 @@
 #include <vector>
 
 #include "simd/blas_gemm.h"
-#include "tests/test_support.h"
+#include "tests/cli_runner.h"
 
 namespace moeref::simd {
 namespace {
 
-using test_support::describe;
+using cli_tests::describe;
+using cli_tests::run_cli;
 using test_support::quote;
-using test_support::run_cli;
 using ::testing::HasSubstr;
 
 CpuFeatures with(bool avx2, bool fma, bool f, bool bw, bool dq, bool vl) {
@@ -113,7 +113,7 @@ TEST(BlasKernels, ReselectedInARealProcessFromAForcedPrescott) {
   const std::optional<std::string> restore =
       saved ? std::optional<std::string>(saved) : std::nullopt;
   setenv("OPENBLAS_CORETYPE", "Prescott", 1);
-  const test_support::CliResult r =
+  const cli_tests::CliResult r =
       run_cli("stats " + quote(std::string(MOEREF_SOURCE_DIR) + "/configs/tiny.json"));
   if (restore) {
     setenv("OPENBLAS_CORETYPE", restore->c_str(), 1);

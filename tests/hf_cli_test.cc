@@ -12,21 +12,14 @@
 #include <string>
 
 #include "ref/io/config.h"
-#include "tests/test_support.h"
+#include "tests/cli_runner.h"
 
-namespace moeref {
+namespace moeref::cli_tests {
 namespace {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
-using test_support::CliResult;
-using test_support::describe;
-using test_support::quote;
-using test_support::run_cli;
-using test_support::TempDir;
 using ::testing::HasSubstr;
 
-const fs::path kTiny = fs::path(MOEREF_SOURCE_DIR) / "configs/tiny.json";
 const std::string kRunArgs = " --tokens 1,2,3,4 --max-new-tokens 6";
 
 // The output of `run` without its throughput line, which is timing and differs between runs.
@@ -77,7 +70,7 @@ TEST_F(ImportedModelTest, RunAndTraceUseTheImportedWeightsWithoutWeightsOption) 
   EXPECT_EQ(generated(imported), generated(original));
 
   // The seeded weights of init_seed 99 would give other tokens: the comparison can fail.
-  json seeded = json::parse(test_support::read_file(config_));
+  json seeded = json::parse(read_file(config_));
   seeded.erase("weights_file");
   const fs::path seeded_config = temp_.path() / "seeded.json";
   std::ofstream(seeded_config) << seeded.dump();
@@ -89,7 +82,7 @@ TEST_F(ImportedModelTest, RunAndTraceUseTheImportedWeightsWithoutWeightsOption) 
             0);
   ASSERT_EQ(
       run_cli("trace " + quote(config_) + " --tokens 1,2,3 --out " + quote(trace_b)).exit_code, 0);
-  EXPECT_EQ(test_support::read_file(trace_a), test_support::read_file(trace_b));
+  EXPECT_EQ(read_file(trace_a), read_file(trace_b));
 }
 
 TEST_F(ImportedModelTest, MissingWeightsFileIsAnErrorNotSeededWeights) {
@@ -116,7 +109,7 @@ TEST_F(ImportedModelTest, SeededOnlyCommandsRefuseIt) {
 }
 
 TEST(ConfigWeightsFile, RoundTripsAndMayNotBeEmpty) {
-  json config = json::parse(test_support::read_file(kTiny));
+  json config = json::parse(read_file(kTiny));
   EXPECT_FALSE(config_to_json(config_from_json(config, "tiny")).contains("weights_file"));
   config["weights_file"] = "w.safetensors";
   const ModelConfig named = config_from_json(config, "tiny");
@@ -144,7 +137,7 @@ TEST(ExportHfCli, DtypeAndShardOptions) {
       run_cli("export-hf " + quote(kTiny) + " --max-shard-size 1MB --out " + quote(dir));
   ASSERT_EQ(sharded.exit_code, 0) << describe(sharded);
   EXPECT_TRUE(fs::exists(dir / "model.safetensors.index.json"));
-  const json index = json::parse(test_support::read_file(dir / "model.safetensors.index.json"));
+  const json index = json::parse(read_file(dir / "model.safetensors.index.json"));
   EXPECT_THAT(index.at("weight_map").at("model.embed_tokens.weight").get<std::string>(),
               ::testing::StartsWith("model-00001-of-0000"));
   EXPECT_FALSE(fs::exists(dir / "model.safetensors"));
@@ -155,4 +148,4 @@ TEST(ExportHfCli, DtypeAndShardOptions) {
 }
 
 }  // namespace
-}  // namespace moeref
+}  // namespace moeref::cli_tests

@@ -12,10 +12,12 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "golden/compare.h"
 #include "golden/golden_set.h"
+#include "golden/shaped_op_cases.h"
 #include "ref/generation/philox.h"
 #include "ref/io/version.h"
 #include "tests/test_support.h"
@@ -208,6 +210,54 @@ TEST(OpCases, BuildingTwiceGivesTheSameBits) {
       EXPECT_EQ(a.outputs[i].name, b.outputs[i].name);
       EXPECT_EQ(a.outputs[i].dtype, b.outputs[i].dtype);
       EXPECT_TRUE(a.outputs[i].bytes == b.outputs[i].bytes) << a.outputs[i].name;
+    }
+  }
+}
+
+// A named case of an op that golden/shaped_op_cases.h generates is that op's generated case at
+// the named case's shape, name and seed 0 (docs/golden-format.md, "Op cases at your shapes").
+TEST(OpCases, NamedCasesAreGeneratedCasesAtTheirShapes) {
+  struct Named {
+    const char* name;
+    const char* op;
+    json shape;
+  };
+  const std::vector<Named> cases = {
+      {"matmul-13x96x40", "matmul", {{"rows", 13}, {"in", 96}, {"out", 40}}},
+      {"rmsnorm-5x37", "rms_norm", {{"rows", 5}, {"d", 37}}},
+      {"layernorm-5x64", "layer_norm", {{"rows", 5}, {"d", 64}}},
+      {"softmax-4x17", "softmax", {{"rows", 4}, {"n", 17}}},
+      {"attention-gqa-hd32-p0-t13",
+       "attention",
+       {{"new_tokens", 13},
+        {"n_heads", 4},
+        {"n_kv_heads", 2},
+        {"head_dim", 32},
+        {"cached_positions", 0}}},
+      {"cross-attention-gqa-hd16-n9-t1",
+       "cross_attention",
+       {{"queries", 1}, {"n_heads", 4}, {"n_kv_heads", 2}, {"head_dim", 16}, {"vision_tokens", 9}}},
+      {"router-topk-k2-no-renorm",
+       "top_k",
+       {{"tokens", 7}, {"n_experts", 8}, {"k", 2}, {"renormalize", 0}}},
+      {"ffn-gelu-rows7",
+       "expert_ffn",
+       {{"rows", 7}, {"d_model", 32}, {"d_ff", 64}, {"activation", "gelu"}}},
+  };
+  for (const Named& c : cases) {
+    SCOPED_TRACE(c.name);
+    const OpCase named = build_op_case(c.name);
+    const OpCase generated = build_shaped_op_case(
+        {.op = c.op, .shape = c.shape, .name = c.name, .seed = 0, .margin = 0.0, .tries = 1});
+    EXPECT_EQ(generated.manifest.at("parameters"), named.manifest.at("parameters"));
+    EXPECT_EQ(generated.manifest.at("input_generation"), named.manifest.at("input_generation"));
+    for (const auto& [mine, theirs] : {std::pair(&generated.inputs, &named.inputs),
+                                       std::pair(&generated.outputs, &named.outputs)}) {
+      ASSERT_EQ(mine->size(), theirs->size());
+      for (size_t i = 0; i < mine->size(); ++i) {
+        EXPECT_EQ((*mine)[i].name, (*theirs)[i].name);
+        EXPECT_EQ((*mine)[i].bytes, (*theirs)[i].bytes) << (*mine)[i].name;
+      }
     }
   }
 }

@@ -16,24 +16,14 @@
 #include <string>
 #include <vector>
 
-#include "tests/test_support.h"
+#include "tests/cli_runner.h"
 
-namespace moeref {
+namespace moeref::cli_tests {
 namespace {
 
-using test_support::CliResult;
-using test_support::describe;
-using test_support::quote;
-using test_support::run_cli;
-using test_support::TempDir;
-
-namespace fs = std::filesystem;
 using nlohmann::json;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-const fs::path kSourceDir = MOEREF_SOURCE_DIR;
-const fs::path kTiny = kSourceDir / "configs/tiny.json";
 
 // A fresh file under the test temp directory.
 fs::path temp_file(const std::string& name, const std::string& contents) {
@@ -329,4 +319,4 @@ TEST(ServeSim, UsageErrorsExitTwoAndAMissingFileExitsOne) {
 }
 
 }  // namespace
-}  // namespace moeref
+}  // namespace moeref::cli_tests

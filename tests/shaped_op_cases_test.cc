@@ -18,6 +18,7 @@
 #include "golden/golden_set.h"
 #include "golden/resolution.h"
 #include "golden/verify.h"
+#include "tests/cli_runner.h"
 #include "tests/test_support.h"
 
 namespace moeref::golden {
@@ -264,29 +265,29 @@ TEST(ShapedOpCases, BadRequestsAreRefusedNamingTheField) {
 TEST(ShapedOpCases, TheCliWritesTheCaseAndRefusesBadShapes) {
   const TempDir dir;
   const std::filesystem::path out = dir.path() / "case";
-  const test_support::CliResult written = test_support::run_cli(
+  const cli_tests::CliResult written = cli_tests::run_cli(
       "golden --op softmax --shape rows=3 --shape n=7 --seed 5 --out " + test_support::quote(out));
-  ASSERT_EQ(written.exit_code, 0) << test_support::describe(written);
+  ASSERT_EQ(written.exit_code, 0) << cli_tests::describe(written);
   const OpCase built =
       build_shaped_op_case({.op = "softmax", .shape = {{"rows", 3}, {"n", 7}}, .seed = 5});
   const GoldenSet set = GoldenSet::open(out);
   EXPECT_TRUE(set.expected_tensor("out").bytes == built.outputs[0].bytes);
 
-  const test_support::CliResult bad =
-      test_support::run_cli("golden --op softmax --shape rows=-1 --shape n=7 --out " +
-                            test_support::quote(dir.path() / "bad"));
-  EXPECT_EQ(bad.exit_code, 1) << test_support::describe(bad);
+  const cli_tests::CliResult bad =
+      cli_tests::run_cli("golden --op softmax --shape rows=-1 --shape n=7 --out " +
+                         test_support::quote(dir.path() / "bad"));
+  EXPECT_EQ(bad.exit_code, 1) << cli_tests::describe(bad);
   EXPECT_THAT(bad.err, HasSubstr("shape \"rows\" of op softmax must be an integer >= 1, got -1"));
-  const test_support::CliResult malformed = test_support::run_cli(
+  const cli_tests::CliResult malformed = cli_tests::run_cli(
       "golden --op softmax --shape rows --out " + test_support::quote(dir.path() / "bad"));
-  EXPECT_EQ(malformed.exit_code, 2) << test_support::describe(malformed);
+  EXPECT_EQ(malformed.exit_code, 2) << cli_tests::describe(malformed);
   EXPECT_THAT(malformed.err, HasSubstr("--shape: expected KEY=VALUE, got \"rows\""));
   // --shape takes one value: a config after it is the positional CONFIG, which --op refuses.
-  const test_support::CliResult with_config = test_support::run_cli(
+  const cli_tests::CliResult with_config = cli_tests::run_cli(
       "golden --op softmax --shape rows=1 --shape n=2 " +
       test_support::quote(std::filesystem::path(MOEREF_SOURCE_DIR) / "configs/tiny.json") +
       " --out " + test_support::quote(dir.path() / "bad"));
-  EXPECT_EQ(with_config.exit_code, 2) << test_support::describe(with_config);
+  EXPECT_EQ(with_config.exit_code, 2) << cli_tests::describe(with_config);
   EXPECT_THAT(with_config.err, HasSubstr("--op writes one op case: give no CONFIG"));
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "bad"));
 }

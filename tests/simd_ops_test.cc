@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "golden/scaled_rope_cases.h"
 #include "ref/ops/activation.h"
 #include "ref/ops/norm.h"
 #include "ref/ops/residual.h"
@@ -245,42 +246,27 @@ TEST(SimdOps, RopeMatchesTheReference) {
   }
 }
 
-// Every scaling kind, its positions past the pretraining context: the frequencies and the scale of
-// cos and sin are the reference's, so the bound is the unscaled one times the scale.
+// Every scaling the golden op cases cover (golden/scaled_rope_cases.h), at their positions past
+// the pretraining context: the frequencies and the scale of cos and sin are the reference's, so
+// the bound is the unscaled one times the scale.
 TEST(SimdOps, RopeMatchesTheReferenceForEveryScaling) {
-  const std::vector<RopeScaling> scalings = {
-      {.kind = RopeScalingKind::kLinear, .factor = 4.0},
-      {.kind = RopeScalingKind::kDynamic, .factor = 2.0, .original_max_position_embeddings = 64},
-      {.kind = RopeScalingKind::kYarn, .factor = 8.0, .original_max_position_embeddings = 256},
-      {.kind = RopeScalingKind::kYarn,
-       .factor = 4.0,
-       .original_max_position_embeddings = 128,
-       .beta_fast = 16.0,
-       .beta_slow = 2.0,
-       .mscale = 1.0,
-       .mscale_all_dim = 0.5,
-       .truncate = false},
-      {.kind = RopeScalingKind::kLlama3,
-       .factor = 8.0,
-       .original_max_position_embeddings = 64,
-       .low_freq_factor = 1.0,
-       .high_freq_factor = 4.0},
-  };
-  const std::vector<int64_t> positions = {0, 1, 63, 64, 300, 4095};
-  const int64_t n_tokens = static_cast<int64_t>(positions.size()), n_heads = 2;
-  for (const RopeScaling& scaling : scalings) {
-    SCOPED_TRACE(rope_scaling_name(scaling.kind));
-    const std::string op = std::string("rope ") + rope_scaling_name(scaling.kind);
+  const int64_t n_heads = 2;
+  for (const golden::NamedRopeCase& c : golden::scaled_rope_cases()) {
+    SCOPED_TRACE(c.name);
+    const std::vector<int64_t> positions(c.positions.begin(), c.positions.end());
+    const auto n_tokens = static_cast<int64_t>(positions.size());
+    const int64_t last = *std::max_element(positions.begin(), positions.end());
+    const std::string op = "rope " + c.name;
     MaxError max_error(op.c_str());
     for (const int64_t head_dim : {4, 6, 16, 64}) {
       const size_t n = static_cast<size_t>(head_dim), half = n / 2;
-      const double s = ref::rope_frequencies(1e4, head_dim, scaling, 4095).attention_scaling;
+      const double s = ref::rope_frequencies(1e4, head_dim, c.scaling, last).attention_scaling;
       const std::vector<float> x =
           uniform(n_tokens * n_heads * n, -3.0f, 3.0f, static_cast<unsigned>(n));
       std::vector<float> expected = x;
-      ref::rope(expected.data(), positions, n_heads, head_dim, 1e4, scaling);
+      ref::rope(expected.data(), positions, n_heads, head_dim, 1e4, c.scaling);
       Guarded rotated(x, 1);
-      simd_kernels().rope(rotated.data(), positions, n_heads, head_dim, 1e4, scaling);
+      simd_kernels().rope(rotated.data(), positions, n_heads, head_dim, 1e4, c.scaling);
       max_error.expect_close(rotated.data(), expected.data(), x.size(), [&](size_t k) {
         const size_t pair = k % n < half ? k + half : k - half;
         return 1e-6 * s * (std::fabs(x[k]) + std::fabs(x[pair]));

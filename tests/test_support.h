@@ -1,11 +1,9 @@
-// What the test files share: a temporary directory, reading a file, shell quoting, and running
-// the moeref command (MOEREF_CLI, set by tests/CMakeLists.txt) with its output captured.
+// What the test files share: a temporary directory, reading a file, shell quoting. Running the
+// moeref command is tests/cli_runner.h.
 #pragma once
 
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -58,30 +56,5 @@ inline std::string quote(const std::string& text) {
 }
 
 inline std::string quote(const fs::path& path) { return quote(path.string()); }
-
-struct CliResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-// Runs `moeref ARGS` (ARGS already quoted where needed), capturing stdout and stderr in files.
-inline CliResult run_cli(const std::string& args) {
-  const TempDir capture;
-  const fs::path out = capture.path() / "stdout";
-  const fs::path err = capture.path() / "stderr";
-  const std::string command =
-      quote(std::string(MOEREF_CLI)) + " " + args + " >" + quote(out) + " 2>" + quote(err);
-  const int status = std::system(command.c_str());
-  CliResult result;
-  if (status != -1 && WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  result.out = read_file(out);
-  result.err = read_file(err);
-  return result;
-}
-
-inline std::string describe(const CliResult& r) {
-  return "exit " + std::to_string(r.exit_code) + "\nstdout:\n" + r.out + "\nstderr:\n" + r.err;
-}
 
 }  // namespace moeref::test_support

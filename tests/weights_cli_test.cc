@@ -21,21 +21,13 @@
 #include "ref/io/safetensors.h"
 #include "ref/model/stats.h"
 #include "ref/model/weights.h"
-#include "tests/test_support.h"
+#include "tests/cli_runner.h"
 
-namespace moeref {
+namespace moeref::cli_tests {
 namespace {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
-using test_support::CliResult;
-using test_support::describe;
-using test_support::quote;
-using test_support::run_cli;
-using test_support::TempDir;
 using ::testing::HasSubstr;
-
-const fs::path kTiny = fs::path(MOEREF_SOURCE_DIR) / "configs/tiny.json";
 
 // Rewrites a safetensors file with element `index` of tensor `name` set to NaN.
 void plant_nan(const fs::path& file, const std::string& name, size_t index) {
@@ -106,7 +98,7 @@ TEST(WeightsCli, InitAndLoadingHoldOneCopyOfTheWeights) {
   GTEST_SKIP() << "AddressSanitizer's shadow memory and quarantine swamp the resident size";
 #endif
   const TempDir temp;
-  json wide = json::parse(test_support::read_file(kTiny));
+  json wide = json::parse(read_file(kTiny));
   wide["vocab_size"] = 131072;
   const fs::path wide_config = temp.path() / "wide.json";
   std::ofstream(wide_config) << wide.dump();
@@ -134,4 +126,4 @@ TEST(WeightsCli, InitAndLoadingHoldOneCopyOfTheWeights) {
 }
 
 }  // namespace
-}  // namespace moeref
+}  // namespace moeref::cli_tests

@@ -48,9 +48,6 @@ constexpr size_t kTileVectors = 2;
 #endif
 // Weight rows per tile.
 constexpr size_t kTileRows = 6;
-// How many k ahead of its loads a tile prefetches the block's tokens, and a cache line in floats.
-constexpr size_t kTokenPrefetchSteps = 8;
-constexpr size_t kFloatsPerLine = 16;
 
 size_t BlockTokensImpl() { return kTileVectors * hn::Lanes(DF()); }
 
@@ -109,14 +106,6 @@ HWY_NOINLINE void Tile(const float* HWY_RESTRICT tokens, size_t nb, const float*
     if (k % 16 == 0) {
 #pragma GCC unroll 32
       for (size_t r = 0; r < R; ++r) hwy::Prefetch(w + (R + r) * in + k);
-    }
-    // The block's tokens a few k ahead, from the L2 cache into the L1: the block's part of a pass
-    // fills up to a quarter of the L2, so each tile streams it, one line or more per k, at a rate
-    // that grows with the FMA throughput (two 512-bit FMA units need 21 bytes a cycle) and that
-    // the L1's own prefetcher did not keep up with.
-#pragma GCC unroll 8
-    for (size_t line = 0; line < V * lanes; line += kFloatsPerLine) {
-      hwy::Prefetch(tokens + (k + kTokenPrefetchSteps) * nb + line);
     }
     VF token[V];
 #pragma GCC unroll 8

@@ -55,6 +55,9 @@ class KernelSwitch : public Kernels {
                          int64_t capacity, int32_t* kept) const override {
     return selected_->apply_capacity(indices, n_tokens, k, n_experts, capacity, kept);
   }
+  std::vector<int64_t> expert_order(std::span<const int64_t> tokens_per_expert) const override {
+    return selected_->expert_order(tokens_per_expert);
+  }
 
  private:
   const Kernels* selected_;

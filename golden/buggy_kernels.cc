@@ -52,6 +52,10 @@ int64_t BuggyKernels::apply_capacity(const int32_t* indices, int64_t n_tokens, i
   return base_.apply_capacity(indices, n_tokens, k, n_experts, capacity, kept);
 }
 
+std::vector<int64_t> BuggyKernels::expert_order(std::span<const int64_t> tokens_per_expert) const {
+  return base_.expert_order(tokens_per_expert);
+}
+
 void BuggyKernels::store(float* x, int64_t n) const {
   const Precision storage = storage_precision(precision_);
   for (int64_t i = 0; i < n; ++i) x[i] = round_to_precision(x[i], storage);

@@ -35,6 +35,7 @@ class BuggyKernels : public Kernels {
   void residual_add(float* x, const float* branch, int64_t n) const override;
   void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
                     bool renormalize, int32_t* indices, float* weights) const override;
+  std::vector<int64_t> expert_order(std::span<const int64_t> tokens_per_expert) const override;
   int64_t apply_capacity(const int32_t* indices, int64_t n_tokens, int64_t k, int64_t n_experts,
                          int64_t capacity, int32_t* kept) const override;
 

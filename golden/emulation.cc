@@ -132,6 +132,9 @@ class EmulatedKernels final : public Kernels {
                          int64_t capacity, int32_t* kept) const override {
     return ref::apply_capacity(indices, n_tokens, k, n_experts, capacity, kept);
   }
+  std::vector<int64_t> expert_order(std::span<const int64_t> tokens_per_expert) const override {
+    return ref_kernels().expert_order(tokens_per_expert);
+  }
 
  private:
   // The precision of the outputs of ops other than matmul.

@@ -1,5 +1,8 @@
 #include "simd/kernels.h"
 
+#include <algorithm>
+#include <numeric>
+
 #include "simd/activation.h"
 #include "simd/attention.h"
 #include "simd/matmul.h"
@@ -54,6 +57,14 @@ void SimdKernels::residual_add(float* x, const float* branch, int64_t n) const {
 void SimdKernels::select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
                                bool renormalize, int32_t* indices, float* weights) const {
   simd::select_top_k(probs, n_tokens, n_experts, k, renormalize, indices, weights);
+}
+
+std::vector<int64_t> SimdKernels::expert_order(std::span<const int64_t> tokens_per_expert) const {
+  std::vector<int64_t> order(tokens_per_expert.size());
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::ranges::stable_sort(
+      order, [&](int64_t a, int64_t b) { return tokens_per_expert[a] > tokens_per_expert[b]; });
+  return order;
 }
 
 const Kernels& simd_kernels() {

@@ -13,6 +13,8 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -190,6 +192,52 @@ TEST(Tracer, MoeOutputIsTheWeightedSumOfTracedExpertOutputs) {
       EXPECT_EQ(out[t * d + i], static_cast<float>(sum));
     }
   }
+}
+
+// The reference kernels with the experts run in a given order (reversed, or broken).
+class OrderedExperts : public RefKernels {
+ public:
+  explicit OrderedExperts(bool broken) : broken_(broken) {}
+  const char* name() const override { return broken_ ? "broken-order" : "reversed-order"; }
+  std::vector<int64_t> expert_order(std::span<const int64_t> tokens_per_expert) const override {
+    std::vector<int64_t> order = RefKernels::expert_order(tokens_per_expert);
+    std::ranges::reverse(order);
+    if (broken_) order.back() = order.front();  // one expert twice, another never
+    return order;
+  }
+
+ private:
+  bool broken_;
+};
+
+// The order of the experts decides which thread waits for which, never a bit: reversed, at two
+// threads (96 tokens: the experts run in parallel), the logits are the index order's.
+TEST(ExpertOrder, AnyOrderGivesTheSameBits) {
+  const ModelConfig config = tiny();
+  const ModelWeights weights = init_weights(config);
+  const OrderedExperts reversed(false);
+  const Model in_index_order(config, weights);
+  const Model in_reverse(config, weights, reversed);
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 96; ++i) prompt.push_back(kPrompt[i % kPrompt.size()]);
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(2);
+  KvCache a = in_index_order.new_cache(), b = in_reverse.new_cache();
+  const Tensor expected = in_index_order.forward(prompt, a).logits;
+  const Tensor got = in_reverse.forward(prompt, b).logits;
+  omp_set_num_threads(saved);
+  EXPECT_TRUE(bitwise_equal(got.data(), expected.data(), expected.numel()));
+}
+
+TEST(ExpertOrder, OneThatIsNotAPermutationIsAnErrorNamingTheKernelSet) {
+  const ModelConfig config = tiny();
+  const OrderedExperts broken(true);
+  const Model model(config, init_weights(config), broken);
+  KvCache cache = model.new_cache();
+  EXPECT_THAT([&] { model.forward(kPrompt, cache); },
+              ::testing::ThrowsMessage<std::logic_error>(::testing::HasSubstr(
+                  "the kernel set \"broken-order\" gave an expert_order that is not a "
+                  "permutation of the 16 experts")));
 }
 
 TEST(Capacity, DroppedAssignmentsContributeNothing) {

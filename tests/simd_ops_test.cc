@@ -473,6 +473,30 @@ TEST(SimdOps, TopKMatchesTheReferenceWithManyTies) {
 
 // Above ref::kParallelWork the ops split rows, heads or chunks over threads; every output is
 // still one thread's, so one thread and all of them give the same bits, close to the reference.
+struct ExpertOrderCase {
+  const char* description;
+  std::vector<int64_t> tokens_per_expert;
+  std::vector<int64_t> simd_order;
+};
+
+// The simd set runs the busiest experts first, ties in index order; the reference, index order.
+TEST(SimdOps, ExpertOrderIsBusiestFirstTiesByIndex) {
+  const std::vector<ExpertOrderCase> cases = {
+      {"none", {}, {}},
+      {"one", {5}, {0}},
+      {"already busiest first", {9, 4, 1}, {0, 1, 2}},
+      {"busiest last", {1, 4, 9}, {2, 1, 0}},
+      {"ties keep index order", {3, 7, 3, 7, 0}, {1, 3, 0, 2, 4}},
+      {"idle experts last", {0, 0, 504, 0, 12}, {2, 4, 0, 1, 3}},
+  };
+  for (const ExpertOrderCase& c : cases) {
+    EXPECT_EQ(simd_kernels().expert_order(c.tokens_per_expert), c.simd_order) << c.description;
+    std::vector<int64_t> index_order(c.tokens_per_expert.size());
+    for (size_t e = 0; e < index_order.size(); ++e) index_order[e] = static_cast<int64_t>(e);
+    EXPECT_EQ(ref_kernels().expert_order(c.tokens_per_expert), index_order) << c.description;
+  }
+}
+
 TEST(SimdOps, LargeWorkIsTheSameOnAnyThreadCountAndMatchesTheReference) {
   const int64_t rows = 64, d = 1100, n = rows * d + 3;
   const std::vector<float> x = uniform(n, -4.0f, 4.0f, 1);

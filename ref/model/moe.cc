@@ -1,6 +1,8 @@
 #include "ref/model/moe.h"
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "ref/model/feed_forward.h"
@@ -20,9 +22,9 @@ struct Assignment {
 // Runs every expert over the tokens assigned to it, writing expert_outputs [tokens, k, d]: gather
 // each expert's tokens, run its FFN on them, scatter the outputs to their (token, rank) rows.
 // Experts run in parallel, one per thread at a time, once the layer's expert work reaches
-// kParallelWork (ref/ops/parallel.h). Each writes only its own (token, rank) rows, and the kernels
-// it calls run on that one thread (a nested OpenMP region has one thread), so the results do not
-// depend on which thread runs which expert.
+// kParallelWork (ref/ops/parallel.h), in the kernel set's expert_order. Each writes only its own
+// (token, rank) rows, and the kernels it calls run on that one thread (a nested OpenMP region has
+// one thread), so the results do not depend on which thread runs which expert, nor on the order.
 void run_experts(const Kernels& kernels, const ModelConfig& config, const LayerWeights& weights,
                  const float* x, int64_t n_tokens, const std::vector<int32_t>& indices,
                  const std::vector<int32_t>& kept, std::vector<float>& expert_outputs) {
@@ -36,8 +38,23 @@ void run_experts(const Kernels& kernels, const ModelConfig& config, const LayerW
       if (kept[t * k + j]) assignments[indices[t * k + j]].push_back({t, j});
     }
   }
+  std::vector<int64_t> tokens_per_expert(assignments.size());
+  std::ranges::transform(assignments, tokens_per_expert.begin(),
+                         [](const std::vector<Assignment>& a) { return std::ssize(a); });
+  const std::vector<int64_t> order = kernels.expert_order(tokens_per_expert);
+  std::vector<bool> seen(assignments.size(), false);
+  for (const int64_t e : order) {
+    if (e < 0 || e >= config.n_experts || seen[e]) break;
+    seen[e] = true;
+  }
+  if (std::ssize(order) != config.n_experts || std::ranges::find(seen, false) != seen.end()) {
+    throw std::logic_error(std::string("the kernel set \"") + kernels.name() +
+                           "\" gave an expert_order that is not a permutation of the " +
+                           std::to_string(config.n_experts) + " experts");
+  }
 #pragma omp parallel for schedule(dynamic, 1) if (work >= ref::kParallelWork)
-  for (int64_t e = 0; e < config.n_experts; ++e) {
+  for (int64_t i = 0; i < config.n_experts; ++i) {
+    const int64_t e = order[i];
     const std::vector<Assignment>& assigned = assignments[e];
     if (assigned.empty()) continue;
     const int64_t rows = static_cast<int64_t>(assigned.size());

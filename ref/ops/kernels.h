@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "ref/ops/attention.h"
 #include "ref/ops/rope_scaling.h"
@@ -43,6 +44,10 @@ class Kernels {
   virtual int64_t apply_capacity(const int32_t* indices, int64_t n_tokens, int64_t k,
                                  int64_t n_experts, int64_t capacity,
                                  int32_t* kept) const = 0;  // ref/ops/router.h
+  // The order in which ref/model/moe.cc runs a layer's experts (in parallel, one per thread at a
+  // time), given the tokens routed to each: a permutation of 0 .. n_experts - 1. It decides only
+  // which thread waits for which: every order gives the same bits.
+  virtual std::vector<int64_t> expert_order(std::span<const int64_t> tokens_per_expert) const = 0;
 };
 
 // The reference kernel set: deterministic, bit-identical across runs and thread counts. Derive from
@@ -69,6 +74,8 @@ class RefKernels : public Kernels {
                     bool renormalize, int32_t* indices, float* weights) const override;
   int64_t apply_capacity(const int32_t* indices, int64_t n_tokens, int64_t k, int64_t n_experts,
                          int64_t capacity, int32_t* kept) const override;
+  // Index order.
+  std::vector<int64_t> expert_order(std::span<const int64_t> tokens_per_expert) const override;
 };
 
 const Kernels& ref_kernels();  // a RefKernels

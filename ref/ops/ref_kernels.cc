@@ -1,4 +1,6 @@
 // The reference kernel set: each method forwards to the plain op of the same name.
+#include <numeric>
+
 #include "ref/ops/activation.h"
 #include "ref/ops/kernels.h"
 #include "ref/ops/matmul.h"
@@ -58,6 +60,12 @@ void RefKernels::select_top_k(const float* probs, int64_t n_tokens, int64_t n_ex
 int64_t RefKernels::apply_capacity(const int32_t* indices, int64_t n_tokens, int64_t k,
                                    int64_t n_experts, int64_t capacity, int32_t* kept) const {
   return ref::apply_capacity(indices, n_tokens, k, n_experts, capacity, kept);
+}
+
+std::vector<int64_t> RefKernels::expert_order(std::span<const int64_t> tokens_per_expert) const {
+  std::vector<int64_t> order(tokens_per_expert.size());
+  std::iota(order.begin(), order.end(), int64_t{0});
+  return order;
 }
 
 const Kernels& ref_kernels() {

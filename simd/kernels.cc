@@ -1,7 +1,6 @@
 #include "simd/kernels.h"
 
 #include <algorithm>
-#include <numeric>
 
 #include "simd/activation.h"
 #include "simd/attention.h"
@@ -60,8 +59,7 @@ void SimdKernels::select_top_k(const float* probs, int64_t n_tokens, int64_t n_e
 }
 
 std::vector<int64_t> SimdKernels::expert_order(std::span<const int64_t> tokens_per_expert) const {
-  std::vector<int64_t> order(tokens_per_expert.size());
-  std::iota(order.begin(), order.end(), int64_t{0});
+  std::vector<int64_t> order = RefKernels::expert_order(tokens_per_expert);
   std::ranges::stable_sort(
       order, [&](int64_t a, int64_t b) { return tokens_per_expert[a] > tokens_per_expert[b]; });
   return order;

@@ -19,6 +19,28 @@ struct Assignment {
   int64_t rank;
 };
 
+// The experts in the kernel set's expert_order for these assignments; throws std::logic_error
+// naming the kernel set when that order is not a permutation of the experts.
+std::vector<int64_t> ordered_experts(const Kernels& kernels,
+                                     const std::vector<std::vector<Assignment>>& assignments) {
+  const int64_t n_experts = std::ssize(assignments);
+  std::vector<int64_t> tokens_per_expert(assignments.size());
+  std::ranges::transform(assignments, tokens_per_expert.begin(),
+                         [](const std::vector<Assignment>& a) { return std::ssize(a); });
+  std::vector<int64_t> order = kernels.expert_order(tokens_per_expert);
+  std::vector<bool> seen(assignments.size(), false);
+  for (const int64_t e : order) {
+    if (e < 0 || e >= n_experts || seen[e]) break;
+    seen[e] = true;
+  }
+  if (std::ssize(order) != n_experts || std::ranges::find(seen, false) != seen.end()) {
+    throw std::logic_error(std::string("the kernel set \"") + kernels.name() +
+                           "\" gave an expert_order that is not a permutation of the " +
+                           std::to_string(n_experts) + " experts");
+  }
+  return order;
+}
+
 // Runs every expert over the tokens assigned to it, writing expert_outputs [tokens, k, d]: gather
 // each expert's tokens, run its FFN on them, scatter the outputs to their (token, rank) rows.
 // Experts run in parallel, one per thread at a time, once the layer's expert work reaches
@@ -38,20 +60,7 @@ void run_experts(const Kernels& kernels, const ModelConfig& config, const LayerW
       if (kept[t * k + j]) assignments[indices[t * k + j]].push_back({t, j});
     }
   }
-  std::vector<int64_t> tokens_per_expert(assignments.size());
-  std::ranges::transform(assignments, tokens_per_expert.begin(),
-                         [](const std::vector<Assignment>& a) { return std::ssize(a); });
-  const std::vector<int64_t> order = kernels.expert_order(tokens_per_expert);
-  std::vector<bool> seen(assignments.size(), false);
-  for (const int64_t e : order) {
-    if (e < 0 || e >= config.n_experts || seen[e]) break;
-    seen[e] = true;
-  }
-  if (std::ssize(order) != config.n_experts || std::ranges::find(seen, false) != seen.end()) {
-    throw std::logic_error(std::string("the kernel set \"") + kernels.name() +
-                           "\" gave an expert_order that is not a permutation of the " +
-                           std::to_string(config.n_experts) + " experts");
-  }
+  const std::vector<int64_t> order = ordered_experts(kernels, assignments);
 #pragma omp parallel for schedule(dynamic, 1) if (work >= ref::kParallelWork)
   for (int64_t i = 0; i < config.n_experts; ++i) {
     const int64_t e = order[i];

@@ -1,17 +1,18 @@
 // simd/'s matmul of several token rows, method against method, at the shapes of a prefill of the
 // small config (docs/performance.md, section "The prefill GEMM"): the register-tile GEMM
-// (simd/tile_gemm.h) and OpenBLAS as simd/ runs it (simd/blas_gemm.h), each called for any row count,
-// on one thread (an expert's product while the experts run in parallel) and on all of them (the
-// shared weights). Each result is a ratio measured in this process: GFLOP/s against the FMA probe
-// at the same thread count (bench/fma_peak.h) and, for the tiles, against OpenBLAS at the same
-// shape.
+// (simd/tile_gemm.h) and OpenBLAS as simd/ runs it (simd/blas_gemm.h), each called for any row
+// count, on one thread (an expert's product while the experts run in parallel) and on all of them
+// (the shared weights). Each result is a ratio measured in this process: GFLOP/s against the FMA
+// probe at the same thread count (bench/fma_peak.h) and, for the tiles, against OpenBLAS at the
+// same shape.
 //
-// Weights are cycled through 256 MiB, so that each call reads them from memory as a prefill does
-// (an expert's weights are read once per layer). Each benchmark reports its best call: on a shared
-// machine the other calls measure the other work as well. On one thread it also reports the best
-// call in the thread's own CPU time, against the probe timed the same way (gflops_thread_cpu,
-// of_fma_peak_thread_cpu, over_openblas_thread_cpu), which the time other processes take from the
-// core does not count: the figures to compare on a loaded machine.
+// Weights are cycled through 256 MiB or four times the L3 cache (bench/weight_pool.h), so that each
+// call reads them from memory as a prefill does (an expert's weights are read once per layer). Each
+// benchmark reports its best call: on a shared machine the other calls measure the other work as
+// well. On one thread it also reports the best call in the thread's own CPU time, against the probe
+// timed the same way (gflops_thread_cpu, of_fma_peak_thread_cpu, over_openblas_thread_cpu), which
+// the time other processes take from the core does not count: the figures to compare on a loaded
+// machine.
 //
 //   build/bench/gemm_bench --benchmark_counters_tabular=true
 //   build/bench/gemm_bench --benchmark_filter='/64/' --benchmark_repetitions=5

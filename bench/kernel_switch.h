@@ -2,11 +2,15 @@
 // weights, run with ref or simd kernels in turn. The benchmark of the small config holds its
 // weights once this way, so the peak resident memory it reports is that of one model.
 //
-// Not thread-safe: select() between forward calls, never during one.
+// It can also record the routing: the tokens per expert of each MoE layer, as the model hands them
+// to expert_order (for the prefill's roofline model, bench/roofline_counts.h).
+//
+// Not thread-safe: select() and record_routing() between forward calls, never during one.
 #pragma once
 
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "ref/ops/kernels.h"
 
@@ -16,6 +20,8 @@ class KernelSwitch : public Kernels {
  public:
   explicit KernelSwitch(const Kernels& initial) : selected_(&initial) {}
   void select(const Kernels& kernels) { selected_ = &kernels; }
+  // Appends each MoE layer's tokens per expert to `routing` from now on; nullptr stops.
+  void record_routing(std::vector<std::vector<int64_t>>* routing) { routing_ = routing; }
 
   const char* name() const override { return selected_->name(); }
   void matmul(const float* x, const float* w, float* y, int64_t rows, int64_t in,
@@ -56,11 +62,14 @@ class KernelSwitch : public Kernels {
     return selected_->apply_capacity(indices, n_tokens, k, n_experts, capacity, kept);
   }
   std::vector<int64_t> expert_order(std::span<const int64_t> tokens_per_expert) const override {
+    if (routing_ != nullptr)
+      routing_->emplace_back(tokens_per_expert.begin(), tokens_per_expert.end());
     return selected_->expert_order(tokens_per_expert);
   }
 
  private:
   const Kernels* selected_;
+  std::vector<std::vector<int64_t>>* routing_ = nullptr;
 };
 
 }  // namespace moeref::bench

@@ -12,6 +12,12 @@ library's kernels are below the CPU's. The report warns when they are: when the 
 is not the best this CPU supports (the run's context), and when sgemm reaches less than
 SGEMM_SHORTFALL of the FMA probe.
 
+A prefill's targets are judged against the roofline model's bound that the benchmark computed,
+printed under its row: the compute roofline, except that each expert of the prompt's routing
+takes the longer of its FLOPs at the peak and its weights' bytes at the read bandwidth. Below the
+ridge point (an expert of 16 tokens does 8 FLOPs per byte of its weights) reading them takes
+longer than computing with them, and no implementation reaches the compute roofline alone.
+
   python3 bench/report.py                        run build/bench/roofline_bench, print the table
   python3 bench/report.py --json                 the same rows as JSON
   python3 bench/report.py --binary B -- ARGS     another binary; ARGS go to it (--benchmark_filter)
@@ -206,19 +212,32 @@ def end_to_end_rows(family, backend, tokens, bench, compute):
     fraction = bench["roofline_fraction"]
     roofline = bench["roofline_tokens_per_s"]
     target = met = None
+    model = None
     if family == "BM_2_Prefill":
         name = f"prefill {tokens} {backend}"
         if compute and "flops_per_token" in bench:
             roofline = compute * 1e9 / bench["flops_per_token"]
             fraction = bench["tokens_per_s"] / roofline
+        if backend == "simd" and "model_roofline_tokens_per_s" in bench:
+            model = bench["model_roofline_tokens_per_s"]
         if backend == "simd" and tokens in PREFILL_FRACTION_TARGETS:
             goal = PREFILL_FRACTION_TARGETS[tokens]
-            target, met = f">= {goal}", fraction >= goal
+            judged = fraction if model is None else bench["model_roofline_fraction"]
+            target, met = f">= {goal}", judged >= goal
     else:
         name = f"decode {backend} ({tokens} after {bench['prompt_tokens']:.0f})"
         if backend == "simd":
             target, met = f">= {DECODE_FRACTION_TARGET}", fraction >= DECODE_FRACTION_TARGET
-    rows = [row(name, bench["tokens_per_s"], "tok/s", roofline, fraction, target, met)]
+    if model is None:
+        rows = [row(name, bench["tokens_per_s"], "tok/s", roofline, fraction, target, met)]
+    else:
+        # The target is judged against the roofline model's bound: the compute roofline alone
+        # assumes the experts' weights cost nothing to read, which below the ridge point they do.
+        read = bench["model_read_gbytes_per_s"]
+        rows = [row(name, bench["tokens_per_s"], "tok/s", roofline, fraction),
+                row(f"  against the roofline model (experts read at {read:.1f} GB/s)",
+                    bench["tokens_per_s"], "tok/s", model, bench["model_roofline_fraction"],
+                    target, met)]
     if "adjacent_read_gbytes_per_s" in bench:
         # Not the roofline: the same tokens against a read of the weights in place just
         # before and after, which shows how much of a shortfall the machine's state explains.

@@ -10,9 +10,12 @@
 //   in GFLOP/s;
 // - end to end: prefill of 128 and 512 tokens and decode, ref and simd, in tokens/s, each as a
 //   fraction of its roofline: prefill FLOPs per token x tokens/s / compute peak, decode bytes read
-//   per token x tokens/s / read bandwidth (bench/roofline_counts.h). Decode also reads the
-//   model's weights in place just before and after it runs: on a shared machine the bandwidth
-//   moves during a run, and decode's roofline is the best read of the run, never a slow moment's;
+//   per token x tokens/s / read bandwidth (bench/roofline_counts.h). Prefill is also measured
+//   against the roofline model, in which each expert of its routing is compute- or read-bound,
+//   whichever is slower (the prefill targets are judged there). Prefill and decode also read the
+//   model's weights in place just before and after they run: on a shared machine the bandwidth
+//   moves during a run, and their reads are judged at the best read of the run, never a slow
+//   moment's;
 // - the peak resident memory of the end-to-end part against weights + KV cache.
 //
 // Benchmarks run in the order they are registered: the baselines first, so that every fraction
@@ -48,9 +51,9 @@
 #include "ref/model/stats.h"
 #include "ref/model/weights.h"
 #include "runtime/huge_pages.h"
-#include "simd/cpu_features.h"
-#include "simd/blas_gemm.h"
 #include "runtime/kernel_sets.h"
+#include "simd/blas_gemm.h"
+#include "simd/cpu_features.h"
 #include "simd/kernels.h"
 
 #undef HWY_TARGET_INCLUDE
@@ -341,6 +344,10 @@ void BM_2_Prefill(benchmark::State& state, const char* backend) {
   small.kernels.select(runtime::kernels_by_name(backend));
   const int64_t n = state.range(0);
   const std::vector<int32_t> prompt = prompt_tokens(n, small.config.vocab_size);
+  // The first call's routing (every call routes the same), for the roofline model.
+  std::vector<std::vector<int64_t>> routing;
+  small.kernels.record_routing(&routing);
+  double adjacent_read = measure_weights_read(small.model->weights(), 3);
   double seconds = 0;
   for (auto _ : state) {
     KvCache cache = small.model->new_cache();
@@ -348,15 +355,26 @@ void BM_2_Prefill(benchmark::State& state, const char* backend) {
       const ForwardOutput output = small.model->forward(prompt, cache);
       benchmark::DoNotOptimize(output.logits.data());
     });
+    small.kernels.record_routing(nullptr);
     state.SetIterationTime(call);
     seconds += call;
   }
+  adjacent_read = std::max(adjacent_read, measure_weights_read(small.model->weights(), 3));
   const double tokens_per_s = static_cast<double>(n * state.iterations()) / seconds;
   const double flops_per_token = prefill_flops_per_token(small.config, n);
   state.counters["tokens_per_s"] = tokens_per_s;
   state.counters["flops_per_token"] = flops_per_token;
   state.counters["roofline_tokens_per_s"] = compute_peak() / flops_per_token;
   state.counters["roofline_fraction"] = tokens_per_s * flops_per_token / compute_peak();
+  // The roofline model: the experts' weights read at the best read of the run so far, the
+  // baseline's or that of the weights in place before and after (as for decode).
+  const double bandwidth = std::max(read_bandwidth(), adjacent_read);
+  const double model_tokens_per_s =
+      static_cast<double>(n) /
+      prefill_roofline_model_seconds(small.config, n, routing, compute_peak(), bandwidth);
+  state.counters["model_read_gbytes_per_s"] = bandwidth / 1e9;
+  state.counters["model_roofline_tokens_per_s"] = model_tokens_per_s;
+  state.counters["model_roofline_fraction"] = tokens_per_s / model_tokens_per_s;
   report_speedup(state, backend, "prefill", n, tokens_per_s);
 }
 

@@ -1,6 +1,8 @@
 // What one token costs, for the rooflines of bench/roofline_bench.cc (docs/performance.md).
 //
-// Prefill is compute-bound: its roofline is FLOPs per token over the sgemm peak. Decode is
+// Prefill: FLOPs per token over the compute peak, and the roofline model's bound, in which each
+// expert's products, whose weights serve only the prompt's tokens routed to it, take the longer
+// of their FLOPs over the peak and their weights' bytes over the read bandwidth. Decode is
 // bandwidth-bound: its roofline is the bytes it must read per token over the read bandwidth.
 #pragma once
 
@@ -8,6 +10,7 @@
 #include <cstdint>
 #include <fstream>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -25,6 +28,47 @@ inline double prefill_flops_per_token(const ModelConfig& config, int64_t prompt_
   const double mean_context = static_cast<double>(prompt_tokens + 1) / 2.0;
   return static_cast<double>(stats.matmul_flops_per_token) +
          static_cast<double>(stats.attention_flops_per_token_per_position) * mean_context;
+}
+
+// A prefill's bound in the roofline model, in seconds: every product at the compute `peak`
+// (FLOP/s) but the experts', each of which takes the longer of its FLOPs at the peak and its
+// weights' bytes (fp32) at the read `bandwidth` (bytes/s). Below the ridge point an expert's few
+// tokens cannot use its weights faster than they are read; an expert no token reaches is not read.
+// `tokens_per_expert` holds, for each MoE layer in order, the tokens each of its experts received
+// (as Kernels::expert_order sees them). Throws std::invalid_argument when its shape is not
+// n_moe_layers x n_experts, or when it routes a number of tokens other than prompt_tokens x top_k
+// in a layer (the FLOPs of ref/model/stats.h count top_k experts per token).
+inline double prefill_roofline_model_seconds(
+    const ModelConfig& config, int64_t prompt_tokens,
+    std::span<const std::vector<int64_t>> tokens_per_expert, double peak, double bandwidth) {
+  if (std::ssize(tokens_per_expert) != config.n_moe_layers()) {
+    throw std::invalid_argument("the routing of " + std::to_string(tokens_per_expert.size()) +
+                                " layers, for a config of " +
+                                std::to_string(config.n_moe_layers()) + " MoE layers");
+  }
+  const double expert_values = static_cast<double>(compute_stats(config).params_per_expert) /
+                               static_cast<double>(std::max<int64_t>(1, config.n_moe_layers()));
+  double expert_flops = 0, expert_seconds = 0;
+  for (const std::vector<int64_t>& layer : tokens_per_expert) {
+    int64_t routed = 0;
+    for (const int64_t tokens : layer) routed += tokens;
+    if (std::ssize(layer) != config.n_experts || routed != prompt_tokens * config.top_k) {
+      throw std::invalid_argument("a layer's routing of " + std::to_string(routed) + " tokens to " +
+                                  std::to_string(layer.size()) + " experts, for " +
+                                  std::to_string(prompt_tokens) + " tokens, top " +
+                                  std::to_string(config.top_k) + " of " +
+                                  std::to_string(config.n_experts));
+    }
+    for (const int64_t tokens : layer) {
+      if (tokens == 0) continue;
+      const double flops = 2.0 * static_cast<double>(tokens) * expert_values;
+      expert_flops += flops;
+      expert_seconds += std::max(flops / peak, 4.0 * expert_values / bandwidth);
+    }
+  }
+  const double flops =
+      prefill_flops_per_token(config, prompt_tokens) * static_cast<double>(prompt_tokens);
+  return (flops - expert_flops) / peak + expert_seconds;
 }
 
 // Bytes of weights one decode step must read (fp32): the token's embedding row, in every layer

@@ -1,7 +1,8 @@
-"""Tests of bench/report.py, the roofline table of docs/performance.md: the issue's targets are
-judged on the fractions the benchmark measured, at their exact thresholds, against the higher of the
-two compute baselines; a run whose read bandwidth moved is flagged, and so are OpenBLAS kernels
-below what the CPU supports. The runs are written by hand; no benchmark runs here.
+"""Tests of bench/report.py, the roofline table of docs/performance.md: the targets are judged on
+the fractions the benchmark measured, at their exact thresholds, against the higher of the two
+compute baselines, a prefill's against the roofline model's bound the benchmark computed; a run
+whose read bandwidth moved is flagged, and so are OpenBLAS kernels below what the CPU supports.
+The runs are written by hand; no benchmark runs here.
 """
 
 import json
@@ -114,6 +115,27 @@ class ReportTest(unittest.TestCase):
         self.assertTrue(rows["prefill 128 simd"]["met"])
         rows, _ = report_with_warnings(with_compute_baselines(93.71, 50.0))
         self.assertFalse(rows["prefill 128 simd"]["met"])
+
+    # The prefill targets are judged against the roofline model's bound the benchmark computed
+    # (bench/roofline_counts.h, tested in tests/roofline_counts_test.cc), not the compute roofline.
+    def test_prefill_is_judged_against_the_roofline_model(self):
+        def run(model_fraction):
+            return {"context": {"date": "2026-12-04", "num_cpus": 2}, "benchmarks": [
+                {"run_name": "BM_0_FmaPeak/iterations:1", "run_type": "iteration",
+                 "gflops": 100.0, "lanes": 16.0, "label": "AVX3"},
+                end_to_end("BM_2_Prefill", "simd", 128, 500.0, 0.5, flops_per_token=100e6,
+                           model_roofline_tokens_per_s=500.0 / model_fraction,
+                           model_roofline_fraction=model_fraction, model_read_gbytes_per_s=16.0),
+            ]}
+
+        model_row = "  against the roofline model (experts read at 16.0 GB/s)"
+        rows = report(run(0.6))
+        self.assertAlmostEqual(rows["prefill 128 simd"]["roofline"], 1000.0)
+        self.assertAlmostEqual(rows["prefill 128 simd"]["fraction"], 0.5)
+        self.assertIsNone(rows["prefill 128 simd"]["met"])
+        self.assertAlmostEqual(rows[model_row]["roofline"], 500.0 / 0.6)
+        self.assertTrue(rows[model_row]["met"])
+        self.assertFalse(report(run(0.5999))[model_row]["met"])
 
     def test_sgemm_far_below_the_fma_probe_is_warned_at_the_threshold(self):
         _, warnings = report_with_warnings(with_compute_baselines(58.0, 227.0))

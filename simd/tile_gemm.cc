@@ -19,9 +19,9 @@
 #define MOEREF_SIMD_TILE_GEMM_ONCE
 namespace moeref::simd::tile_gemm_detail {
 
-// Output columns per round of passes: their partial sums between passes, transposed (kChunk x
-// padded rows floats), wait in a buffer. A multiple of every tile height (6, 3 and 1 weight
-// rows), so that only a call's last chunk has a partial tile.
+// Output columns per round of passes: their sums, transposed (kChunk x padded rows floats), wait
+// in a buffer between passes and until they go into y. A multiple of every tile height (6, 3 and
+// 1 weight rows), so that only a call's last chunk has a partial tile.
 constexpr size_t kChunk = 192;
 
 }  // namespace moeref::simd::tile_gemm_detail
@@ -51,6 +51,31 @@ constexpr size_t kTileRows = 6;
 
 size_t BlockTokensImpl() { return kTileVectors * hn::Lanes(DF()); }
 
+#if HWY_TARGET != HWY_SCALAR
+// dst row j, lane i = src row i, lane j, for a 4 x 4 block of floats: src rows src_stride floats
+// apart, dst rows dst_stride apart. Two rounds of interleaving 128-bit vectors (4 lanes on every
+// target), 8 shuffles where the scalar copy moves 16 floats one by one.
+void Transpose4x4(const float* HWY_RESTRICT src, size_t src_stride, float* HWY_RESTRICT dst,
+                  size_t dst_stride) {
+  const hn::Full128<float> d4;
+  const hn::Repartition<uint64_t, decltype(d4)> d2;
+  const auto a = hn::LoadU(d4, src);
+  const auto b = hn::LoadU(d4, src + src_stride);
+  const auto c = hn::LoadU(d4, src + 2 * src_stride);
+  const auto e = hn::LoadU(d4, src + 3 * src_stride);
+  const auto ab_lower = hn::BitCast(d2, hn::InterleaveLower(d4, a, b));  // a0 b0 a1 b1
+  const auto ab_upper = hn::BitCast(d2, hn::InterleaveUpper(d4, a, b));  // a2 b2 a3 b3
+  const auto ce_lower = hn::BitCast(d2, hn::InterleaveLower(d4, c, e));
+  const auto ce_upper = hn::BitCast(d2, hn::InterleaveUpper(d4, c, e));
+  hn::StoreU(hn::BitCast(d4, hn::InterleaveLower(d2, ab_lower, ce_lower)), d4, dst);
+  hn::StoreU(hn::BitCast(d4, hn::InterleaveUpper(d2, ab_lower, ce_lower)), d4, dst + dst_stride);
+  hn::StoreU(hn::BitCast(d4, hn::InterleaveLower(d2, ab_upper, ce_upper)), d4,
+             dst + 2 * dst_stride);
+  hn::StoreU(hn::BitCast(d4, hn::InterleaveUpper(d2, ab_upper, ce_upper)), d4,
+             dst + 3 * dst_stride);
+}
+#endif
+
 // Token blocks [first_block, end_block) of x [rows, in] packed: block b is [in, nb] at
 // xp + b * in * nb (x transposed, zeros past the rows). By 16 columns of x (one cache line of
 // each row) at a time: column by column, x's rows, `in` floats apart, would all fall into the same
@@ -64,7 +89,17 @@ void PackTokensImpl(const float* x, size_t rows, size_t in, size_t first_block, 
     const size_t first = b * nb, count = std::min(nb, rows - first);
     for (size_t k0 = 0; k0 < in; k0 += kColumns) {
       const size_t k1 = std::min(in, k0 + kColumns);
-      for (size_t t = 0; t < count; ++t) {
+      size_t t = 0;
+#if HWY_TARGET != HWY_SCALAR
+      if (k1 - k0 == kColumns) {
+        for (; t + 4 <= count; t += 4) {
+          for (size_t k = k0; k < k1; k += 4) {
+            Transpose4x4(x + (first + t) * in + k, in, block + k * nb + t, nb);
+          }
+        }
+      }
+#endif
+      for (; t < count; ++t) {
         const float* x_row = x + (first + t) * in;
         for (size_t k = k0; k < k1; ++k) block[k * nb + t] = x_row[k];
       }
@@ -74,21 +109,14 @@ void PackTokensImpl(const float* x, size_t rows, size_t in, size_t first_block, 
   }
 }
 
-// Where a tile's sums go: y (its first token's row at the tile's first output) at the last pass
-// over k, `tokens` rows of it; before, the partial-sum buffer (yt, row r at yt + r * yt_stride).
-struct TileOutput {
-  float* y;
-  size_t out, tokens;
-  float* yt;
-  size_t yt_stride;
-};
-
 // R weight rows (w, `in` floats apart, at the pass's first k) against V vectors of a block's
 // tokens (tokens + k * nb) over `depth` values of k: one multiply-add chain per output, from zero,
-// or from the partial sums of the previous pass when `resume`.
+// or from the sums of the previous pass when `resume`. The sums go to yt, transposed: output r's
+// V vectors of tokens at yt + r * yt_stride.
 template <size_t V, size_t R>
 HWY_NOINLINE void Tile(const float* HWY_RESTRICT tokens, size_t nb, const float* HWY_RESTRICT w,
-                       size_t in, size_t depth, bool resume, const TileOutput& output) {
+                       size_t in, size_t depth, bool resume, float* HWY_RESTRICT yt,
+                       size_t yt_stride) {
   const DF d;
   const size_t lanes = hn::Lanes(d);
   VF acc[R][V];
@@ -96,7 +124,7 @@ HWY_NOINLINE void Tile(const float* HWY_RESTRICT tokens, size_t nb, const float*
   for (size_t r = 0; r < R; ++r) {
 #pragma GCC unroll 8
     for (size_t v = 0; v < V; ++v) {
-      acc[r][v] = resume ? hn::Load(d, output.yt + r * output.yt_stride + v * lanes) : hn::Zero(d);
+      acc[r][v] = resume ? hn::Load(d, yt + r * yt_stride + v * lanes) : hn::Zero(d);
     }
   }
   for (size_t k = 0; k < depth; ++k) {
@@ -117,39 +145,21 @@ HWY_NOINLINE void Tile(const float* HWY_RESTRICT tokens, size_t nb, const float*
       for (size_t v = 0; v < V; ++v) acc[r][v] = hn::MulAdd(weight, token[v], acc[r][v]);
     }
   }
-  if (output.y == nullptr) {
-#pragma GCC unroll 32
-    for (size_t r = 0; r < R; ++r) {
-#pragma GCC unroll 8
-      for (size_t v = 0; v < V; ++v) {
-        hn::Store(acc[r][v], d, output.yt + r * output.yt_stride + v * lanes);
-      }
-    }
-    return;
-  }
-  // The last pass: through a small buffer in the L1 cache into y's rows, R outputs each.
-  HWY_ALIGN float sums[R][V * hn::MaxLanes(d)];
 #pragma GCC unroll 32
   for (size_t r = 0; r < R; ++r) {
 #pragma GCC unroll 8
-    for (size_t v = 0; v < V; ++v) hn::Store(acc[r][v], d, sums[r] + v * lanes);
-  }
-  for (size_t t = 0; t < output.tokens; ++t) {
-#pragma GCC unroll 32
-    for (size_t r = 0; r < R; ++r) output.y[t * output.out + r] = sums[r][t];
+    for (size_t v = 0; v < V; ++v) hn::Store(acc[r][v], d, yt + r * yt_stride + v * lanes);
   }
 }
 
 // One pass over k of a chunk of outputs against a slab of token blocks.
 struct Pass {
-  const float* xp;      // the packed tokens
-  size_t nb, rows, in;  // tokens per block, rows of the call, k values of a row
+  const float* xp;  // the packed tokens
+  size_t nb, in;    // tokens per block, k values of a row
   size_t first_block, end_block;
   size_t k0, depth;
   const float* w;  // the chunk's first weight row
-  float* y;        // y at the chunk's first output on the last pass, else null
-  size_t out;
-  float* yt;  // the chunk's partial sums (row stride yt_stride) when there are several passes
+  float* yt;       // the chunk's sums, transposed: output o's tokens at yt + o * yt_stride
   size_t yt_stride;
 };
 
@@ -160,16 +170,9 @@ void TileRows(const Pass& pass, size_t first_block, size_t end_block, size_t beg
   size_t n = begin;
   for (; n + R <= end; n += R) {
     for (size_t b = first_block; b < end_block; ++b) {
-      const size_t first_token = b * pass.nb;
-      const bool last_pass = pass.y != nullptr;
-      const TileOutput output{
-          .y = last_pass ? pass.y + first_token * pass.out + n : nullptr,
-          .out = pass.out,
-          .tokens = std::min(pass.nb, pass.rows - first_token),
-          .yt = pass.yt == nullptr ? nullptr : pass.yt + n * pass.yt_stride + first_token,
-          .yt_stride = pass.yt_stride};
       Tile<V, R>(pass.xp + b * pass.in * pass.nb + pass.k0 * pass.nb, pass.nb,
-                 pass.w + n * pass.in + pass.k0, pass.in, pass.depth, pass.k0 > 0, output);
+                 pass.w + n * pass.in + pass.k0, pass.in, pass.depth, pass.k0 > 0,
+                 pass.yt + n * pass.yt_stride + b * pass.nb, pass.yt_stride);
     }
   }
   if constexpr (R > 1) TileRows<V, R / 2>(pass, first_block, end_block, n, end);
@@ -194,12 +197,39 @@ void TileChunk(const Pass& pass, size_t last_vectors, size_t outputs) {
   }
 }
 
+// y[t, o] = yt[o, t] for tokens [t0, t1) and `outputs` outputs (y at the first of them), in 4 x 4
+// blocks: four tokens' rows of y at a time, each written in order. Why not straight from the
+// tiles' registers: a tile's 64 rows of y, 6 outputs each and `out` floats apart, fall into the
+// same few sets of the L1 cache when `out` is a multiple of 256 (every product of the model's
+// configs), and writing them cost the products 10-25% on the Zen 5 of docs/performance.md. yt's
+// rows, an odd number of lines apart, spread over the sets.
+void StoreOutputs(const float* HWY_RESTRICT yt, size_t yt_stride, size_t t0, size_t t1,
+                  size_t outputs, float* HWY_RESTRICT y, size_t out) {
+  size_t t = t0;
+#if HWY_TARGET != HWY_SCALAR
+  for (; t + 4 <= t1; t += 4) {
+    size_t o = 0;
+    for (; o + 4 <= outputs; o += 4) {
+      Transpose4x4(yt + o * yt_stride + t, yt_stride, y + t * out + o, out);
+    }
+    for (; o < outputs; ++o) {
+      for (size_t i = 0; i < 4; ++i) y[(t + i) * out + o] = yt[o * yt_stride + t + i];
+    }
+  }
+#endif
+  for (; t < t1; ++t) {
+    for (size_t o = 0; o < outputs; ++o) y[t * out + o] = yt[o * yt_stride + t];
+  }
+}
+
 // y[t, o] for t < rows and o in [begin, end) from the packed tokens xp: kChunk outputs at a time;
 // for each, passes over k of at most `depth` values; in each pass, the token blocks in slabs of
 // `slab_blocks`, whose part of the pass stays in the L2 cache while the chunk's weights stream
-// past it.
+// past it. The tiles' sums wait in yt (kChunk rows of yt_stride floats) between passes, and after
+// the last go from there into y.
 void TileColumnsImpl(const float* xp, size_t rows, size_t in, const float* w, float* y, size_t out,
-                     size_t begin, size_t end, size_t depth, size_t slab_blocks, float* yt) {
+                     size_t begin, size_t end, size_t depth, size_t slab_blocks, float* yt,
+                     size_t yt_stride) {
   const size_t lanes = hn::Lanes(DF());
   const size_t nb = BlockTokensImpl();
   const size_t blocks = (rows + nb - 1) / nb;
@@ -212,18 +242,18 @@ void TileColumnsImpl(const float* xp, size_t rows, size_t in, const float* w, fl
         const size_t b1 = std::min(blocks, b0 + slab_blocks);
         const Pass pass{.xp = xp,
                         .nb = nb,
-                        .rows = rows,
                         .in = in,
                         .first_block = b0,
                         .end_block = b1,
                         .k0 = k0,
                         .depth = pass_depth,
                         .w = w + first * in,
-                        .y = k0 + pass_depth == in ? y + first : nullptr,
-                        .out = out,
                         .yt = yt,
-                        .yt_stride = blocks * nb};
+                        .yt_stride = yt_stride};
         TileChunk(pass, b1 == blocks ? last_vectors : kTileVectors, outputs);
+        if (k0 + pass_depth == in) {
+          StoreOutputs(yt, yt_stride, b0 * nb, std::min(rows, b1 * nb), outputs, y + first, out);
+        }
       }
     }
   }
@@ -241,9 +271,10 @@ namespace {
 using tile_gemm_detail::kChunk;
 
 // From kGemmSplitWork multiply-adds (simd/blas_gemm.h) the output columns are split over the
-// threads, in blocks of kSplitColumns: a multiple of every tile height, so that only the last block
-// has a partial tile.
-constexpr size_t kSplitColumns = 48;
+// threads, in blocks of kSplitColumns: the tile height, so that only the last block has a partial
+// tile, and the threads' shares differ by at most one block (48 columns left k and v, 64 outputs,
+// split 48 to 16).
+constexpr size_t kSplitColumns = 6;
 
 // The core's L2 cache in bytes, as the C library reports it (the CPU's own description); where it
 // reports none, 256 KiB, the smallest of the x86-64 cores with AVX2.
@@ -276,7 +307,7 @@ Scratch& packed_tokens() {
   return scratch;
 }
 
-Scratch& partial_sums() {
+Scratch& tile_sums() {
   thread_local Scratch scratch;
   return scratch;
 }
@@ -316,7 +347,10 @@ void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64
   const size_t depth = static_cast<size_t>(blocking.depth);
   const size_t slab_blocks = static_cast<size_t>(blocking.slab_blocks);
   const size_t blocks = (n_rows + nb - 1) / nb;
-  const bool several_passes = depth < n_in;
+  // The sums' buffer: kChunk rows of the padded tokens and then some, an odd number of 64-byte
+  // lines in all (StoreOutputs reads its columns).
+  const size_t line_floats = 64 / sizeof(float);
+  const size_t yt_stride = ((blocks * nb + line_floats - 1) / line_floats | 1) * line_floats;
 
   float* xp = packed_tokens().get(blocks * nb * n_in);
   const size_t column_blocks = (n_out + kSplitColumns - 1) / kSplitColumns;
@@ -324,9 +358,9 @@ void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64
                      rows * in * out >= kGemmSplitWork;
   if (!split) {
     HWY_DYNAMIC_DISPATCH(PackTokensImpl)(x, n_rows, n_in, 0, blocks, xp);
-    float* yt = several_passes ? partial_sums().get(kChunk * blocks * nb) : nullptr;
     HWY_DYNAMIC_DISPATCH(TileColumnsImpl)
-    (xp, n_rows, n_in, w, y, n_out, 0, n_out, depth, slab_blocks, yt);
+    (xp, n_rows, n_in, w, y, n_out, 0, n_out, depth, slab_blocks,
+     tile_sums().get(kChunk * yt_stride), yt_stride);
     return;
   }
 #pragma omp parallel
@@ -339,9 +373,9 @@ void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64
     const size_t begin = std::min(n_out, column_blocks * part / parts * kSplitColumns);
     const size_t end = std::min(n_out, column_blocks * (part + 1) / parts * kSplitColumns);
     if (begin < end) {
-      float* yt = several_passes ? partial_sums().get(kChunk * blocks * nb) : nullptr;
       HWY_DYNAMIC_DISPATCH(TileColumnsImpl)
-      (xp, n_rows, n_in, w, y, n_out, begin, end, depth, slab_blocks, yt);
+      (xp, n_rows, n_in, w, y, n_out, begin, end, depth, slab_blocks,
+       tile_sums().get(kChunk * yt_stride), yt_stride);
     }
   }
 }

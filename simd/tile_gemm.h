@@ -16,8 +16,10 @@
 //   the blocks in slabs that fill at most half of it. Each tile of R weight rows runs over every
 //   block of a slab, its weights read from memory for the first and from the L1 cache for the
 //   rest, while the next tile's weights are prefetched;
-// - the tiles' sums go straight from the registers into y at the last pass over k; between passes
-//   they wait, transposed, in a buffer of 192 outputs x the call's padded rows.
+// - the tiles' sums go from the registers into a buffer of 192 outputs x the call's padded rows
+//   (transposed: an output's tokens along a row), where they wait between passes over k; after
+//   the last, 4 x 4 blocks of it, transposed back, go into y's rows (simd/tile_gemm.cc says why
+//   not straight from the registers). The tokens are packed the same way, 4 x 4 at a time.
 //
 // Each y[t, o] is one fused multiply-add chain over k = 0 .. in-1, from zero (a pass resumes the
 // previous pass's fp32 sum exactly): the same bits for every blocking, split, thread count and
@@ -25,10 +27,10 @@
 // double sums by fp32 rounding (tests/simd_test.cc bounds it).
 //
 // Threads: outside an OpenMP region, from 2^20 multiply-adds, the tokens are packed by all
-// threads and the output columns split in blocks of 48 over the team; inside one (an expert's
+// threads and the output columns split in blocks of 6 over the team; inside one (an expert's
 // product while the experts run in parallel), the calling thread does it all. Scratch buffers are
 // per thread and grow to the largest call seen: the packed tokens (rows rounded up to a block,
-// times in floats) and, for calls of several passes, 192 x padded rows of partial sums.
+// times in floats) and the sums (192 x padded rows, plus a cache line or two per row).
 #pragma once
 
 #include <cstdint>

@@ -160,13 +160,14 @@ void expect_tile_gemm_matches_reference(const MatmulCase& c) {
 // that reach each of its paths, on every target (blocks of 8, 16 or 64 tokens): rows from 1 to
 // 600, whole blocks and a last block of 1, 2 or 3 vectors; partial tiles (out not a multiple of
 // 6), more outputs than one chunk of 192, in = 0, `in` a multiple of 1024 (x's rows in the same
-// cache sets); then, from this CPU's blocking, more k than one pass (the partial sums resumed)
-// and more blocks than one slab.
+// cache sets), tokens and outputs past the last whole group of 4 (packed and stored 4 x 4), out a
+// multiple of 256 (y's rows in the same cache sets); then, from this CPU's blocking, more k than
+// one pass (the partial sums resumed) and more blocks than one slab.
 TEST(SimdMatmul, TileGemmMatchesTheReferenceOnEveryTarget) {
   const std::vector<MatmulCase> cases = {
-      {1, 7, 5},      {5, 33, 13},   {9, 5, 7},    {16, 33, 13}, {17, 64, 200}, {40, 0, 5},
-      {64, 1024, 50}, {65, 40, 25},  {80, 100, 7}, {96, 17, 97}, {33, 2048, 3}, {128, 64, 30},
-      {130, 513, 61}, {200, 40, 50}, {257, 31, 7}, {600, 19, 11}};
+      {1, 7, 5},      {5, 33, 13},   {9, 5, 7},    {16, 33, 13},  {17, 64, 200}, {40, 0, 5},
+      {64, 1024, 50}, {65, 40, 25},  {80, 100, 7}, {96, 17, 97},  {33, 2048, 3}, {128, 64, 30},
+      {130, 513, 61}, {200, 40, 50}, {257, 31, 7}, {600, 19, 11}, {70, 45, 256}};
   for_each_target([&] {
     for (const MatmulCase& c : cases) expect_tile_gemm_matches_reference(c);
     const TileGemmBlocking blocking = tile_gemm_blocking(64);

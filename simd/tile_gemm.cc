@@ -79,7 +79,8 @@ void Transpose4x4(const float* HWY_RESTRICT src, size_t src_stride, float* HWY_R
 // Token blocks [first_block, end_block) of x [rows, in] packed: block b is [in, nb] at
 // xp + b * in * nb (x transposed, zeros past the rows). By 16 columns of x (one cache line of
 // each row) at a time: column by column, x's rows, `in` floats apart, would all fall into the same
-// few sets of the L1 cache when `in` is a multiple of 1024.
+// few sets of the L1 cache when `in` is a multiple of 1024. Within them, 4 rows x 4 columns at a
+// time (Transpose4x4), the rest one by one.
 void PackTokensImpl(const float* x, size_t rows, size_t in, size_t first_block, size_t end_block,
                     float* xp) {
   const size_t nb = BlockTokensImpl();
@@ -201,7 +202,7 @@ void TileChunk(const Pass& pass, size_t last_vectors, size_t outputs) {
 // blocks: four tokens' rows of y at a time, each written in order. Why not straight from the
 // tiles' registers: a tile's 64 rows of y, 6 outputs each and `out` floats apart, fall into the
 // same few sets of the L1 cache when `out` is a multiple of 256 (every product of the model's
-// configs), and writing them cost the products 10-25% on the Zen 5 of docs/performance.md. yt's
+// configs), and writing them cost the products 10-20% on the Zen 5 of docs/performance.md. yt's
 // rows, an odd number of lines apart, spread over the sets.
 void StoreOutputs(const float* HWY_RESTRICT yt, size_t yt_stride, size_t t0, size_t t1,
                   size_t outputs, float* HWY_RESTRICT y, size_t out) {

@@ -42,6 +42,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The targets on the small config, 2 threads, against the honest baselines.
 DECODE_FRACTION_TARGET = 0.85
+# The context the decode target is judged at; decode near the end of the context is reported
+# beside it without a target (docs/performance.md, section 3).
+DECODE_TARGET_PROMPT = 128
 PREFILL_512_FRACTION_TARGET = 0.75
 PREFILL_128_FRACTION_TARGET = 0.60
 PREFILL_SPEEDUP_TARGET = 30.0
@@ -226,7 +229,7 @@ def end_to_end_rows(family, backend, tokens, bench, compute):
             target, met = f">= {goal}", judged >= goal
     else:
         name = f"decode {backend} ({tokens} after {bench['prompt_tokens']:.0f})"
-        if backend == "simd":
+        if backend == "simd" and bench["prompt_tokens"] == DECODE_TARGET_PROMPT:
             target, met = f">= {DECODE_FRACTION_TARGET}", fraction >= DECODE_FRACTION_TARGET
     if model is None:
         rows = [row(name, bench["tokens_per_s"], "tok/s", roofline, fraction, target, met)]

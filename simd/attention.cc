@@ -23,12 +23,17 @@ namespace HWY_NAMESPACE {
 
 namespace hn = hwy::HWY_NAMESPACE;
 
-// scores[h][j..j+kVecs*lanes) = scale * sum_i q[h][i] kt[i][j..]: kHeads x kVecs accumulators,
-// each broadcast q[h][i] multiplied into kVecs vectors of keys, each key vector loaded once for
-// all heads. Every element is one multiply-add chain over i, whatever kVecs.
+// Keys per panel of the transposed keys: the most ScoreHeads scores at once (4 vectors), so that
+// each group of keys it scores lies within one panel.
+size_t KeyPanelWidth() { return 4 * hn::Lanes(hn::ScalableTag<float>()); }
+
+// scores[h][v * lanes ..] = scale * sum_i q[h][i] kt[i][v * lanes ..] for kVecs vectors of keys,
+// kt at the group's first key in its panel (rows `width` floats apart): kHeads x kVecs
+// accumulators, each broadcast q[h][i] multiplied into kVecs vectors of keys, each key vector
+// loaded once for all heads. Every element is one multiply-add chain over i, whatever kVecs.
 template <size_t kHeads, size_t kVecs>
-void ScoreKeys(const float* q, size_t hd, const float* kt, size_t kt_stride, size_t j, float scale,
-               float* scores, size_t scores_stride) {
+void ScoreKeys(const float* q, size_t hd, const float* kt, size_t width, float scale, float* scores,
+               size_t scores_stride) {
   const hn::ScalableTag<float> df;
   const size_t lanes = hn::Lanes(df);
   hn::Vec<decltype(df)> acc[kHeads][kVecs];
@@ -37,7 +42,7 @@ void ScoreKeys(const float* q, size_t hd, const float* kt, size_t kt_stride, siz
   }
   for (size_t i = 0; i < hd; ++i) {
     hn::Vec<decltype(df)> k[kVecs];
-    for (size_t v = 0; v < kVecs; ++v) k[v] = hn::LoadU(df, kt + i * kt_stride + j + v * lanes);
+    for (size_t v = 0; v < kVecs; ++v) k[v] = hn::LoadU(df, kt + i * width + v * lanes);
     for (size_t h = 0; h < kHeads; ++h) {
       const auto qi = hn::Set(df, q[h * hd + i]);
       for (size_t v = 0; v < kVecs; ++v) acc[h][v] = hn::MulAdd(qi, k[v], acc[h][v]);
@@ -46,26 +51,28 @@ void ScoreKeys(const float* q, size_t hd, const float* kt, size_t kt_stride, siz
   const auto s = hn::Set(df, scale);
   for (size_t h = 0; h < kHeads; ++h) {
     for (size_t v = 0; v < kVecs; ++v) {
-      hn::StoreU(hn::Mul(acc[h][v], s), df, scores + h * scores_stride + j + v * lanes);
+      hn::StoreU(hn::Mul(acc[h][v], s), df, scores + h * scores_stride + v * lanes);
     }
   }
 }
 
-// scores[h][j] for kHeads heads and j < n_keys, computed for whole vectors of keys: the
-// transposed keys and the score rows are padded (zeros in kt) to a multiple of the widest vector,
-// so the last vector may run past n_keys but not past the buffers. Two vectors of keys at a time
-// for 8 heads (16 accumulators), four for fewer.
+// scores[h][j] for kHeads heads and j < n_keys, computed for whole vectors of keys: the panels
+// (zeros past the last key) and the score rows are padded to a whole panel, so the last vector
+// may run past n_keys but not past the buffers. Two vectors of keys at a time for 8 heads (16
+// accumulators), four for fewer.
 template <size_t kHeads>
-void ScoreHeads(const float* q, size_t hd, const float* kt, size_t kt_stride, size_t n_keys,
-                float scale, float* scores, size_t scores_stride) {
+void ScoreHeads(const float* q, size_t hd, const float* panels, size_t n_keys, float scale,
+                float* scores, size_t scores_stride) {
   constexpr size_t kVecs = kHeads >= 8 ? 2 : 4;
   const size_t lanes = hn::Lanes(hn::ScalableTag<float>());
+  const size_t width = KeyPanelWidth();
+  const auto keys_at = [&](size_t j) { return panels + j / width * hd * width + j % width; };
   size_t j = 0;
   for (; j + kVecs * lanes <= n_keys; j += kVecs * lanes) {
-    ScoreKeys<kHeads, kVecs>(q, hd, kt, kt_stride, j, scale, scores, scores_stride);
+    ScoreKeys<kHeads, kVecs>(q, hd, keys_at(j), width, scale, scores + j, scores_stride);
   }
   for (; j < n_keys; j += lanes) {
-    ScoreKeys<kHeads, 1>(q, hd, kt, kt_stride, j, scale, scores, scores_stride);
+    ScoreKeys<kHeads, 1>(q, hd, keys_at(j), width, scale, scores + j, scores_stride);
   }
 }
 
@@ -129,12 +136,11 @@ void ForHeadChunks(size_t heads, const Body& body) {
 }
 
 // One token's query heads of one K/V head: scores, softmax, weighted sum of V.
-void AttendGroup(const float* q, size_t heads, size_t hd, const float* kt, size_t kt_stride,
-                 const float* values, const int64_t* rows, size_t n_keys, float scale,
-                 float* scores, size_t scores_stride, float* context) {
+void AttendGroup(const float* q, size_t heads, size_t hd, const float* panels, const float* values,
+                 const int64_t* rows, size_t n_keys, float scale, float* scores,
+                 size_t scores_stride, float* context) {
   ForHeadChunks(heads, [&]<size_t k>(size_t h) {
-    ScoreHeads<k>(q + h * hd, hd, kt, kt_stride, n_keys, scale, scores + h * scores_stride,
-                  scores_stride);
+    ScoreHeads<k>(q + h * hd, hd, panels, n_keys, scale, scores + h * scores_stride, scores_stride);
   });
   for (size_t h = 0; h < heads; ++h) SoftmaxRow(scores + h * scores_stride, n_keys);
   ForHeadChunks(heads, [&]<size_t k>(size_t h) {
@@ -152,14 +158,25 @@ namespace moeref::simd {
 
 namespace {
 
-// Rows of the transposed keys and of the scores are padded to a multiple of this many floats:
-// the widest vector Highway has (2048-bit SVE), so whole-vector loads and stores stay inside.
-constexpr int64_t kKeyPad = 64;
-
-int64_t padded(int64_t n) { return (n + kKeyPad - 1) / kKeyPad * kKeyPad; }
+// Panel `panel` of K/V head g's keys, transposed: out[i][jj] = k_{panel * width + jj}[i] for
+// i < hd, jj < width, zero past max_keys. A key's hd values go `width` floats apart, into the
+// panel's hd x width floats (16 KiB with AVX-512), which stay in the L1 cache while it is written.
+void copy_key_panel(const float* keys, const int64_t* rows, int64_t max_keys, int64_t hd,
+                    int64_t width, int64_t panel, float* out) {
+  const int64_t first = panel * width;
+  const int64_t count = std::min(width, max_keys - first);
+  for (int64_t jj = 0; jj < count; ++jj) {
+    const float* key = keys + rows[first + jj];
+    for (int64_t i = 0; i < hd; ++i) out[i * width + jj] = key[i];
+  }
+  for (int64_t i = 0; i < hd; ++i) {
+    std::fill(out + i * width + count, out + (i + 1) * width, 0.0f);
+  }
+}
 
 }  // namespace
 
+HWY_EXPORT(KeyPanelWidth);
 HWY_EXPORT(AttendGroup);
 
 void attention(const float* q, const float* keys, const float* values,
@@ -170,29 +187,41 @@ void attention(const float* q, const float* keys, const float* values,
   const int64_t H = dims.n_heads, G = dims.n_kv_heads, hd = dims.head_dim;
   const int64_t heads_per_kv = H / G;
   const int64_t max_keys = *std::max_element(positions.begin(), positions.end()) + 1;
-  const int64_t stride = padded(max_keys);
+  const int64_t width = static_cast<int64_t>(HWY_DYNAMIC_DISPATCH(KeyPanelWidth)());
+  const int64_t n_panels = (max_keys + width - 1) / width;
+  const int64_t stride = n_panels * width;  // of a row of scores
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
-  // Per K/V head g: kt [hd, stride], the keys transposed (zero past max_keys), and rows
+  // Per K/V head g: n_panels panels [hd, width] of the keys transposed (kt), and rows
   // [max_keys], the offset of each position's K/V row in the (paged or contiguous) cache.
   static thread_local std::vector<float> kt;
   static thread_local std::vector<int64_t> rows;
-  kt.assign(static_cast<size_t>(G * hd * stride), 0.0f);
+  kt.resize(static_cast<size_t>(G * n_panels * hd * width));
   rows.resize(static_cast<size_t>(G * max_keys));
   for (int64_t g = 0; g < G; ++g) {
-    for (int64_t j = 0; j < max_keys; ++j) {
-      const int64_t row = ref::kv_row(dims, g, j);
-      rows[g * max_keys + j] = row;
-      for (int64_t i = 0; i < hd; ++i) kt[(g * hd + i) * stride + j] = keys[row + i];
-    }
+    for (int64_t j = 0; j < max_keys; ++j) rows[g * max_keys + j] = ref::kv_row(dims, g, j);
   }
-  const float* kt_data = kt.data();
+  float* kt_data = kt.data();
   const int64_t* rows_data = rows.data();
 
-  const int64_t items = n_tokens * G;
+  // Items of work: (token, K/V head, part of its query heads). One part, all the group's heads
+  // reading each K and V row once, when there are at least as many (token, K/V head) pairs as
+  // threads; fewer (a decode step: one token, often one K/V head), the heads in as many parts as it
+  // takes to give every thread one. A head's scores and context are the same chains of operations
+  // in any part, so the bits do not depend on the split.
+  const int64_t pairs = n_tokens * G;
+  const int64_t parts =
+      std::clamp<int64_t>((omp_get_max_threads() + pairs - 1) / pairs, 1, heads_per_kv);
+  const int64_t items = pairs * parts;
   const bool parallel = items >= 2 && n_tokens * H * max_keys * hd >= ref::kParallelWork;
 #pragma omp parallel if (parallel)
   {
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < G * n_panels; ++item) {
+      const int64_t g = item / n_panels, panel = item % n_panels;
+      copy_key_panel(keys, rows_data + g * max_keys, max_keys, hd, width, panel,
+                     kt_data + (g * n_panels + panel) * hd * width);
+    }
     static thread_local std::vector<float> scores;
     if (scores.size() < static_cast<size_t>(heads_per_kv * stride)) {
       scores.resize(static_cast<size_t>(heads_per_kv * stride));
@@ -200,16 +229,18 @@ void attention(const float* q, const float* keys, const float* values,
     // Round-robin: causal rows grow with t, so contiguous blocks would load the last thread most.
 #pragma omp for schedule(static, 1)
     for (int64_t item = 0; item < items; ++item) {
-      const int64_t t = item / G, g = item % G;
+      const int64_t t = item / (G * parts), g = item / parts % G, part = item % parts;
       const int64_t n_keys = positions[t] + 1;
-      const int64_t first_head = t * H + g * heads_per_kv;
+      const int64_t first_head = t * H + g * heads_per_kv + heads_per_kv * part / parts;
+      const int64_t heads =
+          t * H + g * heads_per_kv + heads_per_kv * (part + 1) / parts - first_head;
       HWY_DYNAMIC_DISPATCH(AttendGroup)
-      (q + first_head * hd, static_cast<size_t>(heads_per_kv), static_cast<size_t>(hd),
-       kt_data + g * hd * stride, static_cast<size_t>(stride), values, rows_data + g * max_keys,
+      (q + first_head * hd, static_cast<size_t>(heads), static_cast<size_t>(hd),
+       kt_data + g * n_panels * hd * width, values, rows_data + g * max_keys,
        static_cast<size_t>(n_keys), scale, scores.data(), static_cast<size_t>(stride),
        context + first_head * hd);
       if (probs != nullptr) {
-        for (int64_t h = 0; h < heads_per_kv; ++h) {
+        for (int64_t h = 0; h < heads; ++h) {
           float* row = probs + (first_head + h) * probs_width;
           const float* p = scores.data() + h * stride;
           std::copy(p, p + n_keys, row);

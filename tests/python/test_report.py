@@ -33,6 +33,7 @@ def a_run(prefill_fraction, decode_fraction, peak_ratio, read_after):
          "gbytes_per_s": 50.0},
         end_to_end("BM_2_Prefill", "simd", 512, 3000.0, prefill_fraction, simd_over_ref=29.99),
         end_to_end("BM_2_Decode", "simd", 32, 200.0, decode_fraction, prompt_tokens=128.0),
+        end_to_end("BM_2_Decode", "simd", 32, 150.0, 0.5, prompt_tokens=1984.0),
         {"run_name": "BM_3_PeakResidentMemory/iterations:1", "run_type": "iteration",
          "peak_over_weights_plus_kv": peak_ratio, "peak_reset": 1, "peak_rss_mib": 1000.0,
          "weights_plus_kv_mib": 900.0},
@@ -93,6 +94,13 @@ class ReportTest(unittest.TestCase):
         self.assertFalse(rows["peak RSS 1000 MiB / weights+KV 900 MiB"]["met"])
         self.assertFalse(rows["read 1 GiB again at the end"]["met"])
         self.assertFalse(rows["prefill 512 simd / ref"]["met"])  # 29.99x against >= 30
+
+    def test_decode_is_judged_after_128_tokens_only(self):
+        rows = report(a_run(0.75, 0.85, 1.15, 57.5))
+        late = rows["decode simd (32 after 1984)"]
+        self.assertEqual(late["fraction"], 0.5)
+        self.assertIsNone(late["target"])
+        self.assertIsNone(late["met"])
 
     # The Xeon of docs/performance.md: OpenBLAS's Prescott kernels, 58 GFLOP/s, on a CPU whose
     # SkylakeX kernels reach 227. Against its own kernels, prefill 512 was "80% of peak"; against

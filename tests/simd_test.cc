@@ -158,16 +158,18 @@ void expect_tile_gemm_matches_reference(const MatmulCase& c) {
 
 // 9 to kTileGemmMaxRows rows go through the blocked GEMM of simd/tile_gemm.h. A table of shapes
 // that reach each of its paths, on every target (blocks of 8, 16 or 64 tokens): rows from 1 to
-// 600, whole blocks and a last block of 1, 2 or 3 vectors; partial tiles (out not a multiple of
+// 600, whole blocks and a last block of 1 to 4 vectors (46 and 61 rows: up to a block's last
+// token on AVX-512, AVX2 and SSE4); partial tiles (out not a multiple of
 // 6), more outputs than one chunk of 192, in = 0, `in` a multiple of 1024 (x's rows in the same
 // cache sets), tokens and outputs past the last whole group of 4 (packed and stored 4 x 4), out a
 // multiple of 256 (y's rows in the same cache sets); then, from this CPU's blocking, more k than
 // one pass (the partial sums resumed) and more blocks than one slab.
 TEST(SimdMatmul, TileGemmMatchesTheReferenceOnEveryTarget) {
   const std::vector<MatmulCase> cases = {
-      {1, 7, 5},      {5, 33, 13},   {9, 5, 7},    {16, 33, 13},  {17, 64, 200}, {40, 0, 5},
-      {64, 1024, 50}, {65, 40, 25},  {80, 100, 7}, {96, 17, 97},  {33, 2048, 3}, {128, 64, 30},
-      {130, 513, 61}, {200, 40, 50}, {257, 31, 7}, {600, 19, 11}, {70, 45, 256}};
+      {1, 7, 5},     {5, 33, 13},    {9, 5, 7},      {16, 33, 13},  {17, 64, 200},
+      {40, 0, 5},    {64, 1024, 50}, {65, 40, 25},   {80, 100, 7},  {96, 17, 97},
+      {33, 2048, 3}, {128, 64, 30},  {130, 513, 61}, {200, 40, 50}, {257, 31, 7},
+      {600, 19, 11}, {70, 45, 256},  {46, 40, 13},   {61, 40, 13}};
   for_each_target([&] {
     for (const MatmulCase& c : cases) expect_tile_gemm_matches_reference(c);
     const TileGemmBlocking blocking = tile_gemm_blocking(64);

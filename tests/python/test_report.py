@@ -95,6 +95,20 @@ class ReportTest(unittest.TestCase):
         self.assertFalse(rows["read 1 GiB again at the end"]["met"])
         self.assertFalse(rows["prefill 512 simd / ref"]["met"])  # 29.99x against >= 30
 
+    def test_a_probe_that_moved_flags_the_run(self):
+        def probes(after):
+            return {"context": {"date": "2026-12-04", "num_cpus": 2}, "benchmarks": [
+                {"run_name": "BM_0_FmaPeak/iterations:1", "run_type": "iteration",
+                 "gflops": 500.0, "lanes": 16.0, "label": "AVX3"},
+                {"run_name": "BM_4_FmaPeakAfter/iterations:1", "run_type": "iteration",
+                 "gflops": after}]}
+        steady = report(probes(575.0))["FMA probe again at the end"]
+        self.assertTrue(steady["met"])  # +15%: still steady
+        self.assertEqual(steady["roofline"], 500.0)
+        moved = report(probes(424.9))["FMA probe again at the end"]
+        self.assertFalse(moved["met"])  # the hypervisor put both threads on one core
+        self.assertAlmostEqual(moved["fraction"], 0.8498)
+
     def test_decode_is_judged_after_128_tokens_only(self):
         rows = report(a_run(0.75, 0.85, 1.15, 57.5))
         late = rows["decode simd (32 after 1984)"]

@@ -158,6 +158,11 @@ namespace moeref::simd {
 
 namespace {
 
+// Multiply-adds of a call from which a decode step's query heads are split over the threads: on
+// the Zen 5 of docs/performance.md one token's attention gained from the split only past about
+// 750 keys (8 heads of 64), and lost up to a microsecond below.
+constexpr int64_t kSplitHeadsWork = 8 * ref::kParallelWork;
+
 // Panel `panel` of K/V head g's keys, transposed: out[i][jj] = k_{panel * width + jj}[i] for
 // i < hd, jj < width, zero past max_keys. A key's hd values go `width` floats apart, into the
 // panel's hd x width floats (16 KiB with AVX-512), which stay in the L1 cache while it is written.
@@ -206,14 +211,17 @@ void attention(const float* q, const float* keys, const float* values,
 
   // Items of work: (token, K/V head, part of its query heads). One part, all the group's heads
   // reading each K and V row once, when there are at least as many (token, K/V head) pairs as
-  // threads; fewer (a decode step: one token, often one K/V head), the heads in as many parts as it
-  // takes to give every thread one. A head's scores and context are the same chains of operations
-  // in any part, so the bits do not depend on the split.
+  // threads; fewer (a decode step: one token, often one K/V head) and from kSplitHeadsWork, the
+  // heads in as many parts as it takes to give every thread one. A head's scores and context are
+  // the same chains of operations in any part, so the bits do not depend on the split.
   const int64_t pairs = n_tokens * G;
+  const int64_t work = n_tokens * H * max_keys * hd;
   const int64_t parts =
-      std::clamp<int64_t>((omp_get_max_threads() + pairs - 1) / pairs, 1, heads_per_kv);
+      work < kSplitHeadsWork
+          ? 1
+          : std::clamp<int64_t>((omp_get_max_threads() + pairs - 1) / pairs, 1, heads_per_kv);
   const int64_t items = pairs * parts;
-  const bool parallel = items >= 2 && n_tokens * H * max_keys * hd >= ref::kParallelWork;
+  const bool parallel = items >= 2 && work >= ref::kParallelWork;
 #pragma omp parallel if (parallel)
   {
 #pragma omp for schedule(static)

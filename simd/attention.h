@@ -15,8 +15,8 @@
 // - context[h] = sum_j p[h][j] v_j, the V rows read in key order with one vector accumulator per
 //   head and slice of head_dim.
 // The scores and the context are fp32 sums in a fixed order (i ascending, j ascending); the items
-// of work, (token, K/V head) or, when there are fewer of those than threads (a decode step), parts
-// of its query heads, are split over OpenMP threads in a fixed round-robin when there is enough
+// of work, (token, K/V head) or, when there are fewer of those than threads (a decode step) and
+// about a thousand keys or more, parts of its query heads, are split over OpenMP threads in a fixed round-robin when there is enough
 // work; a head's chains are the same in any part, so the bits do not depend on the thread count.
 // Nothing is allocated per token or head: the panels, the row offsets and each thread's scores
 // live in buffers reused across calls. Tests: tests/simd_test.cc (SimdAttention) against

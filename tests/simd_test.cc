@@ -300,8 +300,10 @@ TEST(SimdAttention, MatchesTheReferenceContiguousAndPaged) {
 // The model's shapes and more: 8 query heads per K/V head (the widest chunk of heads the kernel
 // computes together), head_dims that do and do not fill vectors, a causal prefill large enough to
 // be split over threads, every query at the last position (bidirectional or cross-attention
-// over a contiguous [G, N, head_dim]), and caches whose keys fill several panels of the transposed
-// keys (simd/attention.cc) for one or two K/V heads. One thread and all of them give the same bits.
+// over a contiguous [G, N, head_dim]), caches whose keys fill several panels of the transposed
+// keys (simd/attention.cc) for one or two K/V heads, and decode steps long enough for their query
+// heads to be split over the threads (1,101 and 2,501 keys). One thread and all of them give the
+// same bits.
 TEST(SimdAttention, MatchesTheReferenceForGroupsPrefillAndBidirectional) {
   struct Case {
     int64_t H, G, hd, T;
@@ -309,10 +311,11 @@ TEST(SimdAttention, MatchesTheReferenceForGroupsPrefillAndBidirectional) {
     int64_t first_position = 0;  // of the first token; > 0: a cache that holds earlier positions
   };
   const std::vector<Case> cases = {
-      {8, 1, 64, 40, false},     {8, 2, 24, 40, false},     {16, 1, 33, 9, false},
-      {12, 4, 64, 5, false},     {8, 1, 64, 70, true},      {6, 3, 20, 17, true},
-      {8, 1, 64, 1, false, 150}, {8, 2, 24, 1, false, 37},  {4, 1, 17, 1, false, 0},
-      {8, 1, 64, 2, false, 150}, {8, 1, 64, 3, false, 200}, {8, 2, 24, 4, false, 130}};
+      {8, 1, 64, 40, false},      {8, 2, 24, 40, false},     {16, 1, 33, 9, false},
+      {12, 4, 64, 5, false},      {8, 1, 64, 70, true},      {6, 3, 20, 17, true},
+      {8, 1, 64, 1, false, 150},  {8, 2, 24, 1, false, 37},  {4, 1, 17, 1, false, 0},
+      {8, 1, 64, 2, false, 150},  {8, 1, 64, 3, false, 200}, {8, 2, 24, 4, false, 130},
+      {8, 1, 64, 1, false, 1100}, {6, 1, 40, 1, false, 2500}};
   for_each_target([&] {
     for (const Case& c : cases) {
       SCOPED_TRACE("H " + std::to_string(c.H) + " G " + std::to_string(c.G) + " hd " +

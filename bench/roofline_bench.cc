@@ -200,7 +200,8 @@ void BM_0_SgemmPeak(benchmark::State& state) {
   state.SetLabel(openblas_get_config());
 }
 
-// The FMA-throughput probe: the best of 5 runs on all threads, at the widest vector of this CPU.
+// The FMA-throughput probe: the best of kFmaProbeRepeats runs on all threads, at the widest
+// vector of this CPU.
 void BM_0_FmaPeak(benchmark::State& state) {
   double best = 0;
   for (auto _ : state) best = std::max(best, fma_peak_flops_per_second(kFmaProbeRepeats));
@@ -377,10 +378,14 @@ void BM_2_Prefill(benchmark::State& state, const char* backend) {
   report_speedup(state, backend, "prefill", n, tokens_per_s);
 }
 
+// The longest prompt prefilled in one call: a call returns the logits of all its positions, and
+// a longer one would raise the peak memory that BM_3_PeakResidentMemory reports above that of the
+// 512-token prefill.
+constexpr size_t kLongestPrefillCall = 512;
+
 // range(0) new tokens, one forward call each, after an untimed prefill of range(1) tokens (with
 // simd whatever the backend: the cache holds the same positions either way), in calls of at most
-// 512 tokens: a call returns the logits of all its positions, and a longer one would raise the peak
-// memory that BM_3_PeakResidentMemory reports above that of the 512-token prefill.
+// kLongestPrefillCall tokens.
 void BM_2_Decode(benchmark::State& state, const char* backend) {
   SmallModel& small = small_model();
   const int64_t new_tokens = state.range(0);
@@ -393,9 +398,10 @@ void BM_2_Decode(benchmark::State& state, const char* backend) {
   for (auto _ : state) {
     KvCache cache = small.model->new_cache();
     small.kernels.select(simd::simd_kernels());
-    for (size_t first = 0; first < prompt.size(); first += 512) {
+    for (size_t first = 0; first < prompt.size(); first += kLongestPrefillCall) {
       small.model->forward(
-          std::span(prompt).subspan(first, std::min<size_t>(512, prompt.size() - first)), cache);
+          std::span(prompt).subspan(first, std::min(kLongestPrefillCall, prompt.size() - first)),
+          cache);
     }
     small.kernels.select(runtime::kernels_by_name(backend));
     const double run = seconds_of([&] {
@@ -492,6 +498,7 @@ BENCHMARK(BM_0_ReadBandwidth)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 
+// The FMA probe as BM_0_FmaPeak measures it, leaving the baseline as it was.
 void BM_4_FmaPeakAfter(benchmark::State& state) {
   double best = 0;
   for (auto _ : state) best = std::max(best, fma_peak_flops_per_second(kFmaProbeRepeats));

@@ -135,7 +135,10 @@ void ForHeadChunks(size_t heads, const Body& body) {
   if (h < heads) body.template operator()<1>(h);
 }
 
-// One token's query heads of one K/V head: scores, softmax, weighted sum of V.
+// One token's query heads of one K/V head: scores, softmax, weighted sum of V. panels: the K/V
+// head's keys transposed, [ceil(n_keys / KeyPanelWidth()), hd, KeyPanelWidth()], zeros past the
+// last key; values and rows: the cache and each position's row offset in it; scores: one row per
+// head, scores_stride floats apart, at least n_keys rounded up to a whole panel.
 void AttendGroup(const float* q, size_t heads, size_t hd, const float* panels, const float* values,
                  const int64_t* rows, size_t n_keys, float scale, float* scores,
                  size_t scores_stride, float* context) {
@@ -166,6 +169,9 @@ constexpr int64_t kSplitHeadsWork = 8 * ref::kParallelWork;
 // Panel `panel` of K/V head g's keys, transposed: out[i][jj] = k_{panel * width + jj}[i] for
 // i < hd, jj < width, zero past max_keys. A key's hd values go `width` floats apart, into the
 // panel's hd x width floats (16 KiB with AVX-512), which stay in the L1 cache while it is written.
+// Why panels: in one [hd, keys] block, rows a power of two floats apart at 512, 1,024 or 2,048
+// keys, each key's values fell into one or two sets of the L1 cache, and a decode step at position
+// 2,047 spent 0.77 ms per layer copying on the Zen 5 of docs/performance.md (0.06 ms in panels).
 void copy_key_panel(const float* keys, const int64_t* rows, int64_t max_keys, int64_t hd,
                     int64_t width, int64_t panel, float* out) {
   const int64_t first = panel * width;
@@ -240,8 +246,7 @@ void attention(const float* q, const float* keys, const float* values,
       const int64_t t = item / (G * parts), g = item / parts % G, part = item % parts;
       const int64_t n_keys = positions[t] + 1;
       const int64_t first_head = t * H + g * heads_per_kv + heads_per_kv * part / parts;
-      const int64_t heads =
-          t * H + g * heads_per_kv + heads_per_kv * (part + 1) / parts - first_head;
+      const int64_t heads = heads_per_kv * (part + 1) / parts - heads_per_kv * part / parts;
       HWY_DYNAMIC_DISPATCH(AttendGroup)
       (q + first_head * hd, static_cast<size_t>(heads), static_cast<size_t>(hd),
        kt_data + g * n_panels * hd * width, values, rows_data + g * max_keys,

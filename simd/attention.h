@@ -7,20 +7,19 @@
 // - the keys of each K/V head are first copied transposed, once per call, in panels of 4 vectors
 //   of keys ([n_panels, head_dim, 4 * lanes], zeros past the last key; the panels shared out over
 //   the threads), so that a vector holds one head's scores against several consecutive keys and
-//   the dot products need no horizontal sums: score[h][j..j+lanes) += q[h][i] * kT[i][j..). Why
-//   panels: in one [head_dim, keys] copy, rows a power of two floats apart, each key's head_dim
-//   values fell into one set of the L1 cache (a decode step at position 2047 spent 0.77 ms per
-//   layer, against 0.04 ms in panels with its heads split over two threads; docs/performance.md);
+//   the dot products need no horizontal sums: score[h][j..j+lanes) += q[h][i] * kT[i][j..). Panels
+//   rather than one [head_dim, keys] block keep the copy in the L1 cache (simd/attention.cc);
 // - softmax per head over its n_keys = position + 1 scores (simd/softmax.h);
 // - context[h] = sum_j p[h][j] v_j, the V rows read in key order with one vector accumulator per
 //   head and slice of head_dim.
-// The scores and the context are fp32 sums in a fixed order (i ascending, j ascending); the items
-// of work, (token, K/V head) or, when there are fewer of those than threads (a decode step) and
-// about a thousand keys or more, parts of its query heads, are split over OpenMP threads in a fixed round-robin when there is enough
-// work; a head's chains are the same in any part, so the bits do not depend on the thread count.
-// Nothing is allocated per token or head: the panels, the row offsets and each thread's scores
-// live in buffers reused across calls. Tests: tests/simd_test.cc (SimdAttention) against
-// ref::attention.
+// The scores and the context are fp32 sums in a fixed order (i ascending, j ascending). The items
+// of work are (token, K/V head) pairs; when there are fewer pairs than threads (a decode step) and
+// the call has 8 x 2^16 multiply-adds or more (1,024 keys of 8 heads of 64), each pair's query
+// heads in parts, enough to give every thread one. The items are split over OpenMP threads in a
+// fixed round-robin when there is enough work; a head's chains are the same in any part, so the
+// bits do not depend on the thread count. Nothing is allocated per token or head: the panels, the
+// row offsets and each thread's scores live in buffers reused across calls. Tests:
+// tests/simd_test.cc (SimdAttention) against ref::attention.
 #pragma once
 
 #include <cstdint>

@@ -457,8 +457,8 @@ BENCHMARK_CAPTURE(BM_2_Decode, ref, "ref")
     ->Iterations(1)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
-// Also near the end of the context (2048 positions for small), where a decode step reads 16 times
-// more K/V and attention weighs more.
+// Also near the end of the context (2048 positions for small), where a decode step reads about 14
+// times more K/V and attention weighs more.
 BENCHMARK_CAPTURE(BM_2_Decode, simd, "simd")
     ->Args({32, 128})
     ->Args({32, 1984})

@@ -316,7 +316,8 @@ TEST(SimdAttention, MatchesTheReferenceContiguousAndPaged) {
 // over a contiguous [G, N, head_dim]), caches whose keys fill several panels of the transposed
 // keys (simd/attention.cc) for one or two K/V heads, and decode steps long enough for their query
 // heads to be split over the threads (1,101 to 2,501 keys). One thread gives the reference's values
-// within fp32 rounding, and 2, 3 and 9 threads its bits.
+// within fp32 rounding, and 2, 3 and 9 threads its bits; the last token alone, its bits in the
+// call.
 TEST(SimdAttention, MatchesTheReferenceForGroupsPrefillAndBidirectional) {
   struct Case {
     int64_t H, G, hd, T;
@@ -373,6 +374,14 @@ TEST(SimdAttention, MatchesTheReferenceForGroupsPrefillAndBidirectional) {
         EXPECT_EQ(probs, probs_one) << n_threads << " threads";
       }
       omp_set_num_threads(threads);
+      // The last token alone, as in a decode step, has the bits it has in the call.
+      const size_t token = static_cast<size_t>(c.H * c.hd);
+      std::vector<float> alone(token, -1.0f);
+      simd_kernels().attention(q.data() + q.size() - token, keys.data(), values.data(),
+                               std::span(positions).last(1), dims, alone.data(), nullptr, 0);
+      EXPECT_EQ(
+          std::memcmp(alone.data(), one_thread.data() + q.size() - token, token * sizeof(float)), 0)
+          << "the last token alone";
     }
   });
 }

@@ -177,18 +177,13 @@ def rows_of(run):
             read_at_start = bench["gbytes_per_s"]
             rows.append(row("read 1 GiB, all threads (baseline)", read_at_start, "GB/s"))
         elif family == "BM_4_ReadBandwidthAfter" and read_at_start:
-            # Not a roofline: the same read at the end of the run, against the one at the start.
-            after = bench["gbytes_per_s"]
-            steady = abs(after / read_at_start - 1) <= STEADY_TOLERANCE
-            rows.append(row("read 1 GiB again at the end", after, "GB/s", read_at_start,
-                            after / read_at_start, f"1 +- {STEADY_TOLERANCE:g} (steady)", steady))
+            rows.append(steadiness_row("read 1 GiB again at the end", bench["gbytes_per_s"],
+                                       "GB/s", read_at_start))
         elif family == "BM_4_FmaPeakAfter" and fma_at_start:
-            # The same for the compute baseline: a guest whose hypervisor moved its vCPUs onto one
-            # physical core, or another tenant's work on the cores, reads far below the first.
-            after = bench["gflops"]
-            steady = abs(after / fma_at_start - 1) <= STEADY_TOLERANCE
-            rows.append(row("FMA probe again at the end", after, "GFLOP/s", fma_at_start,
-                            after / fma_at_start, f"1 +- {STEADY_TOLERANCE:g} (steady)", steady))
+            # A guest whose hypervisor moved its vCPUs onto one physical core, or another tenant's
+            # work on the cores, reads far below the first.
+            rows.append(steadiness_row("FMA probe again at the end", bench["gflops"], "GFLOP/s",
+                                       fma_at_start))
         elif family == "BM_1_SimdMatvec":
             rows.append(row(f"simd matvec {parts[1]}x{parts[2]}", bench["gbytes_per_s"], "GB/s",
                             bench["roofline_gbytes_per_s"], bench["roofline_fraction"]))
@@ -206,6 +201,14 @@ def rows_of(run):
                             target=f"<= {PEAK_MEMORY_RATIO_TARGET}",
                             met=ratio <= PEAK_MEMORY_RATIO_TARGET))
     return rows
+
+
+def steadiness_row(name, after, unit, at_start):
+    """Not a roofline: a baseline measured again at the end of the run, against the one at the
+    start; steady when within STEADY_TOLERANCE of it."""
+    steady = abs(after / at_start - 1) <= STEADY_TOLERANCE
+    return row(name, after, unit, at_start, after / at_start, f"1 +- {STEADY_TOLERANCE:g} (steady)",
+               steady)
 
 
 def blas_core(bench):

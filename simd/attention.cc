@@ -13,9 +13,10 @@
 #define HWY_TARGET_INCLUDE "simd/attention.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
-// After highway.h: the math header and SoftmaxRow are per target too.
+// After highway.h: the math header, SoftmaxRow and the transposes are per target too.
 #include "hwy/contrib/math/math-inl.h"
 #include "simd/softmax-inl.h"
+#include "simd/transpose-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace moeref::simd {
@@ -26,6 +27,29 @@ namespace hn = hwy::HWY_NAMESPACE;
 // Keys per panel of the transposed keys: the most ScoreHeads scores at once (4 vectors), so that
 // each group of keys it scores lies within one panel.
 size_t KeyPanelWidth() { return 4 * hn::Lanes(hn::ScalableTag<float>()); }
+
+// Panel `panel` of a K/V head's keys, transposed: out[i][jj] = k_{panel * width + jj}[i] for
+// i < hd, jj < width (KeyPanelWidth()), zero past max_keys; key j's row at keys + rows[j]. A key's
+// hd values go `width` floats apart, into the panel's hd x width floats (16 KiB with AVX-512),
+// which stay in the L1 cache while it is written; 16 keys at a time, 8 x 8 blocks in registers
+// (simd/transpose-inl.h). Why panels: in one [hd, keys] block, rows a power of two floats apart at
+// 512, 1,024 or 2,048 keys, each key's values fell into one or two sets of the L1 cache, and a
+// decode step at position 2,047 spent 0.77 ms per layer copying on the Zen 5 of
+// docs/performance.md (0.06 ms in panels).
+void CopyKeyPanel(const float* keys, const int64_t* rows, size_t max_keys, size_t hd, size_t panel,
+                  float* out) {
+  const size_t width = KeyPanelWidth();
+  const size_t first = panel * width;
+  const size_t count = std::min(width, max_keys - first);
+  constexpr size_t kKeys = 16;
+  const float* key_rows[kKeys];
+  for (size_t group = 0; group < count; group += kKeys) {
+    const size_t n = std::min(kKeys, count - group);
+    for (size_t jj = 0; jj < n; ++jj) key_rows[jj] = keys + rows[first + group + jj];
+    TransposeRows(key_rows, n, hd, out + group, width);
+  }
+  for (size_t i = 0; i < hd; ++i) std::fill(out + i * width + count, out + (i + 1) * width, 0.0f);
+}
 
 // scores[h][v * lanes ..] = scale * sum_i q[h][i] kt[i][v * lanes ..] for kVecs vectors of keys,
 // kt at the group's first key in its panel (rows `width` floats apart): kHeads x kVecs
@@ -166,28 +190,10 @@ namespace {
 // 750 keys (8 heads of 64), and lost up to a microsecond below.
 constexpr int64_t kSplitHeadsWork = 8 * ref::kParallelWork;
 
-// Panel `panel` of K/V head g's keys, transposed: out[i][jj] = k_{panel * width + jj}[i] for
-// i < hd, jj < width, zero past max_keys. A key's hd values go `width` floats apart, into the
-// panel's hd x width floats (16 KiB with AVX-512), which stay in the L1 cache while it is written.
-// Why panels: in one [hd, keys] block, rows a power of two floats apart at 512, 1,024 or 2,048
-// keys, each key's values fell into one or two sets of the L1 cache, and a decode step at position
-// 2,047 spent 0.77 ms per layer copying on the Zen 5 of docs/performance.md (0.06 ms in panels).
-void copy_key_panel(const float* keys, const int64_t* rows, int64_t max_keys, int64_t hd,
-                    int64_t width, int64_t panel, float* out) {
-  const int64_t first = panel * width;
-  const int64_t count = std::min(width, max_keys - first);
-  for (int64_t jj = 0; jj < count; ++jj) {
-    const float* key = keys + rows[first + jj];
-    for (int64_t i = 0; i < hd; ++i) out[i * width + jj] = key[i];
-  }
-  for (int64_t i = 0; i < hd; ++i) {
-    std::fill(out + i * width + count, out + (i + 1) * width, 0.0f);
-  }
-}
-
 }  // namespace
 
 HWY_EXPORT(KeyPanelWidth);
+HWY_EXPORT(CopyKeyPanel);
 HWY_EXPORT(AttendGroup);
 
 void attention(const float* q, const float* keys, const float* values,
@@ -233,8 +239,9 @@ void attention(const float* q, const float* keys, const float* values,
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < G * n_panels; ++item) {
       const int64_t g = item / n_panels, panel = item % n_panels;
-      copy_key_panel(keys, rows_data + g * max_keys, max_keys, hd, width, panel,
-                     kt_data + (g * n_panels + panel) * hd * width);
+      HWY_DYNAMIC_DISPATCH(CopyKeyPanel)
+      (keys, rows_data + g * max_keys, static_cast<size_t>(max_keys), static_cast<size_t>(hd),
+       static_cast<size_t>(panel), kt_data + (g * n_panels + panel) * hd * width);
     }
     static thread_local std::vector<float> scores;
     if (scores.size() < static_cast<size_t>(heads_per_kv * stride)) {

@@ -14,6 +14,8 @@
 #include "hwy/cache_control.h"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
+// After highway.h: the transposes are per target too.
+#include "simd/transpose-inl.h"
 
 #ifndef MOEREF_SIMD_TILE_GEMM_ONCE
 #define MOEREF_SIMD_TILE_GEMM_ONCE
@@ -51,36 +53,13 @@ constexpr size_t kTileRows = 6;
 
 size_t BlockTokensImpl() { return kTileVectors * hn::Lanes(DF()); }
 
-#if HWY_TARGET != HWY_SCALAR
-// dst row j, lane i = src row i, lane j, for a 4 x 4 block of floats: src rows src_stride floats
-// apart, dst rows dst_stride apart. Two rounds of interleaving 128-bit vectors (4 lanes on every
-// target), 8 shuffles where the scalar copy moves 16 floats one by one.
-void Transpose4x4(const float* HWY_RESTRICT src, size_t src_stride, float* HWY_RESTRICT dst,
-                  size_t dst_stride) {
-  const hn::Full128<float> d4;
-  const hn::Repartition<uint64_t, decltype(d4)> d2;
-  const auto a = hn::LoadU(d4, src);
-  const auto b = hn::LoadU(d4, src + src_stride);
-  const auto c = hn::LoadU(d4, src + 2 * src_stride);
-  const auto e = hn::LoadU(d4, src + 3 * src_stride);
-  const auto ab_lower = hn::BitCast(d2, hn::InterleaveLower(d4, a, b));  // a0 b0 a1 b1
-  const auto ab_upper = hn::BitCast(d2, hn::InterleaveUpper(d4, a, b));  // a2 b2 a3 b3
-  const auto ce_lower = hn::BitCast(d2, hn::InterleaveLower(d4, c, e));
-  const auto ce_upper = hn::BitCast(d2, hn::InterleaveUpper(d4, c, e));
-  hn::StoreU(hn::BitCast(d4, hn::InterleaveLower(d2, ab_lower, ce_lower)), d4, dst);
-  hn::StoreU(hn::BitCast(d4, hn::InterleaveUpper(d2, ab_lower, ce_lower)), d4, dst + dst_stride);
-  hn::StoreU(hn::BitCast(d4, hn::InterleaveLower(d2, ab_upper, ce_upper)), d4,
-             dst + 2 * dst_stride);
-  hn::StoreU(hn::BitCast(d4, hn::InterleaveUpper(d2, ab_upper, ce_upper)), d4,
-             dst + 3 * dst_stride);
-}
-#endif
-
 // Token blocks [first_block, end_block) of x [rows, in] packed: block b is [in, nb] at
 // xp + b * in * nb (x transposed, zeros past the rows). By 16 columns of x (one cache line of
-// each row) at a time: column by column, x's rows, `in` floats apart, would all fall into the same
-// few sets of the L1 cache when `in` is a multiple of 1024. Within them, 4 rows x 4 columns at a
-// time (Transpose4x4), the rest one by one.
+// each row) at a time, 8 rows at a time within them (two 8 x 8 transposes), so that each row's
+// line is used whole once loaded: x's rows, `in` floats apart, fall into the same few sets of the
+// L1 cache when `in` is a multiple of 1024, and a block's 64 rows would evict each other between
+// two visits. What is left (a partial line, fewer than 8 rows, a target of 4 lanes) goes through
+// Transpose.
 void PackTokensImpl(const float* x, size_t rows, size_t in, size_t first_block, size_t end_block,
                     float* xp) {
   const size_t nb = BlockTokensImpl();
@@ -91,18 +70,18 @@ void PackTokensImpl(const float* x, size_t rows, size_t in, size_t first_block, 
     for (size_t k0 = 0; k0 < in; k0 += kColumns) {
       const size_t k1 = std::min(in, k0 + kColumns);
       size_t t = 0;
-#if HWY_TARGET != HWY_SCALAR
+#if HWY_TARGET != HWY_SCALAR && HWY_MAX_BYTES >= 32
       if (k1 - k0 == kColumns) {
-        for (; t + 4 <= count; t += 4) {
-          for (size_t k = k0; k < k1; k += 4) {
-            Transpose4x4(x + (first + t) * in + k, in, block + k * nb + t, nb);
-          }
+        for (; t + 8 <= count; t += 8) {
+          const float* token_rows[8];
+          for (size_t i = 0; i < 8; ++i) token_rows[i] = x + (first + t + i) * in;
+          Transpose8x8(token_rows, k0, block + k0 * nb + t, nb);
+          Transpose8x8(token_rows, k0 + 8, block + (k0 + 8) * nb + t, nb);
         }
       }
 #endif
-      for (; t < count; ++t) {
-        const float* x_row = x + (first + t) * in;
-        for (size_t k = k0; k < k1; ++k) block[k * nb + t] = x_row[k];
+      if (t < count) {
+        Transpose(x + (first + t) * in + k0, in, count - t, k1 - k0, block + k0 * nb + t, nb);
       }
       for (size_t k = k0; k < k1; ++k)
         std::fill(block + k * nb + count, block + (k + 1) * nb, 0.0f);
@@ -198,29 +177,15 @@ void TileChunk(const Pass& pass, size_t last_vectors, size_t outputs) {
   }
 }
 
-// y[t, o] = yt[o, t] for tokens [t0, t1) and `outputs` outputs (y at the first of them), in 4 x 4
-// blocks: four tokens' rows of y at a time, each written in order. Why not straight from the
-// tiles' registers: a tile's 64 rows of y, 6 outputs each and `out` floats apart, fall into the
-// same few sets of the L1 cache when `out` is a multiple of 256 (every product of the model's
-// configs), and writing them cost the products 10-20% on the Zen 5 of docs/performance.md. yt's
-// rows, an odd number of lines apart, spread over the sets.
+// y[t, o] = yt[o, t] for tokens [t0, t1) and `outputs` outputs (y at the first of them), each
+// token's row of y written in order. Why not straight from the tiles' registers: a tile's 64 rows
+// of y, 6 outputs each and `out` floats apart, fall into the same few sets of the L1 cache when
+// `out` is a multiple of 256 (every product of the model's configs), and writing them cost the
+// products 10-20% on the Zen 5 of docs/performance.md. yt's rows, an odd number of lines apart,
+// spread over the sets.
 void StoreOutputs(const float* HWY_RESTRICT yt, size_t yt_stride, size_t t0, size_t t1,
                   size_t outputs, float* HWY_RESTRICT y, size_t out) {
-  size_t t = t0;
-#if HWY_TARGET != HWY_SCALAR
-  for (; t + 4 <= t1; t += 4) {
-    size_t o = 0;
-    for (; o + 4 <= outputs; o += 4) {
-      Transpose4x4(yt + o * yt_stride + t, yt_stride, y + t * out + o, out);
-    }
-    for (; o < outputs; ++o) {
-      for (size_t i = 0; i < 4; ++i) y[(t + i) * out + o] = yt[o * yt_stride + t + i];
-    }
-  }
-#endif
-  for (; t < t1; ++t) {
-    for (size_t o = 0; o < outputs; ++o) y[t * out + o] = yt[o * yt_stride + t];
-  }
+  Transpose(yt + t0, yt_stride, outputs, t1 - t0, y + t0 * out, out);
 }
 
 // y[t, o] for t < rows and o in [begin, end) from the packed tokens xp: kChunk outputs at a time;

@@ -18,8 +18,9 @@
 //   rest, while the next tile's weights are prefetched;
 // - the tiles' sums go from the registers into a buffer of 192 outputs x the call's padded rows
 //   (transposed: an output's tokens along a row), where they wait between passes over k; after
-//   the last, 4 x 4 blocks of it, transposed back, go into y's rows (simd/tile_gemm.cc says why
-//   not straight from the registers). The tokens are packed the same way, 4 x 4 at a time.
+//   the last, 8 x 8 blocks of it (4 x 4 where vectors have 4 lanes, and at the edges),
+//   transposed back in registers, go into y's rows (simd/tile_gemm.cc says why not straight from
+//   the registers). The tokens are packed the same way (simd/transpose-inl.h).
 //
 // Each y[t, o] is one fused multiply-add chain over k = 0 .. in-1, from zero (a pass resumes the
 // previous pass's fp32 sum exactly): the same bits for every blocking, split, thread count and

@@ -161,7 +161,8 @@ void expect_tile_gemm_matches_reference(const MatmulCase& c) {
 // 600, whole blocks and a last block of 1 to 4 vectors (46 and 61 rows: up to a block's last
 // token on AVX-512, AVX2 and SSE4); partial tiles (out not a multiple of
 // 6), more outputs than one chunk of 192, in = 0, `in` a multiple of 1024 (x's rows in the same
-// cache sets), tokens and outputs past the last whole group of 4 (packed and stored 4 x 4), out a
+// cache sets), tokens and outputs past the last whole group of 8 and of 4 (packed and stored in
+// 8 x 8 and 4 x 4 blocks; 46 and 61 rows leave 6 and 5, 13 outputs 5), out a
 // multiple of 256 (y's rows in the same cache sets); then, from this CPU's blocking, more k than
 // one pass (the partial sums resumed) and more blocks than one slab.
 TEST(SimdMatmul, TileGemmMatchesTheReferenceOnEveryTarget) {

@@ -12,8 +12,8 @@
 
 #include "runtime/freed_memory.h"
 #include "runtime/huge_pages.h"
-#include "simd/cpu_features.h"
 #include "simd/blas_gemm.h"
+#include "simd/cpu_features.h"
 
 namespace {
 

@@ -1,6 +1,6 @@
 // The matrix peak of the machine as OpenBLAS reaches it: an sgemm of n x n x n, x . w^T (the
-// layout of every matmul of the model), with the kernels simd/ selects (simd/blas_gemm.h: the best set
-// the CPU supports, whatever OpenBLAS 0.3.21 guessed from the CPU's name) and on every OpenMP
+// layout of every matmul of the model), with the kernels simd/ selects (simd/blas_gemm.h: the best
+// set the CPU supports, whatever OpenBLAS 0.3.21 guessed from the CPU's name) and on every OpenMP
 // thread's core, whatever simd/ sets it to for its own calls (one thread per call): the peak of
 // the whole machine. Shared by roofline_bench (one of its two compute baselines, with
 // bench/fma_peak.h) and vision_bench.

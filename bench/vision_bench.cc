@@ -22,8 +22,8 @@
 #include "ref/model/model.h"
 #include "ref/model/stats.h"
 #include "ref/model/weights.h"
-#include "simd/blas_gemm.h"
 #include "runtime/kernel_sets.h"
+#include "simd/blas_gemm.h"
 
 namespace moeref {
 namespace {

@@ -4,8 +4,8 @@
 // OpenBLAS 0.3.21 (Debian 12) picks its kernels by the CPU's family and model. A CPU newer than it
 // may get an older core's kernels: an AMD Zen 5 its AVX2 "Haswell" kernels, an Intel Sapphire or
 // Emerald Rapids Xeon its SSE3 "Prescott" kernels (a quarter of the SkylakeX kernels' 2048^3 sgemm
-// on one of them, docs/performance.md); a Zen 4 got the AVX-512 "Cooperlake" ones. best_blas_core() names the kernel set to run
-// instead; simd/blas_gemm.h applies it.
+// on one of them, docs/performance.md); a Zen 4 got the AVX-512 "Cooperlake" ones.
+// best_blas_core() names the kernel set to run instead; simd/blas_gemm.h applies it.
 #pragma once
 
 #include <string>

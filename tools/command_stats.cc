@@ -7,8 +7,8 @@
 
 #include "ref/io/config.h"
 #include "ref/model/stats.h"
-#include "simd/cpu_features.h"
 #include "simd/blas_gemm.h"
+#include "simd/cpu_features.h"
 #include "tools/commands.h"
 
 namespace moeref::cli {

@@ -46,6 +46,10 @@ class KernelSwitch : public Kernels {
     selected_->attention(q, keys, values, positions, dims, context, probs, probs_width);
   }
   void softmax(float* x, int64_t rows, int64_t n) const override { selected_->softmax(x, rows, n); }
+  void swiglu_feed_forward(const float* x, const float* gate, const float* up, const float* down,
+                           int64_t rows, int64_t d, int64_t d_ff, float* y) const override {
+    selected_->swiglu_feed_forward(x, gate, up, down, rows, d, d_ff, y);
+  }
   void swiglu(const float* gate, const float* up, float* out, int64_t n) const override {
     selected_->swiglu(gate, up, out, n);
   }

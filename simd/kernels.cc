@@ -1,5 +1,7 @@
 #include "simd/kernels.h"
 
+#include <omp.h>
+
 #include <algorithm>
 
 #include "simd/activation.h"
@@ -10,6 +12,7 @@
 #include "simd/rope.h"
 #include "simd/router.h"
 #include "simd/softmax.h"
+#include "simd/tile_gemm.h"
 
 namespace moeref::simd {
 
@@ -48,6 +51,18 @@ void SimdKernels::swiglu(const float* gate, const float* up, float* out, int64_t
 }
 
 void SimdKernels::gelu(float* x, int64_t n) const { simd::gelu(x, n); }
+
+void SimdKernels::swiglu_feed_forward(const float* x, const float* gate, const float* up,
+                                      const float* down, int64_t rows, int64_t d, int64_t d_ff,
+                                      float* y) const {
+  const bool tiles = rows > kMatvecRows && rows <= kTileGemmMaxRows && d > 0 && d_ff > 0;
+  const bool one_thread = omp_in_parallel() || omp_get_max_threads() == 1;
+  if (tiles && one_thread) {
+    tile_gemm_swiglu_feed_forward(x, gate, up, down, rows, d, d_ff, y);
+    return;
+  }
+  Kernels::swiglu_feed_forward(x, gate, up, down, rows, d, d_ff, y);
+}
 
 void SimdKernels::residual_add(float* x, const float* branch, int64_t n) const {
   simd::residual_add(x, branch, n);

@@ -46,6 +46,12 @@ class SimdKernels : public RefKernels {
   void softmax(float* x, int64_t rows, int64_t n) const override;
   void swiglu(const float* gate, const float* up, float* out, int64_t n) const override;
   void gelu(float* x, int64_t n) const override;
+  // Fused (simd/tile_gemm.h) where each product would be a tile GEMM on the calling thread: 9 to
+  // kTileGemmMaxRows tokens, inside a parallel region (an expert's tokens while the experts run
+  // in parallel) or on one thread; elsewhere the ops in turn, the products split over the
+  // threads. The same bits either way.
+  void swiglu_feed_forward(const float* x, const float* gate, const float* up, const float* down,
+                           int64_t rows, int64_t d, int64_t d_ff, float* y) const override;
   void residual_add(float* x, const float* branch, int64_t n) const override;
   void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,
                     bool renormalize, int32_t* indices, float* weights) const override;

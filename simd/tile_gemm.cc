@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstddef>
 
+#include "simd/activation.h"
 #include "simd/blas_gemm.h"
 
 #undef HWY_TARGET_INCLUDE
@@ -188,41 +189,87 @@ void StoreOutputs(const float* HWY_RESTRICT yt, size_t yt_stride, size_t t0, siz
   Transpose(yt + t0, yt_stride, outputs, t1 - t0, y + t0 * out, out);
 }
 
-// y[t, o] for t < rows and o in [begin, end) from the packed tokens xp: kChunk outputs at a time;
-// for each, passes over k of at most `depth` values; in each pass, the token blocks in slabs of
-// `slab_blocks`, whose part of the pass stays in the L2 cache while the chunk's weights stream
-// past it. The tiles' sums wait in yt (kChunk rows of yt_stride floats) between passes, and after
-// the last go from there into y.
-void TileColumnsImpl(const float* xp, size_t rows, size_t in, const float* w, float* y, size_t out,
-                     size_t begin, size_t end, size_t depth, size_t slab_blocks, float* yt,
-                     size_t yt_stride) {
+// The sums of a chunk of `outputs` outputs (w at the first one's row) for every token of the packed
+// tokens xp, into yt (output o's tokens at yt + o * yt_stride): passes over k of at most `depth`
+// values; in each pass, the token blocks in slabs of `slab_blocks`, whose part of the pass stays
+// in the L2 cache while the chunk's weights stream past it. The sums wait in yt between passes;
+// after a slab's last pass, slab_done(t0, t1) is called for its tokens [t0, t1).
+template <class SlabDone>
+void ChunkSums(const float* xp, size_t rows, size_t in, const float* w, size_t outputs,
+               size_t depth, size_t slab_blocks, float* yt, size_t yt_stride,
+               const SlabDone& slab_done) {
   const size_t lanes = hn::Lanes(DF());
   const size_t nb = BlockTokensImpl();
   const size_t blocks = (rows + nb - 1) / nb;
   const size_t last_vectors = (rows - (blocks - 1) * nb + lanes - 1) / lanes;
+  for (size_t k0 = 0; k0 < in; k0 += depth) {
+    const size_t pass_depth = std::min(depth, in - k0);
+    for (size_t b0 = 0; b0 < blocks; b0 += slab_blocks) {
+      const size_t b1 = std::min(blocks, b0 + slab_blocks);
+      const Pass pass{.xp = xp,
+                      .nb = nb,
+                      .in = in,
+                      .first_block = b0,
+                      .end_block = b1,
+                      .k0 = k0,
+                      .depth = pass_depth,
+                      .w = w,
+                      .yt = yt,
+                      .yt_stride = yt_stride};
+      TileChunk(pass, b1 == blocks ? last_vectors : kTileVectors, outputs);
+      if (k0 + pass_depth == in) slab_done(b0 * nb, std::min(rows, b1 * nb));
+    }
+  }
+}
+
+// y[t, o] for t < rows and o in [begin, end) from the packed tokens xp: kChunk outputs at a time,
+// their sums (ChunkSums) going from yt into y as each slab is done.
+void TileColumnsImpl(const float* xp, size_t rows, size_t in, const float* w, float* y, size_t out,
+                     size_t begin, size_t end, size_t depth, size_t slab_blocks, float* yt,
+                     size_t yt_stride) {
   for (size_t first = begin; first < end; first += kChunk) {
     const size_t outputs = std::min(kChunk, end - first);
-    for (size_t k0 = 0; k0 < in; k0 += depth) {
-      const size_t pass_depth = std::min(depth, in - k0);
-      for (size_t b0 = 0; b0 < blocks; b0 += slab_blocks) {
-        const size_t b1 = std::min(blocks, b0 + slab_blocks);
-        const Pass pass{.xp = xp,
-                        .nb = nb,
-                        .in = in,
-                        .first_block = b0,
-                        .end_block = b1,
-                        .k0 = k0,
-                        .depth = pass_depth,
-                        .w = w + first * in,
-                        .yt = yt,
-                        .yt_stride = yt_stride};
-        TileChunk(pass, b1 == blocks ? last_vectors : kTileVectors, outputs);
-        if (k0 + pass_depth == in) {
-          StoreOutputs(yt, yt_stride, b0 * nb, std::min(rows, b1 * nb), outputs, y + first, out);
-        }
+    ChunkSums(xp, rows, in, w + first * in, outputs, depth, slab_blocks, yt, yt_stride,
+              [&](size_t t0, size_t t1) {
+                StoreOutputs(yt, yt_stride, t0, t1, outputs, y + first, out);
+              });
+  }
+}
+
+// A SwiGLU feed-forward on the calling thread, from the packed tokens xp [rows, d]: for each chunk
+// of d_ff outputs, the up and gate sums (ChunkSums into yt_up, yt_gate), swiglu over them in
+// place, and the results copied, a block's tokens at a time, into the packed hidden tokens hp
+// (blocks of [d_ff, nb]: the layout PackTokensImpl would give the hidden [rows, d_ff]); then the
+// down product from hp into y [rows, d]. The padding tokens' sums are zero and swiglu(0, 0) = 0,
+// so hp's padding is zero as packing makes it, up to the last vector the tiles compute (the rest
+// of a partial last block is neither written nor read). `blocking`: depth and slab_blocks for
+// in = d, then for in = d_ff.
+void SwigluFeedForwardImpl(const float* xp, size_t rows, size_t d, const float* gate,
+                           const float* up, const float* down, size_t d_ff, float* y,
+                           const size_t* blocking, float* yt_gate, float* yt_up, size_t yt_stride,
+                           float* hp) {
+  const size_t nb = BlockTokensImpl();
+  const size_t blocks = (rows + nb - 1) / nb;
+  // The tokens the tiles compute: whole vectors (a last block's tiles stop at its last vector).
+  const size_t lanes = hn::Lanes(DF());
+  const size_t computed = (rows + lanes - 1) / lanes * lanes;
+  const auto nothing = [](size_t, size_t) {};
+  for (size_t first = 0; first < d_ff; first += kChunk) {
+    const size_t outputs = std::min(kChunk, d_ff - first);
+    ChunkSums(xp, rows, d, up + first * d, outputs, blocking[0], blocking[1], yt_up, yt_stride,
+              nothing);
+    ChunkSums(xp, rows, d, gate + first * d, outputs, blocking[0], blocking[1], yt_gate, yt_stride,
+              nothing);
+    for (size_t o = 0; o < outputs; ++o) {
+      float* hidden = yt_up + o * yt_stride;
+      swiglu(yt_gate + o * yt_stride, hidden, hidden, static_cast<int64_t>(computed));
+      for (size_t b = 0; b < blocks; ++b) {
+        std::copy_n(hidden + b * nb, std::min(nb, computed - b * nb),
+                    hp + (b * d_ff + first + o) * nb);
       }
     }
   }
+  TileColumnsImpl(hp, rows, d_ff, down, y, d, 0, d, blocking[2], blocking[3], yt_up, yt_stride);
 }
 
 }  // namespace HWY_NAMESPACE
@@ -278,11 +325,25 @@ Scratch& tile_sums() {
   return scratch;
 }
 
+Scratch& packed_hidden() {
+  thread_local Scratch scratch;
+  return scratch;
+}
+
+// The sums' buffer rows for a call of `rows` tokens in blocks of nb: the padded tokens and then
+// some, an odd number of 64-byte lines in all (StoreOutputs reads its columns).
+size_t sums_stride(size_t rows, size_t nb) {
+  const size_t line_floats = 64 / sizeof(float);
+  const size_t blocks = (rows + nb - 1) / nb;
+  return ((blocks * nb + line_floats - 1) / line_floats | 1) * line_floats;
+}
+
 }  // namespace
 
 HWY_EXPORT(BlockTokensImpl);
 HWY_EXPORT(PackTokensImpl);
 HWY_EXPORT(TileColumnsImpl);
+HWY_EXPORT(SwigluFeedForwardImpl);
 
 TileGemmBlocking tile_gemm_blocking(int64_t in) {
   const size_t nb = HWY_DYNAMIC_DISPATCH(BlockTokensImpl)();
@@ -313,10 +374,7 @@ void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64
   const size_t depth = static_cast<size_t>(blocking.depth);
   const size_t slab_blocks = static_cast<size_t>(blocking.slab_blocks);
   const size_t blocks = (n_rows + nb - 1) / nb;
-  // The sums' buffer: kChunk rows of the padded tokens and then some, an odd number of 64-byte
-  // lines in all (StoreOutputs reads its columns).
-  const size_t line_floats = 64 / sizeof(float);
-  const size_t yt_stride = ((blocks * nb + line_floats - 1) / line_floats | 1) * line_floats;
+  const size_t yt_stride = sums_stride(n_rows, nb);
 
   float* xp = packed_tokens().get(blocks * nb * n_in);
   const size_t column_blocks = (n_out + kSplitColumns - 1) / kSplitColumns;
@@ -344,6 +402,28 @@ void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64
        tile_sums().get(kChunk * yt_stride), yt_stride);
     }
   }
+}
+
+void tile_gemm_swiglu_feed_forward(const float* x, const float* gate, const float* up,
+                                   const float* down, int64_t rows, int64_t d, int64_t d_ff,
+                                   float* y) {
+  if (rows <= 0) return;
+  const size_t n_rows = static_cast<size_t>(rows), n_d = static_cast<size_t>(d);
+  const size_t n_ff = static_cast<size_t>(d_ff);
+  const TileGemmBlocking for_d = tile_gemm_blocking(d), for_ff = tile_gemm_blocking(d_ff);
+  const size_t blocking[4] = {
+      static_cast<size_t>(for_d.depth), static_cast<size_t>(for_d.slab_blocks),
+      static_cast<size_t>(for_ff.depth), static_cast<size_t>(for_ff.slab_blocks)};
+  const size_t nb = static_cast<size_t>(for_d.block_tokens);
+  const size_t blocks = (n_rows + nb - 1) / nb;
+  const size_t yt_stride = sums_stride(n_rows, nb);
+  float* xp = packed_tokens().get(blocks * nb * n_d);
+  float* hp = packed_hidden().get(blocks * nb * n_ff);
+  float* sums = tile_sums().get(2 * kChunk * yt_stride);
+  HWY_DYNAMIC_DISPATCH(PackTokensImpl)(x, n_rows, n_d, 0, blocks, xp);
+  HWY_DYNAMIC_DISPATCH(SwigluFeedForwardImpl)
+  (xp, n_rows, n_d, gate, up, down, n_ff, y, blocking, sums, sums + kChunk * yt_stride, yt_stride,
+   hp);
 }
 
 }  // namespace moeref::simd

@@ -46,6 +46,17 @@ inline constexpr int64_t kTileGemmMaxRows = 2048;
 
 void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out);
 
+// A SwiGLU feed-forward of `rows` tokens on the calling thread, with the bits of the products and
+// swiglu one after the other (tile_gemm_xwt for up, gate and down, simd/activation.h's swiglu):
+// y [rows, d] = down . (silu(x . gate^T) * (x . up^T)), gate and up [d_ff, d], down [d, d_ff].
+// The tokens are packed once for gate and up; the hidden values never go into a [rows, d_ff]
+// array: swiglu runs on the up and gate sums where they wait, transposed, and its results go
+// straight into the packed tokens of the down product (no transposition, no second packing).
+// Scratch: the packed tokens of x and of the hidden values, two sums' buffers.
+void tile_gemm_swiglu_feed_forward(const float* x, const float* gate, const float* up,
+                                   const float* down, int64_t rows, int64_t d, int64_t d_ff,
+                                   float* y);
+
 // How tile_gemm_xwt blocks a call on this CPU, at the target Highway's dispatch picks: tokens per
 // block, k values per pass, blocks per slab (for a given `in`). For tests and benchmarks.
 struct TileGemmBlocking {

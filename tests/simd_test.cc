@@ -219,6 +219,46 @@ TEST(SimdMatmul, TileGemmRowsAreTheirOwnBitsAtAnyThreadCount) {
   }
 }
 
+// The fused SwiGLU feed-forward (simd/tile_gemm.h) has the bits of simd's ops in turn (the up and
+// gate products, swiglu, the down product), on every target: tokens ending in a partial vector, a
+// partial block and whole blocks; d_ff over several chunks of 192 outputs and not a multiple of the
+// tile height; d and d_ff over several passes over k (a pass as deep as the L2 cache allows leaves
+// room for two blocks in a slab: three blocks take two slabs); x, the weights and y off an
+// aligned boundary and y's neighbours untouched. Up to kTileGemmMaxRows tokens, where it is used.
+TEST(SimdFeedForward, FusedHasTheBitsOfTheOpsInTurn) {
+  struct Case {
+    int64_t rows, d, d_ff;
+  };
+  const TileGemmBlocking blocking = tile_gemm_blocking(64);
+  const int64_t several_passes = 2 * tile_gemm_blocking(1 << 20).depth + 5;
+  const std::vector<Case> cases = {{9, 16, 40},
+                                   {17, 33, 200},
+                                   {70, 64, 385},
+                                   {blocking.block_tokens, 40, 61},
+                                   {2 * blocking.block_tokens + 37, 24, 7},
+                                   {2 * blocking.block_tokens + 5, several_passes, 13},
+                                   {11, 5, several_passes}};
+  for_each_target([&] {
+    for (const Case& c : cases) {
+      SCOPED_TRACE(testing::Message() << c.rows << " tokens, d " << c.d << ", d_ff " << c.d_ff);
+      const std::vector<float> x = pattern(static_cast<size_t>(c.rows * c.d) + 1, 1.0f, 0.05f);
+      const std::vector<float> gate = pattern(static_cast<size_t>(c.d_ff * c.d) + 2, 0.3f, -0.02f);
+      const std::vector<float> up = pattern(static_cast<size_t>(c.d_ff * c.d) + 3, 0.2f, 0.01f);
+      const std::vector<float> down = pattern(static_cast<size_t>(c.d * c.d_ff) + 1, 0.1f, 0.0f);
+      const size_t n = static_cast<size_t>(c.rows * c.d);
+      std::vector<float> in_turn(n), fused(n + 2, 7.0f);
+      simd_kernels().Kernels::swiglu_feed_forward(x.data() + 1, gate.data() + 2, up.data() + 3,
+                                                  down.data() + 1, c.rows, c.d, c.d_ff,
+                                                  in_turn.data());
+      tile_gemm_swiglu_feed_forward(x.data() + 1, gate.data() + 2, up.data() + 3, down.data() + 1,
+                                    c.rows, c.d, c.d_ff, fused.data() + 1);
+      EXPECT_EQ(fused.front(), 7.0f);
+      EXPECT_EQ(fused.back(), 7.0f);
+      EXPECT_EQ(std::memcmp(fused.data() + 1, in_turn.data(), n * sizeof(float)), 0);
+    }
+  });
+}
+
 // Past kTileGemmMaxRows rows, OpenBLAS (simd/blas_gemm.h), its products cut into tiles by their
 // shape: by columns (many outputs) and by token rows (few). Close to the reference at any thread
 // count, identical run to run and to one thread's; and the last row count of the tiles as well.

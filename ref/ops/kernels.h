@@ -36,6 +36,13 @@ class Kernels {
   virtual void swiglu(const float* gate, const float* up, float* out,
                       int64_t n) const = 0;          // ref/ops/activation.h
   virtual void gelu(float* x, int64_t n) const = 0;  // ref/ops/activation.h
+  // A SwiGLU feed-forward (ref/model/feed_forward.h): y [rows, d] = down . (silu(x . gate^T) *
+  // (x . up^T)), gate and up [d_ff, d], down [d, d_ff]. By default this set's own ops one after the
+  // other: matmul for up and for gate, swiglu, matmul for down. A set may fuse them (simd/ does),
+  // with the same results as that sequence of its own ops.
+  virtual void swiglu_feed_forward(const float* x, const float* gate, const float* up,
+                                   const float* down, int64_t rows, int64_t d, int64_t d_ff,
+                                   float* y) const;
   virtual void residual_add(float* x, const float* branch,
                             int64_t n) const = 0;  // ref/ops/residual.h
   virtual void select_top_k(const float* probs, int64_t n_tokens, int64_t n_experts, int64_t k,

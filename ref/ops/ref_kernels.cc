@@ -1,5 +1,6 @@
 // The reference kernel set: each method forwards to the plain op of the same name.
 #include <numeric>
+#include <vector>
 
 #include "ref/ops/activation.h"
 #include "ref/ops/kernels.h"
@@ -47,6 +48,17 @@ void RefKernels::swiglu(const float* gate, const float* up, float* out, int64_t 
 }
 
 void RefKernels::gelu(float* x, int64_t n) const { ref::gelu(x, n); }
+
+void Kernels::swiglu_feed_forward(const float* x, const float* gate, const float* up,
+                                  const float* down, int64_t rows, int64_t d, int64_t d_ff,
+                                  float* y) const {
+  std::vector<float> hidden(static_cast<size_t>(rows * d_ff));
+  std::vector<float> gated(hidden.size());
+  matmul(x, up, hidden.data(), rows, d, d_ff);
+  matmul(x, gate, gated.data(), rows, d, d_ff);
+  swiglu(gated.data(), hidden.data(), hidden.data(), rows * d_ff);
+  matmul(hidden.data(), down, y, rows, d_ff, d);
+}
 
 void RefKernels::residual_add(float* x, const float* branch, int64_t n) const {
   ref::residual_add(x, branch, n);

@@ -29,7 +29,7 @@
 
 namespace moeref::simd {
 
-class SimdKernels : public RefKernels {
+class SimdKernels final : public RefKernels {
  public:
   const char* name() const override;
   void matmul(const float* x, const float* w, float* y, int64_t rows, int64_t in,

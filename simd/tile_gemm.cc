@@ -71,7 +71,7 @@ void PackTokensImpl(const float* x, size_t rows, size_t in, size_t first_block, 
     for (size_t k0 = 0; k0 < in; k0 += kColumns) {
       const size_t k1 = std::min(in, k0 + kColumns);
       size_t t = 0;
-#if HWY_TARGET != HWY_SCALAR && HWY_MAX_BYTES >= 32
+#if HWY_TARGET != HWY_SCALAR && !HWY_HAVE_SCALABLE && HWY_MAX_BYTES >= 32
       if (k1 - k0 == kColumns) {
         for (; t + 8 <= count; t += 8) {
           const float* token_rows[8];
@@ -240,9 +240,10 @@ void TileColumnsImpl(const float* xp, size_t rows, size_t in, const float* w, fl
 // of d_ff outputs, the up and gate sums (ChunkSums into yt_up, yt_gate), swiglu over them in
 // place, and the results copied, a block's tokens at a time, into the packed hidden tokens hp
 // (blocks of [d_ff, nb]: the layout PackTokensImpl would give the hidden [rows, d_ff]); then the
-// down product from hp into y [rows, d]. The padding tokens' sums are zero and swiglu(0, 0) = 0,
-// so hp's padding is zero as packing makes it, up to the last vector the tiles compute (the rest
-// of a partial last block is neither written nor read). `blocking`: depth and slab_blocks for
+// down product from hp into y [rows, d]. The padding tokens' sums are zero (with finite weights)
+// and swiglu(0, 0) = 0, so hp's padding is zero as packing makes it, up to the last vector the
+// tiles compute (the rest of a partial last block is neither written nor read); a padding token's
+// values never reach a real token's outputs either way. `blocking`: depth and slab_blocks for
 // in = d, then for in = d_ff.
 void SwigluFeedForwardImpl(const float* xp, size_t rows, size_t d, const float* gate,
                            const float* up, const float* down, size_t d_ff, float* y,
@@ -407,7 +408,11 @@ void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64
 void tile_gemm_swiglu_feed_forward(const float* x, const float* gate, const float* up,
                                    const float* down, int64_t rows, int64_t d, int64_t d_ff,
                                    float* y) {
-  if (rows <= 0) return;
+  if (rows <= 0 || d <= 0) return;
+  if (d_ff == 0) {
+    std::fill(y, y + rows * d, 0.0f);
+    return;
+  }
   const size_t n_rows = static_cast<size_t>(rows), n_d = static_cast<size_t>(d);
   const size_t n_ff = static_cast<size_t>(d_ff);
   const TileGemmBlocking for_d = tile_gemm_blocking(d), for_ff = tile_gemm_blocking(d_ff);

@@ -5,8 +5,8 @@
 //
 // How: 8 x 8 blocks in registers where the target has 8-lane vectors (AVX2, AVX-512: 8 loads, 24
 // shuffles and 8 stores for 64 floats), then 4 x 4 blocks (4 lanes, every target but scalar: 16
-// instructions for 16 floats), the rest one by one. dst is written row by row, each row's blocks in
-// order along it (write-combining and the hardware prefetcher see one stream per destination row).
+// instructions for 16 floats), the rest one by one. dst is written in bands of 8 (or 4) rows, each
+// band's blocks in order along it, so that a band's cache lines are completed one after another.
 // src may be given as one pointer per row (TransposeRows: the rows of a paged K/V cache).
 //
 // Toggle guard (not #pragma once): this header is compiled once per target.
@@ -51,28 +51,28 @@ inline void Transpose4x4(const float* const* HWY_RESTRICT src, size_t column,
 }
 #endif
 
-#if HWY_TARGET != HWY_SCALAR && HWY_MAX_BYTES >= 32
+#if HWY_TARGET != HWY_SCALAR && !HWY_HAVE_SCALABLE && HWY_MAX_BYTES >= 32
 // The same for an 8 x 8 block, in three rounds: interleaving floats and then pairs of floats
 // within each 128-bit half, then joining the halves.
 inline void Transpose8x8(const float* const* HWY_RESTRICT src, size_t column,
                          float* HWY_RESTRICT dst, size_t dst_stride) {
   const hn::Full256<float> d8;
-  const hn::Repartition<uint64_t, decltype(d8)> d4;
-  hn::Vec<decltype(d4)> pairs[8];
+  const hn::Repartition<uint64_t, decltype(d8)> d64;
+  hn::Vec<decltype(d64)> pairs[8];
   for (size_t i = 0; i < 8; i += 2) {
     const auto a = hn::LoadU(d8, src[i] + column);
     const auto b = hn::LoadU(d8, src[i + 1] + column);
-    pairs[i] = hn::BitCast(d4, hn::InterleaveLower(d8, a, b));      // a0 b0 a1 b1 | a4 b4 a5 b5
-    pairs[i + 1] = hn::BitCast(d4, hn::InterleaveUpper(d8, a, b));  // a2 b2 a3 b3 | a6 b6 a7 b7
+    pairs[i] = hn::BitCast(d64, hn::InterleaveLower(d8, a, b));      // a0 b0 a1 b1 | a4 b4 a5 b5
+    pairs[i + 1] = hn::BitCast(d64, hn::InterleaveUpper(d8, a, b));  // a2 b2 a3 b3 | a6 b6 a7 b7
   }
   // quads[q]: rows 0-3 (q < 4) or 4-7 of columns q % 4 and q % 4 + 4, one per half.
   hn::Vec<decltype(d8)> quads[8];
   for (size_t half = 0; half < 2; ++half) {
     const auto* p = pairs + 4 * half;
-    quads[4 * half + 0] = hn::BitCast(d8, hn::InterleaveLower(d4, p[0], p[2]));
-    quads[4 * half + 1] = hn::BitCast(d8, hn::InterleaveUpper(d4, p[0], p[2]));
-    quads[4 * half + 2] = hn::BitCast(d8, hn::InterleaveLower(d4, p[1], p[3]));
-    quads[4 * half + 3] = hn::BitCast(d8, hn::InterleaveUpper(d4, p[1], p[3]));
+    quads[4 * half + 0] = hn::BitCast(d8, hn::InterleaveLower(d64, p[0], p[2]));
+    quads[4 * half + 1] = hn::BitCast(d8, hn::InterleaveUpper(d64, p[0], p[2]));
+    quads[4 * half + 2] = hn::BitCast(d8, hn::InterleaveLower(d64, p[1], p[3]));
+    quads[4 * half + 3] = hn::BitCast(d8, hn::InterleaveUpper(d64, p[1], p[3]));
   }
   for (size_t j = 0; j < 4; ++j) {
     hn::StoreU(hn::ConcatLowerLower(d8, quads[4 + j], quads[j]), d8, dst + j * dst_stride);
@@ -85,7 +85,7 @@ inline void Transpose8x8(const float* const* HWY_RESTRICT src, size_t column,
 inline void TransposeRows(const float* const* HWY_RESTRICT src, size_t rows, size_t cols,
                           float* HWY_RESTRICT dst, size_t dst_stride) {
   size_t j = 0;
-#if HWY_TARGET != HWY_SCALAR && HWY_MAX_BYTES >= 32
+#if HWY_TARGET != HWY_SCALAR && !HWY_HAVE_SCALABLE && HWY_MAX_BYTES >= 32
   for (; j + 8 <= cols; j += 8) {
     float* dst_rows = dst + j * dst_stride;
     size_t i = 0;

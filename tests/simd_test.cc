@@ -224,7 +224,9 @@ TEST(SimdMatmul, TileGemmRowsAreTheirOwnBitsAtAnyThreadCount) {
 // partial block and whole blocks; d_ff over several chunks of 192 outputs and not a multiple of the
 // tile height; d and d_ff over several passes over k (a pass as deep as the L2 cache allows leaves
 // room for two blocks in a slab: three blocks take two slabs); x, the weights and y off an
-// aligned boundary and y's neighbours untouched. Up to kTileGemmMaxRows tokens, where it is used.
+// aligned boundary and y's neighbours untouched; no hidden values at all (y is zero). Up to
+// kTileGemmMaxRows tokens, where it is used. The same through the kernel set, called as the
+// experts call it: on each thread of a parallel region.
 TEST(SimdFeedForward, FusedHasTheBitsOfTheOpsInTurn) {
   struct Case {
     int64_t rows, d, d_ff;
@@ -237,7 +239,8 @@ TEST(SimdFeedForward, FusedHasTheBitsOfTheOpsInTurn) {
                                    {blocking.block_tokens, 40, 61},
                                    {2 * blocking.block_tokens + 37, 24, 7},
                                    {2 * blocking.block_tokens + 5, several_passes, 13},
-                                   {11, 5, several_passes}};
+                                   {11, 5, several_passes},
+                                   {10, 6, 0}};
   for_each_target([&] {
     for (const Case& c : cases) {
       SCOPED_TRACE(testing::Message() << c.rows << " tokens, d " << c.d << ", d_ff " << c.d_ff);
@@ -255,6 +258,12 @@ TEST(SimdFeedForward, FusedHasTheBitsOfTheOpsInTurn) {
       EXPECT_EQ(fused.front(), 7.0f);
       EXPECT_EQ(fused.back(), 7.0f);
       EXPECT_EQ(std::memcmp(fused.data() + 1, in_turn.data(), n * sizeof(float)), 0);
+      std::vector<std::vector<float>> per_thread(2, std::vector<float>(n, 7.0f));
+#pragma omp parallel num_threads(2)
+      simd_kernels().swiglu_feed_forward(
+          x.data() + 1, gate.data() + 2, up.data() + 3, down.data() + 1, c.rows, c.d, c.d_ff,
+          per_thread[static_cast<size_t>(omp_get_thread_num())].data());
+      for (const std::vector<float>& got : per_thread) EXPECT_EQ(got, in_turn);
     }
   });
 }

@@ -3,7 +3,8 @@
 // The model (ref/model/model.cc) is written once against this interface. ref_kernels() returns the
 // plain reference ops of ref/ops/*.h; the fast set (simd/kernels.h) overrides them op by op, each
 // with its twin simd/<op>.h, and is checked against them. Each method has exactly the contract of
-// the ref op of the same name: shapes, layout and aliasing are documented in that op's header.
+// the ref op of the same name: shapes, layout and aliasing are documented in that op's header;
+// swiglu_feed_forward, several ops in one, has that of ref/model/feed_forward.h's SwiGLU case.
 #pragma once
 
 #include <cstdint>

@@ -243,23 +243,24 @@ void TileColumnsImpl(const float* xp, size_t rows, size_t in, const float* w, fl
 // down product from hp into y [rows, d]. The padding tokens' sums are zero (with finite weights)
 // and swiglu(0, 0) = 0, so hp's padding is zero as packing makes it, up to the last vector the
 // tiles compute (the rest of a partial last block is neither written nor read); a padding token's
-// values never reach a real token's outputs either way. `blocking`: depth and slab_blocks for
-// in = d, then for in = d_ff.
+// values never reach a real token's outputs either way. for_d, for_ff: the blocking of products
+// from d and from d_ff values (tile_gemm_blocking).
 void SwigluFeedForwardImpl(const float* xp, size_t rows, size_t d, const float* gate,
                            const float* up, const float* down, size_t d_ff, float* y,
-                           const size_t* blocking, float* yt_gate, float* yt_up, size_t yt_stride,
-                           float* hp) {
+                           const TileGemmBlocking& for_d, const TileGemmBlocking& for_ff,
+                           float* yt_gate, float* yt_up, size_t yt_stride, float* hp) {
   const size_t nb = BlockTokensImpl();
   const size_t blocks = (rows + nb - 1) / nb;
   // The tokens the tiles compute: whole vectors (a last block's tiles stop at its last vector).
   const size_t lanes = hn::Lanes(DF());
   const size_t computed = (rows + lanes - 1) / lanes * lanes;
+  const size_t depth = static_cast<size_t>(for_d.depth);
+  const size_t slab_blocks = static_cast<size_t>(for_d.slab_blocks);
   const auto nothing = [](size_t, size_t) {};
   for (size_t first = 0; first < d_ff; first += kChunk) {
     const size_t outputs = std::min(kChunk, d_ff - first);
-    ChunkSums(xp, rows, d, up + first * d, outputs, blocking[0], blocking[1], yt_up, yt_stride,
-              nothing);
-    ChunkSums(xp, rows, d, gate + first * d, outputs, blocking[0], blocking[1], yt_gate, yt_stride,
+    ChunkSums(xp, rows, d, up + first * d, outputs, depth, slab_blocks, yt_up, yt_stride, nothing);
+    ChunkSums(xp, rows, d, gate + first * d, outputs, depth, slab_blocks, yt_gate, yt_stride,
               nothing);
     for (size_t o = 0; o < outputs; ++o) {
       float* hidden = yt_up + o * yt_stride;
@@ -270,7 +271,8 @@ void SwigluFeedForwardImpl(const float* xp, size_t rows, size_t d, const float* 
       }
     }
   }
-  TileColumnsImpl(hp, rows, d_ff, down, y, d, 0, d, blocking[2], blocking[3], yt_up, yt_stride);
+  TileColumnsImpl(hp, rows, d_ff, down, y, d, 0, d, static_cast<size_t>(for_ff.depth),
+                  static_cast<size_t>(for_ff.slab_blocks), yt_up, yt_stride);
 }
 
 }  // namespace HWY_NAMESPACE
@@ -416,9 +418,6 @@ void tile_gemm_swiglu_feed_forward(const float* x, const float* gate, const floa
   const size_t n_rows = static_cast<size_t>(rows), n_d = static_cast<size_t>(d);
   const size_t n_ff = static_cast<size_t>(d_ff);
   const TileGemmBlocking for_d = tile_gemm_blocking(d), for_ff = tile_gemm_blocking(d_ff);
-  const size_t blocking[4] = {
-      static_cast<size_t>(for_d.depth), static_cast<size_t>(for_d.slab_blocks),
-      static_cast<size_t>(for_ff.depth), static_cast<size_t>(for_ff.slab_blocks)};
   const size_t nb = static_cast<size_t>(for_d.block_tokens);
   const size_t blocks = (n_rows + nb - 1) / nb;
   const size_t yt_stride = sums_stride(n_rows, nb);
@@ -427,8 +426,8 @@ void tile_gemm_swiglu_feed_forward(const float* x, const float* gate, const floa
   float* sums = tile_sums().get(2 * kChunk * yt_stride);
   HWY_DYNAMIC_DISPATCH(PackTokensImpl)(x, n_rows, n_d, 0, blocks, xp);
   HWY_DYNAMIC_DISPATCH(SwigluFeedForwardImpl)
-  (xp, n_rows, n_d, gate, up, down, n_ff, y, blocking, sums, sums + kChunk * yt_stride, yt_stride,
-   hp);
+  (xp, n_rows, n_d, gate, up, down, n_ff, y, for_d, for_ff, sums, sums + kChunk * yt_stride,
+   yt_stride, hp);
 }
 
 }  // namespace moeref::simd

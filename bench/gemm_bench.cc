@@ -4,7 +4,9 @@
 // count, on one thread (an expert's product while the experts run in parallel) and on all of them
 // (the shared weights). Each result is a ratio measured in this process: GFLOP/s against the FMA
 // probe at the same thread count (bench/fma_peak.h) and, for the tiles, against OpenBLAS at the
-// same shape.
+// same shape. BM_TilesTokensPrefetched runs each shape with the tiles' tokens not prefetched (last
+// argument 0) and prefetched (1): the choice the tiles' first call makes by timing one shape both
+// ways (simd/tile_gemm.h), here at every shape.
 //
 // Weights are cycled through 256 MiB or four times the L3 cache (bench/weight_pool.h), so that each
 // call reads them from memory as a prefill does (an expert's weights are read once per layer). Each
@@ -110,22 +112,68 @@ void run_gemm(benchmark::State& state, Gemm gemm, bool is_openblas) {
 }
 
 void BM_OpenBlas(benchmark::State& state) { run_gemm(state, simd::sgemm_xwt, true); }
-void BM_Tiles(benchmark::State& state) { run_gemm(state, simd::tile_gemm_xwt, false); }
 
-// A prefill's products of small: an expert's gate and up, its down (rows: the tokens routed to
-// it, 0 to ~500 in the benchmark's 512-token prefill; 2048, the tiles' last row count), q and o,
-// the LM head; one thread and all.
-void prefill_shapes(benchmark::internal::Benchmark* b) {
+// The tiles as simd/ runs them, their tokens prefetched or not as measured on this CPU (the
+// counter tokens_prefetched).
+void BM_Tiles(benchmark::State& state) {
+  run_gemm(
+      state,
+      [](const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out) {
+        simd::tile_gemm_xwt(x, w, y, rows, in, out);
+      },
+      false);
+  state.counters["tokens_prefetched"] = simd::tile_gemm_prefetches_tokens() ? 1 : 0;
+}
+
+// The tiles with the choice forced, each shape both ways in turn (range(4): 1 if prefetched): what
+// the measurement of the first call decides between, at every shape.
+void BM_TilesTokensPrefetched(benchmark::State& state) {
+  if (state.range(4) == 1) {
+    run_gemm(
+        state,
+        [](const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out) {
+          simd::tile_gemm_xwt(x, w, y, rows, in, out, simd::TokenPrefetch::kOn);
+        },
+        false);
+  } else {
+    run_gemm(
+        state,
+        [](const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out) {
+          simd::tile_gemm_xwt(x, w, y, rows, in, out, simd::TokenPrefetch::kOff);
+        },
+        false);
+  }
+}
+
+// A prefill's products of small, f(rows, in, out, threads): an expert's gate and up, its down
+// (rows: the tokens routed to it, 0 to ~500 in the benchmark's 512-token prefill; 2048, the tiles'
+// last row count), q and o, the LM head; one thread and all.
+template <class F>
+void for_each_prefill_shape(const F& f) {
   for (int64_t threads : {1, 0}) {
     for (int64_t rows : {16, 32, 64, 96, 128, 192, 256, 384, 512, 2048}) {
-      b->Args({rows, 512, 1024, threads});
-      b->Args({rows, 1024, 512, threads});
+      f(rows, 512, 1024, threads);
+      f(rows, 1024, 512, threads);
     }
     for (int64_t rows : {128, 512}) {
-      b->Args({rows, 512, 512, threads});
-      b->Args({rows, 512, 32000, threads});
+      f(rows, 512, 512, threads);
+      f(rows, 512, 32000, threads);
     }
   }
+}
+
+void prefill_shapes(benchmark::internal::Benchmark* b) {
+  for_each_prefill_shape([b](int64_t rows, int64_t in, int64_t out, int64_t threads) {
+    b->Args({rows, in, out, threads});
+  });
+}
+
+// Each shape without and then with the tokens prefetched.
+void prefill_shapes_each_way(benchmark::internal::Benchmark* b) {
+  for_each_prefill_shape([b](int64_t rows, int64_t in, int64_t out, int64_t threads) {
+    b->Args({rows, in, out, threads, 0});
+    b->Args({rows, in, out, threads, 1});
+  });
 }
 
 // OpenBLAS first, so that each tile result has its ratio.
@@ -136,6 +184,11 @@ BENCHMARK(BM_OpenBlas)
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Tiles)
     ->Apply(prefill_shapes)
+    ->MinTime(0.2)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_TilesTokensPrefetched)
+    ->Apply(prefill_shapes_each_way)
     ->MinTime(0.2)
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);

@@ -8,12 +8,15 @@
 //   openblas_best_core   the best set this CPU supports (simd/cpu_features.h); bench/report.py
 //                        warns when openblas_core is not it
 //   highway_target       the Highway target of simd/ and of the FMA probe (bench/fma_peak.h)
+//   tile_token_prefetch  "on" where the register tiles prefetch their tokens on this CPU, "off"
+//                        where not (measured at start-up: simd/tile_gemm.h)
 #include <benchmark/benchmark.h>
 
 #include "runtime/freed_memory.h"
 #include "runtime/huge_pages.h"
 #include "simd/blas_gemm.h"
 #include "simd/cpu_features.h"
+#include "simd/tile_gemm.h"
 
 namespace {
 
@@ -28,6 +31,8 @@ bool add_kernels_to_context() {
       "openblas_best_core",
       moeref::simd::best_blas_core(cores.in_use, moeref::simd::this_cpu_features()));
   benchmark::AddCustomContext("highway_target", moeref::simd::highway_target());
+  benchmark::AddCustomContext("tile_token_prefetch",
+                              moeref::simd::tile_gemm_prefetches_tokens() ? "on" : "off");
   return true;
 }
 

@@ -284,7 +284,10 @@ def kernels_line(context):
         return None
     core, chose = context["openblas_core"], context.get("openblas_chose", "")
     chosen = f" (OpenBLAS chose {chose})" if chose and chose != core else ""
-    return (f"kernels: OpenBLAS {core}{chosen}, Highway {context.get('highway_target', '?')}")
+    prefetch = context.get("tile_token_prefetch")
+    tiles = f", tile token prefetch {prefetch}" if prefetch else ""
+    return (f"kernels: OpenBLAS {core}{chosen}, Highway {context.get('highway_target', '?')}"
+            f"{tiles}")
 
 
 def print_table(run, rows, warnings):

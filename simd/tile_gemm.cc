@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
+#include <limits>
 
 #include "simd/activation.h"
 #include "simd/blas_gemm.h"
@@ -51,6 +53,9 @@ constexpr size_t kTileVectors = 2;
 #endif
 // Weight rows per tile.
 constexpr size_t kTileRows = 6;
+// Where the tiles prefetch their block's tokens (tile_gemm_prefetches_tokens), how many values of
+// k ahead of the loads: a whole block's 8 rows of 4 lines on AVX-512, 2 KiB.
+constexpr size_t kTokensAhead = 8;
 
 size_t BlockTokensImpl() { return kTileVectors * hn::Lanes(DF()); }
 
@@ -93,8 +98,10 @@ void PackTokensImpl(const float* x, size_t rows, size_t in, size_t first_block, 
 // R weight rows (w, `in` floats apart, at the pass's first k) against V vectors of a block's
 // tokens (tokens + k * nb) over `depth` values of k: one multiply-add chain per output, from zero,
 // or from the sums of the previous pass when `resume`. The sums go to yt, transposed: output r's
-// V vectors of tokens at yt + r * yt_stride.
-template <size_t V, size_t R>
+// V vectors of tokens at yt + r * yt_stride. With kPrefetchTokens, the block's tokens of k +
+// kTokensAhead are prefetched at k (past the pass's end, those of the next pass or block: a
+// prefetch never faults).
+template <size_t V, size_t R, bool kPrefetchTokens>
 HWY_NOINLINE void Tile(const float* HWY_RESTRICT tokens, size_t nb, const float* HWY_RESTRICT w,
                        size_t in, size_t depth, bool resume, float* HWY_RESTRICT yt,
                        size_t yt_stride) {
@@ -115,6 +122,10 @@ HWY_NOINLINE void Tile(const float* HWY_RESTRICT tokens, size_t nb, const float*
     if (k % 16 == 0) {
 #pragma GCC unroll 32
       for (size_t r = 0; r < R; ++r) hwy::Prefetch(w + (R + r) * in + k);
+    }
+    if constexpr (kPrefetchTokens) {
+#pragma GCC unroll 8
+      for (size_t v = 0; v < V; ++v) hwy::Prefetch(tokens + (k + kTokensAhead) * nb + v * lanes);
     }
     VF token[V];
 #pragma GCC unroll 8
@@ -142,28 +153,36 @@ struct Pass {
   const float* w;  // the chunk's first weight row
   float* yt;       // the chunk's sums, transposed: output o's tokens at yt + o * yt_stride
   size_t yt_stride;
+  bool prefetch_tokens;  // by the tiles of whole blocks
 };
 
 // Weight rows [begin, end) of the chunk in tiles of R rows, each against the pass's blocks
 // [first_block, end_block) with V vectors of tokens; what is left, in tiles of R/2, R/4 ... 1.
-template <size_t V, size_t R>
+template <size_t V, size_t R, bool kPrefetchTokens = false>
 void TileRows(const Pass& pass, size_t first_block, size_t end_block, size_t begin, size_t end) {
   size_t n = begin;
   for (; n + R <= end; n += R) {
     for (size_t b = first_block; b < end_block; ++b) {
-      Tile<V, R>(pass.xp + b * pass.in * pass.nb + pass.k0 * pass.nb, pass.nb,
-                 pass.w + n * pass.in + pass.k0, pass.in, pass.depth, pass.k0 > 0,
-                 pass.yt + n * pass.yt_stride + b * pass.nb, pass.yt_stride);
+      Tile<V, R, kPrefetchTokens>(pass.xp + b * pass.in * pass.nb + pass.k0 * pass.nb, pass.nb,
+                                  pass.w + n * pass.in + pass.k0, pass.in, pass.depth, pass.k0 > 0,
+                                  pass.yt + n * pass.yt_stride + b * pass.nb, pass.yt_stride);
     }
   }
-  if constexpr (R > 1) TileRows<V, R / 2>(pass, first_block, end_block, n, end);
+  if constexpr (R > 1) {
+    TileRows<V, R / 2, kPrefetchTokens>(pass, first_block, end_block, n, end);
+  }
 }
 
 // The chunk's `outputs` rows against the pass's blocks: whole blocks with tiles of kTileVectors
-// vectors; the call's last block, when partial, with tiles of only its `last_vectors` vectors.
+// vectors, their tokens prefetched where the pass says so; the call's last block, when partial,
+// with tiles of only its `last_vectors` vectors.
 void TileChunk(const Pass& pass, size_t last_vectors, size_t outputs) {
   const size_t full_end = last_vectors < kTileVectors ? pass.end_block - 1 : pass.end_block;
-  TileRows<kTileVectors, kTileRows>(pass, pass.first_block, full_end, 0, outputs);
+  if (pass.prefetch_tokens) {
+    TileRows<kTileVectors, kTileRows, true>(pass, pass.first_block, full_end, 0, outputs);
+  } else {
+    TileRows<kTileVectors, kTileRows>(pass, pass.first_block, full_end, 0, outputs);
+  }
   if (full_end == pass.end_block) return;
   switch (last_vectors) {
     case 1:
@@ -190,16 +209,19 @@ void StoreOutputs(const float* HWY_RESTRICT yt, size_t yt_stride, size_t t0, siz
 }
 
 // The sums of a chunk of `outputs` outputs (w at the first one's row) for every token of the packed
-// tokens xp, into yt (output o's tokens at yt + o * yt_stride): passes over k of at most `depth`
-// values; in each pass, the token blocks in slabs of `slab_blocks`, whose part of the pass stays
-// in the L2 cache while the chunk's weights stream past it. The sums wait in yt between passes;
-// after a slab's last pass, slab_done(t0, t1) is called for its tokens [t0, t1).
+// tokens xp, into yt (output o's tokens at yt + o * yt_stride): passes over k of at most
+// `blocking.depth` values; in each pass, the token blocks in slabs of `blocking.slab_blocks`,
+// whose part of the pass stays in the L2 cache while the chunk's weights stream past it. The sums
+// wait in yt between passes; after a slab's last pass, slab_done(t0, t1) is called for its tokens
+// [t0, t1).
 template <class SlabDone>
 void ChunkSums(const float* xp, size_t rows, size_t in, const float* w, size_t outputs,
-               size_t depth, size_t slab_blocks, float* yt, size_t yt_stride,
+               const TileGemmBlocking& blocking, bool prefetch_tokens, float* yt, size_t yt_stride,
                const SlabDone& slab_done) {
   const size_t lanes = hn::Lanes(DF());
   const size_t nb = BlockTokensImpl();
+  const size_t depth = static_cast<size_t>(blocking.depth);
+  const size_t slab_blocks = static_cast<size_t>(blocking.slab_blocks);
   const size_t blocks = (rows + nb - 1) / nb;
   const size_t last_vectors = (rows - (blocks - 1) * nb + lanes - 1) / lanes;
   for (size_t k0 = 0; k0 < in; k0 += depth) {
@@ -215,7 +237,8 @@ void ChunkSums(const float* xp, size_t rows, size_t in, const float* w, size_t o
                       .depth = pass_depth,
                       .w = w,
                       .yt = yt,
-                      .yt_stride = yt_stride};
+                      .yt_stride = yt_stride,
+                      .prefetch_tokens = prefetch_tokens};
       TileChunk(pass, b1 == blocks ? last_vectors : kTileVectors, outputs);
       if (k0 + pass_depth == in) slab_done(b0 * nb, std::min(rows, b1 * nb));
     }
@@ -225,11 +248,11 @@ void ChunkSums(const float* xp, size_t rows, size_t in, const float* w, size_t o
 // y[t, o] for t < rows and o in [begin, end) from the packed tokens xp: kChunk outputs at a time,
 // their sums (ChunkSums) going from yt into y as each slab is done.
 void TileColumnsImpl(const float* xp, size_t rows, size_t in, const float* w, float* y, size_t out,
-                     size_t begin, size_t end, size_t depth, size_t slab_blocks, float* yt,
-                     size_t yt_stride) {
+                     size_t begin, size_t end, const TileGemmBlocking& blocking,
+                     bool prefetch_tokens, float* yt, size_t yt_stride) {
   for (size_t first = begin; first < end; first += kChunk) {
     const size_t outputs = std::min(kChunk, end - first);
-    ChunkSums(xp, rows, in, w + first * in, outputs, depth, slab_blocks, yt, yt_stride,
+    ChunkSums(xp, rows, in, w + first * in, outputs, blocking, prefetch_tokens, yt, yt_stride,
               [&](size_t t0, size_t t1) {
                 StoreOutputs(yt, yt_stride, t0, t1, outputs, y + first, out);
               });
@@ -248,19 +271,19 @@ void TileColumnsImpl(const float* xp, size_t rows, size_t in, const float* w, fl
 void SwigluFeedForwardImpl(const float* xp, size_t rows, size_t d, const float* gate,
                            const float* up, const float* down, size_t d_ff, float* y,
                            const TileGemmBlocking& for_d, const TileGemmBlocking& for_ff,
-                           float* yt_gate, float* yt_up, size_t yt_stride, float* hp) {
+                           bool prefetch_tokens, float* yt_gate, float* yt_up, size_t yt_stride,
+                           float* hp) {
   const size_t nb = BlockTokensImpl();
   const size_t blocks = (rows + nb - 1) / nb;
   // The tokens the tiles compute: whole vectors (a last block's tiles stop at its last vector).
   const size_t lanes = hn::Lanes(DF());
   const size_t computed = (rows + lanes - 1) / lanes * lanes;
-  const size_t depth = static_cast<size_t>(for_d.depth);
-  const size_t slab_blocks = static_cast<size_t>(for_d.slab_blocks);
   const auto nothing = [](size_t, size_t) {};
   for (size_t first = 0; first < d_ff; first += kChunk) {
     const size_t outputs = std::min(kChunk, d_ff - first);
-    ChunkSums(xp, rows, d, up + first * d, outputs, depth, slab_blocks, yt_up, yt_stride, nothing);
-    ChunkSums(xp, rows, d, gate + first * d, outputs, depth, slab_blocks, yt_gate, yt_stride,
+    ChunkSums(xp, rows, d, up + first * d, outputs, for_d, prefetch_tokens, yt_up, yt_stride,
+              nothing);
+    ChunkSums(xp, rows, d, gate + first * d, outputs, for_d, prefetch_tokens, yt_gate, yt_stride,
               nothing);
     for (size_t o = 0; o < outputs; ++o) {
       float* hidden = yt_up + o * yt_stride;
@@ -271,8 +294,16 @@ void SwigluFeedForwardImpl(const float* xp, size_t rows, size_t d, const float* 
       }
     }
   }
-  TileColumnsImpl(hp, rows, d_ff, down, y, d, 0, d, static_cast<size_t>(for_ff.depth),
-                  static_cast<size_t>(for_ff.slab_blocks), yt_up, yt_stride);
+  TileColumnsImpl(hp, rows, d_ff, down, y, d, 0, d, for_ff, prefetch_tokens, yt_up, yt_stride);
+}
+
+// The sums of one chunk of kChunk outputs (w [kChunk, in]) for `rows` packed tokens xp, into yt:
+// what the first call times (tile_gemm_prefetches_tokens).
+void ChunkAloneImpl(const float* xp, size_t rows, size_t in, const float* w,
+                    const TileGemmBlocking& blocking, bool prefetch_tokens, float* yt,
+                    size_t yt_stride) {
+  ChunkSums(xp, rows, in, w, kChunk, blocking, prefetch_tokens, yt, yt_stride,
+            [](size_t, size_t) {});
 }
 
 }  // namespace HWY_NAMESPACE
@@ -333,6 +364,21 @@ Scratch& packed_hidden() {
   return scratch;
 }
 
+// Prefetching the tokens is kept where the measured call takes at most this share of the time
+// without: clearly faster, not a tie decided by the noise of a few calls.
+constexpr double kPrefetchGain = 0.95;
+
+bool prefetches_tokens(TokenPrefetch prefetch) {
+  switch (prefetch) {
+    case TokenPrefetch::kOff:
+      return false;
+    case TokenPrefetch::kOn:
+      return true;
+    default:
+      return tile_gemm_prefetches_tokens();
+  }
+}
+
 // The sums' buffer rows for a call of `rows` tokens in blocks of nb: the padded tokens and then
 // some, an odd number of 64-byte lines in all (StoreOutputs reads its columns).
 size_t sums_stride(size_t rows, size_t nb) {
@@ -347,6 +393,7 @@ HWY_EXPORT(BlockTokensImpl);
 HWY_EXPORT(PackTokensImpl);
 HWY_EXPORT(TileColumnsImpl);
 HWY_EXPORT(SwigluFeedForwardImpl);
+HWY_EXPORT(ChunkAloneImpl);
 
 TileGemmBlocking tile_gemm_blocking(int64_t in) {
   const size_t nb = HWY_DYNAMIC_DISPATCH(BlockTokensImpl)();
@@ -363,8 +410,38 @@ TileGemmBlocking tile_gemm_blocking(int64_t in) {
   return {static_cast<int64_t>(nb), static_cast<int64_t>(depth), static_cast<int64_t>(slab_blocks)};
 }
 
-void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64_t in,
-                   int64_t out) {
+bool tile_gemm_prefetches_tokens() {
+  static const bool faster = [] {
+    // A chunk of outputs against 512 tokens of small's width: 8 blocks of 64 on AVX-512, whose
+    // part of the pass (128 KiB) streams from the L2 cache as in a prefill's larger products.
+    constexpr size_t kRows = 512, kIn = 512, kRounds = 5;
+    const TileGemmBlocking blocking = tile_gemm_blocking(kIn);
+    const size_t nb = static_cast<size_t>(blocking.block_tokens);
+    const size_t padded = (kRows + nb - 1) / nb * nb, yt_stride = sums_stride(kRows, nb);
+    auto xp = hwy::AllocateAligned<float>(padded * kIn);
+    auto w = hwy::AllocateAligned<float>(kChunk * kIn);
+    auto yt = hwy::AllocateAligned<float>(kChunk * yt_stride);
+    std::fill(xp.get(), xp.get() + padded * kIn, 0.5f);
+    std::fill(w.get(), w.get() + kChunk * kIn, 0.25f);
+    // The best of kRounds calls each way, in alternation, after one untimed call each.
+    double best[2] = {std::numeric_limits<double>::infinity(),
+                      std::numeric_limits<double>::infinity()};
+    for (size_t round = 0; round <= kRounds; ++round) {
+      for (int prefetch = 0; prefetch < 2; ++prefetch) {
+        const auto start = std::chrono::steady_clock::now();
+        HWY_DYNAMIC_DISPATCH(ChunkAloneImpl)
+        (xp.get(), kRows, kIn, w.get(), blocking, prefetch == 1, yt.get(), yt_stride);
+        const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+        if (round > 0) best[prefetch] = std::min(best[prefetch], took.count());
+      }
+    }
+    return best[1] < kPrefetchGain * best[0];
+  }();
+  return faster;
+}
+
+void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
+                   TokenPrefetch prefetch) {
   if (rows <= 0 || out <= 0) return;
   if (in == 0) {
     std::fill(y, y + rows * out, 0.0f);
@@ -373,9 +450,8 @@ void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64
   const size_t n_rows = static_cast<size_t>(rows), n_in = static_cast<size_t>(in);
   const size_t n_out = static_cast<size_t>(out);
   const TileGemmBlocking blocking = tile_gemm_blocking(in);
+  const bool prefetch_tokens = prefetches_tokens(prefetch);
   const size_t nb = static_cast<size_t>(blocking.block_tokens);
-  const size_t depth = static_cast<size_t>(blocking.depth);
-  const size_t slab_blocks = static_cast<size_t>(blocking.slab_blocks);
   const size_t blocks = (n_rows + nb - 1) / nb;
   const size_t yt_stride = sums_stride(n_rows, nb);
 
@@ -386,7 +462,7 @@ void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64
   if (!split) {
     HWY_DYNAMIC_DISPATCH(PackTokensImpl)(x, n_rows, n_in, 0, blocks, xp);
     HWY_DYNAMIC_DISPATCH(TileColumnsImpl)
-    (xp, n_rows, n_in, w, y, n_out, 0, n_out, depth, slab_blocks,
+    (xp, n_rows, n_in, w, y, n_out, 0, n_out, blocking, prefetch_tokens,
      tile_sums().get(kChunk * yt_stride), yt_stride);
     return;
   }
@@ -401,7 +477,7 @@ void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64
     const size_t end = std::min(n_out, column_blocks * (part + 1) / parts * kSplitColumns);
     if (begin < end) {
       HWY_DYNAMIC_DISPATCH(TileColumnsImpl)
-      (xp, n_rows, n_in, w, y, n_out, begin, end, depth, slab_blocks,
+      (xp, n_rows, n_in, w, y, n_out, begin, end, blocking, prefetch_tokens,
        tile_sums().get(kChunk * yt_stride), yt_stride);
     }
   }
@@ -409,7 +485,7 @@ void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64
 
 void tile_gemm_swiglu_feed_forward(const float* x, const float* gate, const float* up,
                                    const float* down, int64_t rows, int64_t d, int64_t d_ff,
-                                   float* y) {
+                                   float* y, TokenPrefetch prefetch) {
   if (rows <= 0 || d <= 0) return;
   if (d_ff == 0) {
     std::fill(y, y + rows * d, 0.0f);
@@ -426,8 +502,8 @@ void tile_gemm_swiglu_feed_forward(const float* x, const float* gate, const floa
   float* sums = tile_sums().get(2 * kChunk * yt_stride);
   HWY_DYNAMIC_DISPATCH(PackTokensImpl)(x, n_rows, n_d, 0, blocks, xp);
   HWY_DYNAMIC_DISPATCH(SwigluFeedForwardImpl)
-  (xp, n_rows, n_d, gate, up, down, n_ff, y, for_d, for_ff, sums, sums + kChunk * yt_stride,
-   yt_stride, hp);
+  (xp, n_rows, n_d, gate, up, down, n_ff, y, for_d, for_ff, prefetches_tokens(prefetch), sums,
+   sums + kChunk * yt_stride, yt_stride, hp);
 }
 
 }  // namespace moeref::simd

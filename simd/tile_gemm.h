@@ -44,7 +44,13 @@ namespace moeref::simd {
 // about 1% of a prefill). The function itself is correct for any rows.
 inline constexpr int64_t kTileGemmMaxRows = 2048;
 
-void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out);
+// Whether the tiles prefetch their block's tokens into the L1 cache, a few values of k ahead of
+// the loads: as measured on this CPU (the default; tile_gemm_prefetches_tokens), or forced either
+// way (tests, benchmarks). The bits are the same either way.
+enum class TokenPrefetch { kMeasured, kOff, kOn };
+
+void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
+                   TokenPrefetch prefetch = TokenPrefetch::kMeasured);
 
 // A SwiGLU feed-forward of `rows` tokens on the calling thread, with the bits of the products and
 // swiglu one after the other (tile_gemm_xwt for up, gate and down, simd/activation.h's swiglu):
@@ -55,7 +61,7 @@ void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64
 // Scratch: the packed tokens of x and of the hidden values, two sums' buffers.
 void tile_gemm_swiglu_feed_forward(const float* x, const float* gate, const float* up,
                                    const float* down, int64_t rows, int64_t d, int64_t d_ff,
-                                   float* y);
+                                   float* y, TokenPrefetch prefetch = TokenPrefetch::kMeasured);
 
 // How tile_gemm_xwt blocks a call on this CPU, at the target Highway's dispatch picks: tokens per
 // block, k values per pass, blocks per slab (for a given `in`). For tests and benchmarks.
@@ -63,5 +69,16 @@ struct TileGemmBlocking {
   int64_t block_tokens, depth, slab_blocks;
 };
 TileGemmBlocking tile_gemm_blocking(int64_t in);
+
+// Whether the tiles prefetch their tokens on this CPU, measured by the first call. From 256 rows
+// on, a block's part of a pass is larger than the L1 cache, and a tile streams it from L2 at every
+// k: on AVX-512, 256 bytes per 24 multiply-adds, 21 bytes a cycle for two FMA units. Some cores'
+// own prefetchers keep up with that and lose a little to prefetching in software (a prefill 2%
+// slower on the Zen 5 of docs/performance.md), others do not (larger products 15-35% faster with
+// it on an Emerald Rapids Xeon), and a CPU's features do not say which it is. So the first call
+// times one chunk of 192 outputs against 512 tokens of 512 values (a pass streamed from L2), the
+// best of five calls each way in alternation, a few milliseconds in all, and prefetching is kept
+// where it took at most 95% of the time without it. Thread-safe; the choice holds for the process.
+bool tile_gemm_prefetches_tokens();
 
 }  // namespace moeref::simd

@@ -219,6 +219,47 @@ TEST(SimdMatmul, TileGemmRowsAreTheirOwnBitsAtAnyThreadCount) {
   }
 }
 
+// Prefetching a tile's tokens or not (the first call measures which is faster on the CPU) moves no
+// float: the same bits both ways, on every target, for products and the fused feed-forward over one
+// block, a partial last block, more blocks than one slab and more k than one pass.
+TEST(SimdMatmul, TileGemmTokenPrefetchChangesNoBits) {
+  for_each_target([] {
+    const TileGemmBlocking blocking = tile_gemm_blocking(64);
+    const int64_t several_passes = 2 * tile_gemm_blocking(1 << 20).depth + 5;
+    const int64_t block = blocking.block_tokens;
+    const std::vector<MatmulCase> products = {{block, 40, 13},
+                                              {3 * block + 7, 96, 61},
+                                              {block + 2, several_passes, 7},
+                                              {blocking.slab_blocks * block + 5, 64, 200}};
+    for (const MatmulCase& c : products) {
+      SCOPED_TRACE(testing::Message() << c.rows << "x" << c.in << "x" << c.out);
+      const std::vector<float> x = pattern(static_cast<size_t>(c.rows * c.in), 1.0f, 0.05f);
+      const std::vector<float> w = pattern(static_cast<size_t>(c.out * c.in), 0.1f, -0.01f);
+      std::vector<float> off(static_cast<size_t>(c.rows * c.out)), on(off.size());
+      tile_gemm_xwt(x.data(), w.data(), off.data(), c.rows, c.in, c.out, TokenPrefetch::kOff);
+      tile_gemm_xwt(x.data(), w.data(), on.data(), c.rows, c.in, c.out, TokenPrefetch::kOn);
+      EXPECT_EQ(on, off);
+    }
+    struct FeedForward {
+      int64_t rows, d, d_ff;
+    };
+    for (const FeedForward& c :
+         {FeedForward{2 * block + 37, 24, 200}, FeedForward{block + 5, several_passes, 13}}) {
+      SCOPED_TRACE(testing::Message() << c.rows << " tokens, d " << c.d << ", d_ff " << c.d_ff);
+      const std::vector<float> x = pattern(static_cast<size_t>(c.rows * c.d), 1.0f, 0.05f);
+      const std::vector<float> gate = pattern(static_cast<size_t>(c.d_ff * c.d), 0.3f, -0.02f);
+      const std::vector<float> up = pattern(static_cast<size_t>(c.d_ff * c.d), 0.2f, 0.01f);
+      const std::vector<float> down = pattern(static_cast<size_t>(c.d * c.d_ff), 0.1f, 0.0f);
+      std::vector<float> off(static_cast<size_t>(c.rows * c.d)), on(off.size());
+      tile_gemm_swiglu_feed_forward(x.data(), gate.data(), up.data(), down.data(), c.rows, c.d,
+                                    c.d_ff, off.data(), TokenPrefetch::kOff);
+      tile_gemm_swiglu_feed_forward(x.data(), gate.data(), up.data(), down.data(), c.rows, c.d,
+                                    c.d_ff, on.data(), TokenPrefetch::kOn);
+      EXPECT_EQ(on, off);
+    }
+  });
+}
+
 // The fused SwiGLU feed-forward (simd/tile_gemm.h) has the bits of simd's ops in turn (the up and
 // gate products, swiglu, the down product), on every target: tokens ending in a partial vector, a
 // partial block and whole blocks; d_ff over several chunks of 192 outputs and not a multiple of the

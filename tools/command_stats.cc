@@ -9,6 +9,7 @@
 #include "ref/model/stats.h"
 #include "simd/blas_gemm.h"
 #include "simd/cpu_features.h"
+#include "simd/tile_gemm.h"
 #include "tools/commands.h"
 
 namespace moeref::cli {
@@ -78,15 +79,17 @@ std::string blas_kernels_text(const simd::BlasCores& cores) {
 }
 
 void print_kernels() {
-  std::printf("simd kernels on this CPU: OpenBLAS %s, Highway %s\n",
-              blas_kernels_text(simd::blas_cores()).c_str(), simd::highway_target());
+  std::printf("simd kernels on this CPU: OpenBLAS %s, Highway %s, tile token prefetch %s\n",
+              blas_kernels_text(simd::blas_cores()).c_str(), simd::highway_target(),
+              simd::tile_gemm_prefetches_tokens() ? "on" : "off");
 }
 
 nlohmann::json kernels_json() {
   const simd::BlasCores cores = simd::blas_cores();
   return {{"openblas_core", cores.in_use},
           {"openblas_chose", cores.chosen_by_openblas},
-          {"highway_target", simd::highway_target()}};
+          {"highway_target", simd::highway_target()},
+          {"tile_token_prefetch", simd::tile_gemm_prefetches_tokens()}};
 }
 
 nlohmann::json stats_json(const ModelConfig& config, const ModelStats& s) {

@@ -187,14 +187,16 @@ class ReportTest(unittest.TestCase):
 
     def test_table_names_the_kernels(self):
         context = {"openblas_core": "SkylakeX", "openblas_chose": "Haswell",
-                   "openblas_best_core": "SkylakeX", "highway_target": "AVX3"}
+                   "openblas_best_core": "SkylakeX", "highway_target": "AVX3",
+                   "tile_token_prefetch": "on"}
         with tempfile.TemporaryDirectory() as directory:
             path = Path(directory) / "run.json"
             path.write_text(json.dumps(with_compute_baselines(200.0, 220.0, context)),
                             encoding="utf-8")
             out = subprocess.run([sys.executable, str(REPORT), "--input", str(path)],
                                  capture_output=True, text=True, check=True).stdout
-        self.assertIn("kernels: OpenBLAS SkylakeX (OpenBLAS chose Haswell), Highway AVX3", out)
+        self.assertIn("kernels: OpenBLAS SkylakeX (OpenBLAS chose Haswell), Highway AVX3, "
+                      "tile token prefetch on\n", out)
         self.assertNotIn("WARNING", out)
 
     def test_an_unreadable_run_is_named(self):

@@ -12,6 +12,10 @@
 //                        where not (measured at start-up: simd/tile_gemm.h)
 #include <benchmark/benchmark.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+
 #include "runtime/freed_memory.h"
 #include "runtime/huge_pages.h"
 #include "simd/blas_gemm.h"
@@ -24,6 +28,13 @@ namespace {
     (moeref::runtime::use_huge_pages_for_tensors(), moeref::runtime::retain_freed_memory(), true);
 
 bool add_kernels_to_context() {
+  bool tiles_prefetch = false;
+  try {
+    tiles_prefetch = moeref::simd::tile_gemm_prefetches_tokens();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    std::exit(2);
+  }
   const moeref::simd::BlasCores cores = moeref::simd::blas_cores();
   benchmark::AddCustomContext("openblas_core", cores.in_use);
   benchmark::AddCustomContext("openblas_chose", cores.chosen_by_openblas);
@@ -31,8 +42,7 @@ bool add_kernels_to_context() {
       "openblas_best_core",
       moeref::simd::best_blas_core(cores.in_use, moeref::simd::this_cpu_features()));
   benchmark::AddCustomContext("highway_target", moeref::simd::highway_target());
-  benchmark::AddCustomContext("tile_token_prefetch",
-                              moeref::simd::tile_gemm_prefetches_tokens() ? "on" : "off");
+  benchmark::AddCustomContext("tile_token_prefetch", tiles_prefetch ? "on" : "off");
   return true;
 }
 

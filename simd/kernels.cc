@@ -81,6 +81,7 @@ std::vector<int64_t> SimdKernels::expert_order(std::span<const int64_t> tokens_p
 }
 
 const Kernels& simd_kernels() {
+  [[maybe_unused]] static const bool settled = tile_gemm_prefetches_tokens();
   static const SimdKernels kernels;
   return kernels;
 }

@@ -62,6 +62,9 @@ class SimdKernels final : public RefKernels {
   std::vector<int64_t> expert_order(std::span<const int64_t> tokens_per_expert) const override;
 };
 
+// The simd kernel set. Its first call also settles whether the prefill's tiles prefetch their
+// tokens (simd/tile_gemm.h: measured, a few milliseconds), so that no forward call's time includes
+// it; it throws what that throws (a bad MOEREF_TILE_TOKEN_PREFETCH).
 const Kernels& simd_kernels();
 
 }  // namespace moeref::simd

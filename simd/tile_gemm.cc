@@ -6,7 +6,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cstdlib>
 #include <limits>
+#include <stdexcept>
+#include <string>
+#include <string_view>
 
 #include "simd/activation.h"
 #include "simd/blas_gemm.h"
@@ -124,8 +128,11 @@ HWY_NOINLINE void Tile(const float* HWY_RESTRICT tokens, size_t nb, const float*
       for (size_t r = 0; r < R; ++r) hwy::Prefetch(w + (R + r) * in + k);
     }
     if constexpr (kPrefetchTokens) {
+      // One prefetch per 64-byte line of the k's tokens (the block is aligned to them).
 #pragma GCC unroll 8
-      for (size_t v = 0; v < V; ++v) hwy::Prefetch(tokens + (k + kTokensAhead) * nb + v * lanes);
+      for (size_t i = 0; i < V * lanes; i += 64 / sizeof(float)) {
+        hwy::Prefetch(tokens + (k + kTokensAhead) * nb + i);
+      }
     }
     VF token[V];
 #pragma GCC unroll 8
@@ -364,19 +371,16 @@ Scratch& packed_hidden() {
   return scratch;
 }
 
-// Prefetching the tokens is kept where the measured call takes at most this share of the time
-// without: clearly faster, not a tie decided by the noise of a few calls.
-constexpr double kPrefetchGain = 0.95;
-
 bool prefetches_tokens(TokenPrefetch prefetch) {
   switch (prefetch) {
     case TokenPrefetch::kOff:
       return false;
     case TokenPrefetch::kOn:
       return true;
-    default:
+    case TokenPrefetch::kMeasured:
       return tile_gemm_prefetches_tokens();
   }
+  throw std::invalid_argument("tile_gemm: a TokenPrefetch value out of its range");
 }
 
 // The sums' buffer rows for a call of `rows` tokens in blocks of nb: the padded tokens and then
@@ -410,34 +414,60 @@ TileGemmBlocking tile_gemm_blocking(int64_t in) {
   return {static_cast<int64_t>(nb), static_cast<int64_t>(depth), static_cast<int64_t>(slab_blocks)};
 }
 
-bool tile_gemm_prefetches_tokens() {
-  static const bool faster = [] {
-    // A chunk of outputs against 512 tokens of small's width: 8 blocks of 64 on AVX-512, whose
-    // part of the pass (128 KiB) streams from the L2 cache as in a prefill's larger products.
-    constexpr size_t kRows = 512, kIn = 512, kRounds = 5;
-    const TileGemmBlocking blocking = tile_gemm_blocking(kIn);
-    const size_t nb = static_cast<size_t>(blocking.block_tokens);
-    const size_t padded = (kRows + nb - 1) / nb * nb, yt_stride = sums_stride(kRows, nb);
-    auto xp = hwy::AllocateAligned<float>(padded * kIn);
-    auto w = hwy::AllocateAligned<float>(kChunk * kIn);
-    auto yt = hwy::AllocateAligned<float>(kChunk * yt_stride);
-    std::fill(xp.get(), xp.get() + padded * kIn, 0.5f);
-    std::fill(w.get(), w.get() + kChunk * kIn, 0.25f);
-    // The best of kRounds calls each way, in alternation, after one untimed call each.
-    double best[2] = {std::numeric_limits<double>::infinity(),
-                      std::numeric_limits<double>::infinity()};
-    for (size_t round = 0; round <= kRounds; ++round) {
-      for (int prefetch = 0; prefetch < 2; ++prefetch) {
-        const auto start = std::chrono::steady_clock::now();
-        HWY_DYNAMIC_DISPATCH(ChunkAloneImpl)
-        (xp.get(), kRows, kIn, w.get(), blocking, prefetch == 1, yt.get(), yt_stride);
-        const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
-        if (round > 0) best[prefetch] = std::min(best[prefetch], took.count());
-      }
+namespace {
+
+// Prefetching the tokens is kept where the measured call takes at most this share of the time
+// without: clearly faster, not a tie decided by the noise of a few calls.
+constexpr double kPrefetchGain = 0.95;
+
+// Whether the tiles are faster with their tokens prefetched, timed on the calling thread
+// (tile_gemm.h).
+bool prefetching_measured_faster() {
+  // A chunk of outputs against 512 tokens of small's width: 8 blocks of 64 on AVX-512, whose
+  // part of the pass (128 KiB) streams from the L2 cache as in a prefill's larger products.
+  constexpr size_t kRounds = 5, kRows = 512, kIn = 512;
+  const TileGemmBlocking blocking = tile_gemm_blocking(kIn);
+  const size_t nb = static_cast<size_t>(blocking.block_tokens);
+  const size_t padded = (kRows + nb - 1) / nb * nb, yt_stride = sums_stride(kRows, nb);
+  auto xp = hwy::AllocateAligned<float>(padded * kIn);
+  auto w = hwy::AllocateAligned<float>(kChunk * kIn);
+  auto yt = hwy::AllocateAligned<float>(kChunk * yt_stride);
+  std::fill(xp.get(), xp.get() + padded * kIn, 0.5f);
+  std::fill(w.get(), w.get() + kChunk * kIn, 0.25f);
+  // The best of kRounds calls each way after one untimed call each, in alternation, each way
+  // first in every other round (a clock that drifts within a round favours neither).
+  double best[2] = {std::numeric_limits<double>::infinity(),
+                    std::numeric_limits<double>::infinity()};
+  for (size_t round = 0; round <= kRounds; ++round) {
+    for (size_t turn = 0; turn < 2; ++turn) {
+      const size_t prefetch = (round + turn) % 2;
+      const auto start = std::chrono::steady_clock::now();
+      HWY_DYNAMIC_DISPATCH(ChunkAloneImpl)
+      (xp.get(), kRows, kIn, w.get(), blocking, prefetch == 1, yt.get(), yt_stride);
+      const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+      if (round > 0) best[prefetch] = std::min(best[prefetch], took.count());
     }
-    return best[1] < kPrefetchGain * best[0];
+  }
+  return best[1] <= kPrefetchGain * best[0];
+}
+
+}  // namespace
+
+TokenPrefetch token_prefetch_setting(const char* value) {
+  if (value == nullptr || std::string_view(value) == "measure") return TokenPrefetch::kMeasured;
+  if (std::string_view(value) == "on") return TokenPrefetch::kOn;
+  if (std::string_view(value) == "off") return TokenPrefetch::kOff;
+  throw std::invalid_argument(std::string(kTokenPrefetchVariable) + " is \"" + value +
+                              "\": it takes on, off or measure");
+}
+
+bool tile_gemm_prefetches_tokens() {
+  static const bool prefetch = [] {
+    const TokenPrefetch setting = token_prefetch_setting(std::getenv(kTokenPrefetchVariable));
+    if (setting == TokenPrefetch::kMeasured) return prefetching_measured_faster();
+    return setting == TokenPrefetch::kOn;
   }();
-  return faster;
+  return prefetch;
 }
 
 void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,

@@ -15,7 +15,8 @@
 //   most `depth` values, so that a block's part of a pass fills at most a quarter of the L2 cache;
 //   the blocks in slabs that fill at most half of it. Each tile of R weight rows runs over every
 //   block of a slab, its weights read from memory for the first and from the L1 cache for the
-//   rest, while the next tile's weights are prefetched;
+//   rest, while the next tile's weights are prefetched (and its block's tokens, 8 k ahead, where
+//   tile_gemm_prefetches_tokens measured that faster);
 // - the tiles' sums go from the registers into a buffer of 192 outputs x the call's padded rows
 //   (transposed: an output's tokens along a row), where they wait between passes over k; after
 //   the last, 8 x 8 blocks of it (4 x 4 where vectors have 4 lanes, and at the edges),
@@ -45,10 +46,12 @@ namespace moeref::simd {
 inline constexpr int64_t kTileGemmMaxRows = 2048;
 
 // Whether the tiles prefetch their block's tokens into the L1 cache, a few values of k ahead of
-// the loads: as measured on this CPU (the default; tile_gemm_prefetches_tokens), or forced either
+// the loads: as tile_gemm_prefetches_tokens says for this process (the default), or forced either
 // way (tests, benchmarks). The bits are the same either way.
 enum class TokenPrefetch { kMeasured, kOff, kOn };
 
+// The default's first use in a process may measure (tile_gemm_prefetches_tokens: a few
+// milliseconds on the calling thread); simd_kernels() has it done when the simd backend is built.
 void tile_gemm_xwt(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
                    TokenPrefetch prefetch = TokenPrefetch::kMeasured);
 
@@ -70,15 +73,26 @@ struct TileGemmBlocking {
 };
 TileGemmBlocking tile_gemm_blocking(int64_t in);
 
-// Whether the tiles prefetch their tokens on this CPU, measured by the first call. From 256 rows
-// on, a block's part of a pass is larger than the L1 cache, and a tile streams it from L2 at every
-// k: on AVX-512, 256 bytes per 24 multiply-adds, 21 bytes a cycle for two FMA units. Some cores'
-// own prefetchers keep up with that and lose a little to prefetching in software (a prefill 2%
-// slower on the Zen 5 of docs/performance.md), others do not (larger products 15-35% faster with
-// it on an Emerald Rapids Xeon), and a CPU's features do not say which it is. So the first call
-// times one chunk of 192 outputs against 512 tokens of 512 values (a pass streamed from L2), the
-// best of five calls each way in alternation, a few milliseconds in all, and prefetching is kept
-// where it took at most 95% of the time without it. Thread-safe; the choice holds for the process.
+// Whether the tiles prefetch their tokens in this process, decided by its first call. A block's
+// part of a pass (up to a quarter of the L2 cache) is larger than the L1 cache on AVX-512 (128 KiB
+// at small's width), so a tile streams it from L2 at every k: 256 bytes per 24 multiply-adds, 21
+// bytes a cycle for two FMA units. Some cores' own prefetchers keep up with that and lose a little
+// to prefetching in software (a prefill 2% slower on the Zen 5 of docs/performance.md), others did
+// not (larger products 15-35% faster with it on an Emerald Rapids Xeon, measured before the sums
+// went through their buffer), and a CPU's features do not say which it is. So the first call
+// times one chunk of 192 outputs against 512 tokens of 512 values, the best of five calls each way
+// in alternation, a few milliseconds in all, and keeps prefetching where it took at most 95% of
+// the time without it; unless kTokenPrefetchVariable says otherwise. Thread-safe; the choice holds
+// for the process. Throws std::invalid_argument where the variable has a value it does not take.
 bool tile_gemm_prefetches_tokens();
+
+// The environment variable that overrides the measurement: "on" or "off" force the choice for the
+// process (to compare the two, or to pin a benchmark's), "measure" or unset leaves it to the
+// measurement.
+inline constexpr const char* kTokenPrefetchVariable = "MOEREF_TILE_TOKEN_PREFETCH";
+
+// The setting a value of kTokenPrefetchVariable asks for (nullptr: unset): kOn, kOff, kMeasured.
+// Anything else throws std::invalid_argument naming the variable and the value.
+TokenPrefetch token_prefetch_setting(const char* value);
 
 }  // namespace moeref::simd

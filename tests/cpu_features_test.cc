@@ -1,6 +1,8 @@
 // The kernels of simd/ are chosen by what the CPU can do, not by its name (simd/cpu_features.h):
 // the choice for every core name OpenBLAS may report against every feature set, then the choice
-// taking effect in a real process, from a core forced below what this CPU supports.
+// taking effect in a real process, from a core forced below what this CPU supports. And the one
+// choice made by measuring, the tiles' token prefetch (simd/tile_gemm.h), as the environment sets
+// it.
 #include "simd/cpu_features.h"
 
 #include <gmock/gmock.h>
@@ -9,10 +11,12 @@
 #include <array>
 #include <cstdlib>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "simd/blas_gemm.h"
+#include "simd/tile_gemm.h"
 #include "tests/cli_runner.h"
 
 namespace moeref::simd {
@@ -122,6 +126,53 @@ TEST(BlasKernels, ReselectedInARealProcessFromAForcedPrescott) {
   }
   ASSERT_EQ(r.exit_code, 0) << describe(r);
   EXPECT_THAT(r.out, HasSubstr("OpenBLAS " + *best + " (OpenBLAS chose Prescott), Highway "));
+}
+
+// The tiles' token prefetch (simd/tile_gemm.h), as MOEREF_TILE_TOKEN_PREFETCH sets it: forced on
+// or off in a real process, and a value it does not take refused by name.
+TEST(TileTokenPrefetch, SetByTheEnvironmentInARealProcess) {
+  const char* saved = std::getenv(kTokenPrefetchVariable);
+  const std::optional<std::string> restore =
+      saved ? std::optional<std::string>(saved) : std::nullopt;
+  const std::string tiny = quote(std::string(MOEREF_SOURCE_DIR) + "/configs/tiny.json");
+  for (const char* value : {"on", "off"}) {
+    setenv(kTokenPrefetchVariable, value, 1);
+    const cli_tests::CliResult r = run_cli("stats " + tiny);
+    ASSERT_EQ(r.exit_code, 0) << describe(r);
+    EXPECT_THAT(r.out, HasSubstr(std::string(", tile token prefetch ") + value + "\n"));
+  }
+  // Refused where the kernels are named and where the simd backend is chosen.
+  setenv(kTokenPrefetchVariable, "yes", 1);
+  const std::vector<cli_tests::CliResult> refused = {
+      run_cli("stats " + tiny),
+      run_cli("--backend simd run " + tiny + " --tokens 1 --max-new-tokens 1")};
+  if (restore) {
+    setenv(kTokenPrefetchVariable, restore->c_str(), 1);
+  } else {
+    unsetenv(kTokenPrefetchVariable);
+  }
+  for (const cli_tests::CliResult& r : refused) {
+    EXPECT_EQ(r.exit_code, 1) << describe(r);
+    EXPECT_THAT(r.err,
+                HasSubstr("MOEREF_TILE_TOKEN_PREFETCH is \"yes\": it takes on, off or measure"));
+  }
+}
+
+// Each value the variable takes, and a table of those it does not (case, empty, numbers).
+TEST(TileTokenPrefetch, SettingOfEachValue) {
+  EXPECT_EQ(token_prefetch_setting(nullptr), TokenPrefetch::kMeasured);
+  EXPECT_EQ(token_prefetch_setting("measure"), TokenPrefetch::kMeasured);
+  EXPECT_EQ(token_prefetch_setting("on"), TokenPrefetch::kOn);
+  EXPECT_EQ(token_prefetch_setting("off"), TokenPrefetch::kOff);
+  for (const char* bad : {"", "ON", "Off", "1", "0", "yes", "on ", "measured"}) {
+    try {
+      token_prefetch_setting(bad);
+      ADD_FAILURE() << "accepted \"" << bad << "\"";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_THAT(e.what(),
+                  HasSubstr(std::string("MOEREF_TILE_TOKEN_PREFETCH is \"") + bad + "\""));
+    }
+  }
 }
 
 // In this process: whatever OpenBLAS chose, the set in use is the best this CPU supports.

@@ -89,7 +89,7 @@ nlohmann::json kernels_json() {
   return {{"openblas_core", cores.in_use},
           {"openblas_chose", cores.chosen_by_openblas},
           {"highway_target", simd::highway_target()},
-          {"tile_token_prefetch", simd::tile_gemm_prefetches_tokens()}};
+          {"tile_token_prefetch", simd::tile_gemm_prefetches_tokens() ? "on" : "off"}};
 }
 
 nlohmann::json stats_json(const ModelConfig& config, const ModelStats& s) {

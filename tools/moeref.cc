@@ -124,7 +124,12 @@ int main(int argc, char** argv) {
   }
 
   if (threads > 0) omp_set_num_threads(threads);
-  select_backend(backend);
+  try {
+    select_backend(backend);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "moeref %s: error: %s\n", subcommand.c_str(), e.what());
+    return 1;
+  }
   set_non_finite_weights(allow_nonfinite_weights ? moeref::NonFiniteWeights::kAllow
                                                  : moeref::NonFiniteWeights::kRefuse);
   for (const Command& command : commands) {

@@ -8,8 +8,9 @@
 //   openblas_best_core   the best set this CPU supports (simd/cpu_features.h); bench/report.py
 //                        warns when openblas_core is not it
 //   highway_target       the Highway target of simd/ and of the FMA probe (bench/fma_peak.h)
-//   tile_token_prefetch  "on" where the register tiles prefetch their tokens on this CPU, "off"
-//                        where not (measured at start-up: simd/tile_gemm.h)
+//   tile_token_prefetch  "on" where the register tiles prefetch their tokens in this process, "off"
+//                        where not (measured at start-up, or as MOEREF_TILE_TOKEN_PREFETCH sets
+//                        it: simd/tile_gemm.h)
 #include <benchmark/benchmark.h>
 
 #include <cstdio>

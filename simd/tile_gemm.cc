@@ -58,7 +58,7 @@ constexpr size_t kTileVectors = 2;
 // Weight rows per tile.
 constexpr size_t kTileRows = 6;
 // Where the tiles prefetch their block's tokens (tile_gemm_prefetches_tokens), how many values of
-// k ahead of the loads: a whole block's 8 rows of 4 lines on AVX-512, 2 KiB.
+// k ahead of the loads: 8 of the block's rows of tokens, 2 KiB on AVX-512 (4 lines a row).
 constexpr size_t kTokensAhead = 8;
 
 size_t BlockTokensImpl() { return kTileVectors * hn::Lanes(DF()); }

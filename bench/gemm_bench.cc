@@ -113,36 +113,25 @@ void run_gemm(benchmark::State& state, Gemm gemm, bool is_openblas) {
 
 void BM_OpenBlas(benchmark::State& state) { run_gemm(state, simd::sgemm_xwt, true); }
 
+// The tiles with their tokens prefetched as `prefetch` says.
+template <simd::TokenPrefetch prefetch>
+void tiles(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out) {
+  simd::tile_gemm_xwt(x, w, y, rows, in, out, prefetch);
+}
+
 // The tiles as simd/ runs them, their tokens prefetched or not as measured on this CPU (the
 // counter tokens_prefetched).
 void BM_Tiles(benchmark::State& state) {
-  run_gemm(
-      state,
-      [](const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out) {
-        simd::tile_gemm_xwt(x, w, y, rows, in, out);
-      },
-      false);
+  run_gemm(state, tiles<simd::TokenPrefetch::kMeasured>, false);
   state.counters["tokens_prefetched"] = simd::tile_gemm_prefetches_tokens() ? 1 : 0;
 }
 
 // The tiles with the choice forced, each shape both ways in turn (range(4): 1 if prefetched): what
 // the measurement of the first call decides between, at every shape.
 void BM_TilesTokensPrefetched(benchmark::State& state) {
-  if (state.range(4) == 1) {
-    run_gemm(
-        state,
-        [](const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out) {
-          simd::tile_gemm_xwt(x, w, y, rows, in, out, simd::TokenPrefetch::kOn);
-        },
-        false);
-  } else {
-    run_gemm(
-        state,
-        [](const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out) {
-          simd::tile_gemm_xwt(x, w, y, rows, in, out, simd::TokenPrefetch::kOff);
-        },
-        false);
-  }
+  run_gemm(state,
+           state.range(4) == 1 ? tiles<simd::TokenPrefetch::kOn> : tiles<simd::TokenPrefetch::kOff>,
+           false);
 }
 
 // A prefill's products of small, f(rows, in, out, threads): an expert's gate and up, its down

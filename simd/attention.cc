@@ -24,6 +24,18 @@ namespace HWY_NAMESPACE {
 
 namespace hn = hwy::HWY_NAMESPACE;
 
+// Accumulators a block of scores or of weighted sums keeps in registers, beside the vectors it
+// loads and the broadcast it multiplies them by: 16 of AVX-512's 32 registers, 8 where there are
+// 16 (AVX2). With 16 there, the accumulators and their operands spilled: on the Zen 5 of
+// docs/performance.md running its AVX2 code, one thread's attention of a 512-token prefill (one
+// layer of small) took 4.1 ms, against 3.2 ms with 8 and 1.6 ms at AVX-512. The bits are the same
+// either way: each score and each sum is one chain, whatever the block.
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr size_t kAccumulators = 16;
+#else
+constexpr size_t kAccumulators = 8;
+#endif
+
 // Keys per panel of the transposed keys: the most ScoreHeads scores at once (4 vectors), so that
 // each group of keys it scores lies within one panel.
 size_t KeyPanelWidth() { return 4 * hn::Lanes(hn::ScalableTag<float>()); }
@@ -82,12 +94,12 @@ void ScoreKeys(const float* q, size_t hd, const float* kt, size_t width, float s
 
 // scores[h][j] for kHeads heads and j < n_keys, computed for whole vectors of keys: the panels
 // (zeros past the last key) and the score rows are padded to a whole panel, so the last vector
-// may run past n_keys but not past the buffers. Two vectors of keys at a time for 8 heads (16
-// accumulators), four for fewer.
+// may run past n_keys but not past the buffers. As many vectors of keys at a time as
+// kAccumulators allows for kHeads heads, up to four (a panel).
 template <size_t kHeads>
 void ScoreHeads(const float* q, size_t hd, const float* panels, size_t n_keys, float scale,
                 float* scores, size_t scores_stride) {
-  constexpr size_t kVecs = kHeads >= 8 ? 2 : 4;
+  constexpr size_t kVecs = std::clamp<size_t>(kAccumulators / kHeads, 1, 4);
   const size_t lanes = hn::Lanes(hn::ScalableTag<float>());
   const size_t width = KeyPanelWidth();
   const auto keys_at = [&](size_t j) { return panels + j / width * hd * width + j % width; };
@@ -126,15 +138,18 @@ void WeightSlices(D d, const float* probs, size_t probs_stride, const float* val
   }
 }
 
+// Two vector slices of head_dim at a time where kAccumulators allows it for kHeads heads, else
+// one.
 template <size_t kHeads>
 void WeightHeads(const float* probs, size_t probs_stride, const float* values, const int64_t* rows,
                  size_t n_keys, size_t hd, float* context) {
+  constexpr size_t kSlices = std::clamp<size_t>(kAccumulators / kHeads, 1, 2);
   const hn::ScalableTag<float> df;
   const hn::CappedTag<float, 1> d1;
   const size_t lanes = hn::Lanes(df);
   size_t c = 0;
-  for (; c + 2 * lanes <= hd; c += 2 * lanes) {
-    WeightSlices<kHeads, 2>(df, probs, probs_stride, values, rows, n_keys, c, context, hd);
+  for (; c + kSlices * lanes <= hd; c += kSlices * lanes) {
+    WeightSlices<kHeads, kSlices>(df, probs, probs_stride, values, rows, n_keys, c, context, hd);
   }
   for (; c + lanes <= hd; c += lanes) {
     WeightSlices<kHeads, 1>(df, probs, probs_stride, values, rows, n_keys, c, context, hd);
@@ -143,15 +158,15 @@ void WeightHeads(const float* probs, size_t probs_stride, const float* values, c
     WeightSlices<kHeads, 1>(d1, probs, probs_stride, values, rows, n_keys, c, context, hd);
 }
 
-// Calls body.template operator()<k>(first_head) over the heads in chunks of 8, then 4, 2 and 1.
+// Calls body.template operator()<k>(first_head) over the heads in chunks of 8 (where
+// kAccumulators holds two vectors for each), then 4, 2 and 1.
 template <class Body>
 void ForHeadChunks(size_t heads, const Body& body) {
   size_t h = 0;
-  for (; h + 8 <= heads; h += 8) body.template operator()<8>(h);
-  if (h + 4 <= heads) {
-    body.template operator()<4>(h);
-    h += 4;
+  if constexpr (kAccumulators >= 16) {
+    for (; h + 8 <= heads; h += 8) body.template operator()<8>(h);
   }
+  for (; h + 4 <= heads; h += 4) body.template operator()<4>(h);
   if (h + 2 <= heads) {
     body.template operator()<2>(h);
     h += 2;

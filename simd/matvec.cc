@@ -16,9 +16,19 @@ namespace HWY_NAMESPACE {
 
 namespace hn = hwy::HWY_NAMESPACE;
 
-// Rows of x that share one pass over the weights in matvec_rows: 4 x 4 accumulators fit in
-// AVX-512's 32 registers.
+// Rows of x that share one load of each weight row in matvec_rows.
 constexpr size_t kMatvecGroup = 4;
+
+// Rows of x dotted with a weight row at once: 4 where 4 x 4 accumulators and the row's 4 vectors
+// fit in 32 vector registers (AVX-512), 2 where there are 16 (AVX2); the group's other rows read
+// the weight row again from L1. At AVX2 four rows at once spilled: on the Zen 5 of
+// docs/performance.md, one thread's 4 rows into 256 outputs from 512 (weights in L2) ran at 29
+// GFLOP/s against 46 for 3 rows.
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr size_t kRowsAtOnce = 4;
+#else
+constexpr size_t kRowsAtOnce = 2;
+#endif
 
 // Weights of a matrix-vector product stream from memory once. On 4 KiB pages (a program that does
 // not opt into runtime/huge_pages.h) the hardware prefetcher stops at each page boundary, and on
@@ -88,30 +98,35 @@ void DotRows(const float* a, const float* b, size_t stride, size_t n, float* out
   }
 }
 
-// y[r * out + o] = x[r] . w[o] for r < rows, o in [begin, end): each weight row is read once per
-// kMatvecGroup rows of x.
+// sums[r] = a . xs[r] for r < group (<= kMatvecGroup), rows of xs `in` floats apart, up to
+// kRowsAtOnce of them at once.
+HWY_INLINE void DotGroup(const float* a, const float* xs, size_t in, size_t group, float* sums) {
+  size_t r = 0;
+  for (; r + kRowsAtOnce <= group; r += kRowsAtOnce) {
+    DotRows<kRowsAtOnce>(a, xs + r * in, in, in, sums + r);
+  }
+  if constexpr (kRowsAtOnce > 3) {
+    if (group - r == 3) {
+      DotRows<3>(a, xs + r * in, in, in, sums + r);
+      return;
+    }
+  }
+  if (group - r >= 2) {
+    DotRows<2>(a, xs + r * in, in, in, sums + r);
+    r += 2;
+  }
+  if (group - r == 1) sums[r] = Dot(a, xs + r * in, in);
+}
+
+// y[r * out + o] = x[r] . w[o] for r < rows, o in [begin, end): each weight row is read from
+// memory once per kMatvecGroup rows of x.
 void MatvecManyRowsImpl(const float* x, const float* w, float* y, size_t rows, size_t in,
                         size_t out, size_t begin, size_t end) {
   float sums[kMatvecGroup];
   for (size_t first = 0; first < rows; first += kMatvecGroup) {
     const size_t group = std::min(kMatvecGroup, rows - first);
     for (size_t o = begin; o < end; ++o) {
-      const float* row = w + o * in;
-      const float* xs = x + first * in;
-      switch (group) {
-        case 1:
-          sums[0] = Dot(row, xs, in);
-          break;
-        case 2:
-          DotRows<2>(row, xs, in, in, sums);
-          break;
-        case 3:
-          DotRows<3>(row, xs, in, in, sums);
-          break;
-        default:
-          DotRows<4>(row, xs, in, in, sums);
-          break;
-      }
+      DotGroup(w + o * in, x + first * in, in, group, sums);
       for (size_t r = 0; r < group; ++r) y[(first + r) * out + o] = sums[r];
     }
   }

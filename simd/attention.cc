@@ -13,10 +13,12 @@
 #define HWY_TARGET_INCLUDE "simd/attention.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
-// After highway.h: the math header, SoftmaxRow and the transposes are per target too.
+// After highway.h: the math header, SoftmaxRow, the transposes and the register count are per
+// target too.
 #include "hwy/contrib/math/math-inl.h"
 #include "simd/softmax-inl.h"
 #include "simd/transpose-inl.h"
+#include "simd/vector_registers-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace moeref::simd {
@@ -25,16 +27,12 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 // Accumulators a block of scores or of weighted sums keeps in registers, beside the vectors it
-// loads and the broadcast it multiplies them by: 16 of AVX-512's 32 registers, 8 where there are
-// 16 (AVX2). With 16 there, the accumulators and their operands spilled: on the Zen 5 of
-// docs/performance.md running its AVX2 code, one thread's attention of a 512-token prefill (one
+// loads and the broadcast it multiplies them by: half the registers, 16 of AVX-512's 32, 8 where
+// there are 16 (AVX2). With 16 there, the accumulators and their operands spilled: on the Zen 5
+// of docs/performance.md running its AVX2 code, one thread's attention of a 512-token prefill (one
 // layer of small) took 4.1 ms, against 3.2 ms with 8 and 1.6 ms at AVX-512. The bits are the same
 // either way: each score and each sum is one chain, whatever the block.
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-constexpr size_t kAccumulators = 16;
-#else
-constexpr size_t kAccumulators = 8;
-#endif
+constexpr size_t kAccumulators = kVectorRegisters / 2;
 
 // Keys per panel of the transposed keys: the most ScoreHeads scores at once (4 vectors), so that
 // each group of keys it scores lies within one panel.

@@ -9,6 +9,8 @@
 #include "hwy/cache_control.h"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
+// After highway.h: the register count is per target too.
+#include "simd/vector_registers-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace moeref::simd {
@@ -24,11 +26,7 @@ constexpr size_t kMatvecGroup = 4;
 // the weight row again from L1. At AVX2 four rows at once spilled: on the Zen 5 of
 // docs/performance.md, one thread's 4 rows into 256 outputs from 512 (weights in L2) ran at 29
 // GFLOP/s against 46 for 3 rows.
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-constexpr size_t kRowsAtOnce = 4;
-#else
-constexpr size_t kRowsAtOnce = 2;
-#endif
+constexpr size_t kRowsAtOnce = kVectorRegisters >= 32 ? 4 : 2;
 
 // Weights of a matrix-vector product stream from memory once. On 4 KiB pages (a program that does
 // not opt into runtime/huge_pages.h) the hardware prefetcher stops at each page boundary, and on

@@ -21,8 +21,9 @@
 #include "hwy/cache_control.h"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
-// After highway.h: the transposes are per target too.
+// After highway.h: the transposes and the register count are per target too.
 #include "simd/transpose-inl.h"
+#include "simd/vector_registers-inl.h"
 
 #ifndef MOEREF_SIMD_TILE_GEMM_ONCE
 #define MOEREF_SIMD_TILE_GEMM_ONCE
@@ -50,11 +51,7 @@ using VF = hn::Vec<DF>;
 // are 16 registers (12 accumulators: 2 token vectors, the broadcast weight and the 12 fit; 4 x 3
 // did not, and spilled). A whole block's tile has at least the 8 independent chains that two FMA
 // units of latency 4 need; a call's last, partial block gets tiles of its 1 to 3 vectors only.
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-constexpr size_t kTileVectors = 4;
-#else
-constexpr size_t kTileVectors = 2;
-#endif
+constexpr size_t kTileVectors = kVectorRegisters >= 32 ? 4 : 2;
 // Weight rows per tile.
 constexpr size_t kTileRows = 6;
 // Where the tiles prefetch their block's tokens (tile_gemm_prefetches_tokens), how many values of
